@@ -1,0 +1,38 @@
+//! The one error type of cairn-engine.
+//!
+//! Variants are structured so that callers (the server) can map them to
+//! status codes and messages without parsing strings.
+
+use std::path::PathBuf;
+
+/// Result alias for the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the storage engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A label matcher's regular expression does not compile.
+    #[error("invalid regular expression {pattern:?} in matcher for label {label:?}: {reason}")]
+    InvalidRegex {
+        label: String,
+        pattern: String,
+        reason: String,
+    },
+    /// A label set is malformed (empty name, duplicate name, invalid UTF-8 ...).
+    #[error("invalid label set {labels}: {reason}")]
+    InvalidLabels { labels: String, reason: String },
+    /// An I/O error on a file the engine owns.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bytes on disk do not decode: a checksum mismatch or a malformed record.
+    #[error("corrupted data in {path} at offset {offset}: {reason}")]
+    Corrupted {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+}

@@ -1,0 +1,20 @@
+//! cairn-engine: the storage engine at the bottom of Cairn's data path.
+//!
+//! A write reaches the engine as label sets with samples; the engine resolves
+//! each label set to a series id through the label index, appends the samples
+//! to the head (compressed in-memory chunks) and the WAL, and acknowledges only
+//! once the WAL is fsynced. A read comes in through the [`Querier`] trait:
+//! label matchers and a time range in, series with their samples out. The
+//! engine knows nothing of PromQL, HTTP or protobuf.
+
+pub mod error;
+pub mod labels;
+pub mod matcher;
+pub mod querier;
+pub mod sample;
+
+pub use error::{Error, Result};
+pub use labels::{Label, Labels};
+pub use matcher::{MatchOp, Matcher};
+pub use querier::{Querier, Series};
+pub use sample::{Sample, TimestampMs, is_stale_nan, STALE_NAN_BITS};

@@ -1,0 +1,1 @@
+//! cairn-proto: protobuf definitions and the Rust types generated from them.

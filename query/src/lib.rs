@@ -1,0 +1,4 @@
+//! cairn-query: PromQL for Cairn.
+//!
+//! A query string is parsed into a typed AST, checked, and evaluated over
+//! storage that is reached only through `cairn_engine::Querier`.
