@@ -35,4 +35,9 @@ pub enum Error {
         offset: u64,
         reason: String,
     },
+    /// An encoded chunk does not decode: unknown encoding, truncated or
+    /// malformed header or body. Bytes from disk or the network land here
+    /// rather than in a panic.
+    #[error("corrupt chunk: {reason}")]
+    CorruptChunk { reason: String },
 }

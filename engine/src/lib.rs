@@ -7,14 +7,16 @@
 //! label matchers and a time range in, series with their samples out. The
 //! engine knows nothing of PromQL, HTTP or protobuf.
 
+pub mod chunk;
 pub mod error;
 pub mod labels;
 pub mod matcher;
 pub mod querier;
 pub mod sample;
 
+pub use chunk::{Chunk, ChunkEncoder, Encoding};
 pub use error::{Error, Result};
 pub use labels::{Label, Labels};
 pub use matcher::{MatchOp, Matcher};
 pub use querier::{Querier, Series};
-pub use sample::{Sample, TimestampMs, is_stale_nan, STALE_NAN_BITS};
+pub use sample::{STALE_NAN_BITS, Sample, TimestampMs, is_stale_nan};
