@@ -37,7 +37,7 @@ const Q_ESCAPE: u32 = 16;
 /// Largest Rice parameter; larger numbers are escaped.
 const K_MAX: u32 = 40;
 /// The moving average keeps `1 << AVG_SHIFT` times the mean of `z`.
-const AVG_SHIFT: u32 = 4;
+const AVG_SHIFT: u32 = 3;
 /// Grid correction: the predicted grid moves by `residual >> GRID_GAIN`.
 const GRID_GAIN: u32 = 2;
 /// A non-escaped `z` adds at most `RICE_CAP_MUL * mean + RICE_CAP_ADD`.
@@ -183,24 +183,29 @@ enum Code {
 }
 
 impl Rice {
-    #[inline]
+    /// Reads one code. The common case (no escape) is a handful of shifts
+    /// on the reader's 64-bit buffer; escapes take the cold path.
+    #[inline(always)]
     fn read(&mut self, r: &mut BitReader<'_>) -> Code {
         r.ensure(56);
-        let q = r.peek_word().leading_zeros();
-        let k = self.k();
+        let w = r.peek_word();
+        let q = w.leading_zeros();
         if q < Q_ESCAPE {
-            r.consume(q + 1);
-            let low = if k == 0 {
-                0
-            } else if k <= 56 - Q_ESCAPE {
-                r.take_buffered(k)
-            } else {
-                r.read_bits(k)
-            };
-            let z = (u64::from(q) << k) | low;
+            let k = self.k();
+            // `w << q` starts with the terminating '1'; keeping it in the
+            // shift avoids a special case for k = 0.
+            let x = (w << q) >> (63 - k);
+            let z = (x ^ (1 << k)) | (u64::from(q) << k);
+            r.consume(q + 1 + k);
             self.update(z, false);
             return Code::Small(z);
         }
+        self.read_escape(r)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read_escape(&mut self, r: &mut BitReader<'_>) -> Code {
         r.consume(Q_ESCAPE);
         if r.read_bits(1) == 1 {
             return Code::Raw(r.read_bits(64));
@@ -510,6 +515,61 @@ fn read_signed_varbits(r: &mut BitReader<'_>) -> i64 {
     unzigzag(r.read_bits(len))
 }
 
+/// Value decoding for one value mode, so that the sample loop is compiled
+/// once per mode without a per-sample mode check.
+trait Values {
+    /// The first value (sample 0).
+    fn first(&mut self, r: &mut BitReader<'_>) -> Result<u64>;
+    /// The value of each later sample.
+    fn next(&mut self, r: &mut BitReader<'_>) -> Result<u64>;
+}
+
+struct DecimalValues {
+    e: u32,
+    state: DecimalState,
+}
+
+impl Values for DecimalValues {
+    fn first(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        if r.read_bits(1) == 1 {
+            return Ok(r.read_bits(64));
+        }
+        let m = read_signed_varbits(r);
+        self.state.m_prev = m;
+        Ok(from_decimal(m, self.e).to_bits())
+    }
+
+    #[inline(always)]
+    fn next(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        let (z, escaped) = match self.state.rice.read(r) {
+            Code::Small(z) => (z, false),
+            Code::Escaped(z) => (z, true),
+            Code::Raw(bits) => return Ok(bits),
+        };
+        let m = self
+            .state
+            .m_prev
+            .wrapping_add(self.state.predicted())
+            .wrapping_add(unzigzag(z));
+        self.state.advance(m, escaped);
+        Ok(from_decimal(m, self.e).to_bits())
+    }
+}
+
+struct FloatValues(XorState);
+
+impl Values for FloatValues {
+    fn first(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        // The encoder XORs the first value with 0, like every other.
+        self.0.read(r)
+    }
+
+    #[inline(always)]
+    fn next(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        self.0.read(r)
+    }
+}
+
 /// Decodes `count` samples of a body whose first timestamp is `t0` and last
 /// is `t_last`, pushing those inside `[mint, maxt]` to `out`.
 pub(crate) fn decode(
@@ -525,72 +585,70 @@ pub(crate) fn decode(
         return Ok(());
     }
     let mut r = BitReader::new(body);
-    let mode = if r.read_bits(1) == 0 {
+    let full = mint <= t0 && t_last <= maxt;
+    if r.read_bits(1) == 0 {
         let e = r.read_bits(5) as u32;
         if e > MAX_EXPONENT {
             return Err(corrupt("decimal exponent out of range"));
         }
-        ValueMode::Decimal(e)
-    } else {
-        ValueMode::Float
-    };
-    let full = mint <= t0 && t_last <= maxt;
-    let mut time = TimeState::new(t0);
-    let mut dec = DecimalState::default();
-    let mut xor = XorState::default();
-    let mut t = t0;
-
-    for i in 0..count {
-        if i > 0 {
-            if i == 1 {
-                time.interval = read_signed_varbits(&mut r);
-                time.next = t0.wrapping_add(time.interval);
-            }
-            let (z, escaped) = match time.rice.read(&mut r) {
-                Code::Small(z) => (z, false),
-                Code::Escaped(z) => (z, true),
-                Code::Raw(_) => return Err(corrupt("raw value in the time stream")),
-            };
-            let res = unzigzag(z);
-            let t_next = time.next.wrapping_add(res);
-            if t_next <= t {
-                return Err(corrupt("timestamps not increasing"));
-            }
-            t = t_next;
-            time.advance(t, res, escaped);
-        }
-        let v = match mode {
-            ValueMode::Float => xor.read(&mut r)?,
-            ValueMode::Decimal(e) => {
-                if i == 0 {
-                    if r.read_bits(1) == 1 {
-                        r.read_bits(64)
-                    } else {
-                        let m = read_signed_varbits(&mut r);
-                        dec.m_prev = m;
-                        from_decimal(m, e).to_bits()
-                    }
-                } else {
-                    let (z, escaped) = match dec.rice.read(&mut r) {
-                        Code::Raw(bits) => (bits, None),
-                        Code::Small(z) => (z, Some(false)),
-                        Code::Escaped(z) => (z, Some(true)),
-                    };
-                    match escaped {
-                        None => z,
-                        Some(escaped) => {
-                            let m = dec
-                                .m_prev
-                                .wrapping_add(dec.predicted())
-                                .wrapping_add(unzigzag(z));
-                            dec.advance(m, escaped);
-                            from_decimal(m, e).to_bits()
-                        }
-                    }
-                }
-            }
+        let vals = DecimalValues {
+            e,
+            state: DecimalState::default(),
         };
         if full {
+            decode_samples::<_, true>(r, vals, body, count, t0, t_last, mint, maxt, out)
+        } else {
+            decode_samples::<_, false>(r, vals, body, count, t0, t_last, mint, maxt, out)
+        }
+    } else {
+        let vals = FloatValues(XorState::default());
+        if full {
+            decode_samples::<_, true>(r, vals, body, count, t0, t_last, mint, maxt, out)
+        } else {
+            decode_samples::<_, false>(r, vals, body, count, t0, t_last, mint, maxt, out)
+        }
+    }
+}
+
+/// The sample loop; `FULL` when every sample is inside `[mint, maxt]`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn decode_samples<V: Values, const FULL: bool>(
+    mut r: BitReader<'_>,
+    mut vals: V,
+    body: &[u8],
+    count: usize,
+    t0: i64,
+    t_last: i64,
+    mint: i64,
+    maxt: i64,
+    out: &mut impl Sink,
+) -> Result<()> {
+    let mut t = t0;
+    let v = vals.first(&mut r)?;
+    if FULL || t >= mint {
+        out.push(t, v);
+    }
+    let mut time = TimeState::new(t0);
+    if count > 1 {
+        time.interval = read_signed_varbits(&mut r);
+        time.next = t0.wrapping_add(time.interval);
+    }
+    for _ in 1..count {
+        let (z, escaped) = match time.rice.read(&mut r) {
+            Code::Small(z) => (z, false),
+            Code::Escaped(z) => (z, true),
+            Code::Raw(_) => return Err(corrupt("raw value in the time stream")),
+        };
+        let res = unzigzag(z);
+        let t_next = time.next.wrapping_add(res);
+        if t_next <= t {
+            return Err(corrupt("timestamps not increasing"));
+        }
+        t = t_next;
+        time.advance(t, res, escaped);
+        let v = vals.next(&mut r)?;
+        if FULL {
             out.push(t, v);
         } else if t > maxt {
             break;
@@ -601,7 +659,7 @@ pub(crate) fn decode(
     if r.overran() {
         return Err(corrupt("body shorter than its sample count"));
     }
-    if full {
+    if FULL {
         if t != t_last {
             return Err(corrupt("last timestamp differs from the header's max time"));
         }
