@@ -35,4 +35,7 @@ pub enum Error {
         offset: u64,
         reason: String,
     },
+    /// The WAL cannot take writes: it was closed, or its writer stopped.
+    #[error("the WAL is unavailable: {reason}")]
+    WalUnavailable { reason: String },
 }
