@@ -38,4 +38,9 @@ pub enum Error {
     /// The WAL cannot take writes: it was closed, or its writer stopped.
     #[error("the WAL is unavailable: {reason}")]
     WalUnavailable { reason: String },
+    /// An encoded chunk does not decode: unknown encoding, truncated or
+    /// malformed header or body. Bytes from disk or the network land here
+    /// rather than in a panic.
+    #[error("corrupt chunk: {reason}")]
+    CorruptChunk { reason: String },
 }

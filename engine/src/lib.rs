@@ -7,6 +7,7 @@
 //! label matchers and a time range in, series with their samples out. The
 //! engine knows nothing of PromQL, HTTP or protobuf.
 
+pub mod chunk;
 pub mod error;
 pub mod labels;
 pub mod matcher;
@@ -14,6 +15,7 @@ pub mod querier;
 pub mod sample;
 pub mod wal;
 
+pub use chunk::{Chunk, ChunkEncoder, Encoding};
 pub use error::{Error, Result};
 pub use labels::{Label, Labels};
 pub use matcher::{MatchOp, Matcher};
