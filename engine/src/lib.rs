@@ -9,6 +9,7 @@
 
 pub mod chunk;
 pub mod error;
+pub mod index;
 pub mod labels;
 pub mod matcher;
 pub mod querier;
