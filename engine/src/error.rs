@@ -43,4 +43,7 @@ pub enum Error {
     /// rather than in a panic.
     #[error("corrupt chunk: {reason}")]
     CorruptChunk { reason: String },
+    /// Another process holds the data directory.
+    #[error("data directory {path} is in use by another process")]
+    DirectoryLocked { path: PathBuf },
 }

@@ -47,10 +47,10 @@ pub fn latest(dir: &Path) -> Result<Option<(u32, PathBuf)>> {
             fs::remove_dir_all(&p).map_err(|err| io_err(&p, err))?;
             continue;
         }
-        if let Some(n) = segment::parse_segment_name(rest) {
-            if best.as_ref().is_none_or(|(b, _)| n > *b) {
-                best = Some((n, e.path()));
-            }
+        if let Some(n) = segment::parse_segment_name(rest)
+            && best.as_ref().is_none_or(|(b, _)| n > *b)
+        {
+            best = Some((n, e.path()));
         }
     }
     Ok(best)
@@ -155,7 +155,6 @@ pub fn create(
         }
     }
     flush(&mut buf)?;
-    drop(flush);
     out.sync_all().map_err(|e| io_err(&out_path, e))?;
     drop(out);
     sync_dir(&tmp)?;
@@ -168,10 +167,10 @@ pub fn create(
         fs::remove_file(&p).map_err(|e| io_err(&p, e))?;
         stats.segments_deleted += 1;
     }
-    if let Some((n, p)) = prev {
-        if n != upto {
-            fs::remove_dir_all(&p).map_err(|e| io_err(&p, e))?;
-        }
+    if let Some((n, p)) = prev
+        && n != upto
+    {
+        fs::remove_dir_all(&p).map_err(|e| io_err(&p, e))?;
     }
     sync_dir(dir)?;
     Ok(stats)

@@ -45,13 +45,14 @@ pub fn list_segments(dir: &Path) -> Result<Vec<u32>> {
     let mut v = Vec::new();
     for e in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
         let e = e.map_err(|e| io_err(dir, e))?;
-        if let Some(n) = e.file_name().to_str().and_then(parse_segment_name) {
-            if e.file_type()
-                .map_err(|err| io_err(&e.path(), err))?
-                .is_file()
-            {
-                v.push(n);
-            }
+        let Some(n) = e.file_name().to_str().and_then(parse_segment_name) else {
+            continue;
+        };
+        if e.file_type()
+            .map_err(|err| io_err(&e.path(), err))?
+            .is_file()
+        {
+            v.push(n);
         }
     }
     v.sort_unstable();
