@@ -17,4 +17,4 @@ pub use error::{Error, Result};
 pub use labels::{Label, Labels};
 pub use matcher::{MatchOp, Matcher};
 pub use querier::{Querier, Series};
-pub use sample::{Sample, TimestampMs, is_stale_nan, STALE_NAN_BITS};
+pub use sample::{STALE_NAN_BITS, Sample, TimestampMs, is_stale_nan};

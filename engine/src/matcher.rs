@@ -55,7 +55,12 @@ impl Matcher {
             ),
             MatchOp::Equal | MatchOp::NotEqual => None,
         };
-        Ok(Matcher { name, op, value, re })
+        Ok(Matcher {
+            name,
+            op,
+            value,
+            re,
+        })
     }
 
     /// An equality matcher (cannot fail).

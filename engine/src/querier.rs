@@ -72,13 +72,21 @@ impl std::fmt::Debug for Series {
 /// returned once).
 pub trait Querier: Send + Sync {
     /// Series matching all `matchers` that have samples in `[mint, maxt]`.
-    fn select(&self, matchers: &[Matcher], mint: TimestampMs, maxt: TimestampMs)
-    -> Result<Vec<Series>>;
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<Series>>;
 
     /// Label sets of the series matching all `matchers` in `[mint, maxt]`,
     /// sorted; with no matchers, every series.
-    fn series(&self, matchers: &[Matcher], mint: TimestampMs, maxt: TimestampMs)
-    -> Result<Vec<Labels>>;
+    fn series(
+        &self,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<Labels>>;
 
     /// Sorted label names of series matching `matchers` (all series when
     /// empty) in `[mint, maxt]`.

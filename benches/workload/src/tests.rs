@@ -18,7 +18,7 @@ const START: i64 = 1_795_428_000_000; // 2026-11-23T10:00:00Z, a 2 h boundary
 fn small_config() -> WorkloadConfig {
     let mut c = WorkloadConfig::new(9, 700, START, 20 * 60_000);
     c.adapters = 3;
-    c.churn_per_hour = 2.0;
+    c.churn_per_hour = 6.0;
     c.restart_probability = 0.02;
     c
 }
