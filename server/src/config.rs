@@ -185,7 +185,7 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("./data"),
             url: None,
             retention: PromDuration::from_secs(15 * 86_400),
-            ooo_window: PromDuration::from_secs(0),
+            ooo_window: PromDuration::from_secs(600),
         }
     }
 }
@@ -301,7 +301,7 @@ pub struct ServeArgs {
     /// How long samples are kept [storage.retention; default 15d].
     #[arg(long, env = "CAIRN_RETENTION", value_name = "DURATION")]
     pub retention: Option<PromDuration>,
-    /// Out-of-order window [storage.ooo_window; default 0s].
+    /// Out-of-order window [storage.ooo_window; default 10m].
     #[arg(long, env = "CAIRN_OOO_WINDOW", value_name = "DURATION")]
     pub ooo_window: Option<PromDuration>,
     /// Most samples a query may load [query.max_samples; default 50000000].

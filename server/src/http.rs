@@ -167,10 +167,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     if let Ok(storage) = state.storage() {
         let storage = storage.clone();
         if let Ok(Ok(stats)) = tokio::task::spawn_blocking(move || storage.stats(0)).await {
-            state
-                .metrics
-                .head_series
-                .set(i64::try_from(stats.head_stats.num_series).unwrap_or(i64::MAX));
+            state.metrics.set_storage_stats(&stats);
         }
     }
     state

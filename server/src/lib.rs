@@ -18,6 +18,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod remote_write;
 pub mod selector;
+pub mod serve;
 pub mod storage;
 
 pub use config::{Config, ServeArgs};

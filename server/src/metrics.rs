@@ -43,6 +43,9 @@ pub struct Metrics {
     pub append_duration: Histogram,
     pub head_series: Gauge,
     pub head_samples: Gauge,
+    pub head_memory_bytes: Gauge,
+    pub wal_fsyncs: Gauge,
+    pub wal_written_bytes: Gauge,
     pub metadata_families: Gauge,
     pub resident_memory_bytes: Gauge,
     pub start_time_seconds: Gauge,
@@ -99,6 +102,26 @@ impl Metrics {
             "Samples in the head (in-memory) part of storage",
             head_samples.clone(),
         );
+        let head_memory_bytes = Gauge::default();
+        registry.register(
+            "cairn_head_memory_bytes",
+            "Estimated bytes of the head: series, chunks, interned strings, postings",
+            head_memory_bytes.clone(),
+        );
+        // The WAL reports totals since start; exposed as gauges read at
+        // scrape time (rate() works on them all the same).
+        let wal_fsyncs = Gauge::default();
+        registry.register(
+            "cairn_wal_fsyncs",
+            "WAL fsyncs since start (one per group commit)",
+            wal_fsyncs.clone(),
+        );
+        let wal_written_bytes = Gauge::default();
+        registry.register(
+            "cairn_wal_written_bytes",
+            "Bytes written to the WAL since start",
+            wal_written_bytes.clone(),
+        );
         let metadata_families = Gauge::default();
         registry.register(
             "cairn_metadata_families",
@@ -134,11 +157,24 @@ impl Metrics {
             append_duration,
             head_series,
             head_samples,
+            head_memory_bytes,
+            wal_fsyncs,
+            wal_written_bytes,
             metadata_families,
             resident_memory_bytes,
             start_time_seconds,
             ready,
         }
+    }
+
+    /// Refreshes the gauges that mirror storage state.
+    pub fn set_storage_stats(&self, s: &crate::storage::StorageStats) {
+        let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.head_series.set(g(s.head_stats.num_series));
+        self.head_samples.set(g(s.samples));
+        self.head_memory_bytes.set(g(s.memory_bytes));
+        self.wal_fsyncs.set(g(s.wal_fsyncs));
+        self.wal_written_bytes.set(g(s.wal_bytes_written));
     }
 
     pub fn count_ingested(&self, protocol: Protocol, n: u64) {

@@ -134,10 +134,9 @@ pub enum RejectReason {
     NativeHistogramUnsupported,
     SamplesAndHistograms,
     /// Reasons reported by the storage engine on append.
-    OutOfOrder,
     TooOld,
     DuplicateSample,
-    Storage,
+    InvalidLabels,
 }
 
 impl RejectReason {
@@ -151,10 +150,9 @@ impl RejectReason {
             TooFarInFuture => "too_far_in_future",
             NativeHistogramUnsupported => "native_histogram_unsupported",
             SamplesAndHistograms => "samples_and_histograms",
-            OutOfOrder => "out_of_order",
             TooOld => "too_old",
             DuplicateSample => "duplicate_sample",
-            Storage => "storage",
+            InvalidLabels => "invalid_labels",
         }
     }
 }

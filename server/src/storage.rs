@@ -38,6 +38,15 @@ pub struct StorageStats {
     pub label_value_count_by_label_name: Vec<Stat>,
     pub memory_in_bytes_by_label_name: Vec<Stat>,
     pub series_count_by_label_value_pair: Vec<Stat>,
+    /// Not part of Prometheus's response: for `/metrics`.
+    #[serde(skip)]
+    pub samples: u64,
+    #[serde(skip)]
+    pub memory_bytes: u64,
+    #[serde(skip)]
+    pub wal_fsyncs: u64,
+    #[serde(skip)]
+    pub wal_bytes_written: u64,
 }
 
 /// Prometheus's `headStats`.
@@ -68,4 +77,123 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Flushes and closes the WAL; called once at shutdown.
     fn close(&self) -> Result<()>;
+}
+
+/// The engine's [`cairn_engine::Db`] as the server's storage.
+///
+/// `Db::close` consumes the database, so it sits in an `RwLock<Option<_>>`:
+/// appends and reads share the read lock, `close` takes the write lock
+/// (waiting for in-flight appends) and leaves `None`, after which every
+/// call answers "shutting down".
+pub struct DbStorage {
+    db: parking_lot::RwLock<Option<cairn_engine::Db>>,
+}
+
+impl DbStorage {
+    /// Opens the database in the configured data directory, replaying the
+    /// WAL (this is what `/-/ready` waits for).
+    pub fn open(config: &crate::config::Config) -> Result<DbStorage> {
+        let opts = cairn_engine::DbOptions {
+            ooo_window_ms: config.storage.ooo_window.as_millis_i64(),
+            ..Default::default()
+        };
+        let db = cairn_engine::Db::open(&config.storage.data_dir, opts)?;
+        Ok(DbStorage {
+            db: parking_lot::RwLock::new(Some(db)),
+        })
+    }
+
+    fn with_db<T>(&self, f: impl FnOnce(&cairn_engine::Db) -> Result<T>) -> Result<T> {
+        let guard = self.db.read();
+        match guard.as_ref() {
+            Some(db) => f(db),
+            None => Err(crate::error::Error::Unavailable {
+                reason: "storage is closed (shutting down)".into(),
+            }),
+        }
+    }
+}
+
+impl Storage for DbStorage {
+    fn append(&self, series: Vec<IncomingSeries>) -> Result<AppendReport> {
+        let batch: Vec<cairn_engine::WriteSeries> = series
+            .into_iter()
+            .map(|s| cairn_engine::WriteSeries {
+                labels: s.labels,
+                samples: s.samples,
+            })
+            .collect();
+        let outcome = self.with_db(|db| Ok(db.append(&batch)?))?;
+        let rejected = outcome
+            .rejected
+            .into_iter()
+            .map(|r| {
+                let labels = batch
+                    .get(r.index)
+                    .map(|s| s.labels.clone())
+                    .unwrap_or_default();
+                let first = r
+                    .first_t
+                    .map(|t| format!("first rejected timestamp {t}"))
+                    .unwrap_or_default();
+                let (reason, detail) = match r.reason {
+                    cairn_engine::RejectReason::TooOld => (RejectReason::TooOld, first),
+                    cairn_engine::RejectReason::DuplicateSampleForTimestamp => {
+                        (RejectReason::DuplicateSample, first)
+                    }
+                    cairn_engine::RejectReason::InvalidLabels(why) => {
+                        (RejectReason::InvalidLabels, why)
+                    }
+                };
+                (labels, reason, r.samples, detail)
+            })
+            .collect();
+        Ok(AppendReport {
+            appended: outcome.samples_appended + outcome.samples_duplicate,
+            rejected,
+        })
+    }
+
+    fn querier(&self) -> Result<Arc<dyn Querier>> {
+        self.with_db(|db| Ok(db.querier()))
+    }
+
+    fn stats(&self, limit: usize) -> Result<StorageStats> {
+        self.with_db(|db| {
+            let s = db.stats_with_top(limit);
+            let list = |v: &[cairn_engine::index::Stat]| -> Vec<Stat> {
+                v.iter()
+                    .map(|e| Stat {
+                        name: e.name.clone(),
+                        value: e.count,
+                    })
+                    .collect()
+            };
+            let c = &s.cardinality;
+            Ok(StorageStats {
+                head_stats: HeadStats {
+                    num_series: s.series,
+                    num_label_pairs: c.num_label_pairs,
+                    chunk_count: s.chunks,
+                    min_time: s.min_time.unwrap_or(0),
+                    max_time: s.max_time.unwrap_or(0),
+                },
+                series_count_by_metric_name: list(&c.series_count_by_metric_name),
+                label_value_count_by_label_name: list(&c.label_value_count_by_label_name),
+                memory_in_bytes_by_label_name: list(&c.memory_in_bytes_by_label_name),
+                series_count_by_label_value_pair: list(&c.series_count_by_label_value_pair),
+                samples: s.samples,
+                memory_bytes: s.memory_bytes,
+                wal_fsyncs: s.wal.fsyncs,
+                wal_bytes_written: s.wal.bytes_written,
+            })
+        })
+    }
+
+    fn close(&self) -> Result<()> {
+        match self.db.write().take() {
+            Some(db) => Ok(db.close()?),
+            None => Ok(()),
+        }
+    }
 }

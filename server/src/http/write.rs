@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{AppState, MAX_EXEMPLARS, read_body};
 use crate::error::Error;
-use crate::remote_write::{self, DecodeLimits, Protocol, RejectReason};
+use crate::remote_write::{self, DecodeLimits, Protocol};
 
 const SAMPLES_WRITTEN: &str = "x-prometheus-remote-write-samples-written";
 const HISTOGRAMS_WRITTEN: &str = "x-prometheus-remote-write-histograms-written";
@@ -183,14 +183,6 @@ async fn handle(
     }
     let written = (protocol == Protocol::V2).then_some(outcome.written);
     if !outcome.rejected.is_empty() {
-        if outcome
-            .rejected
-            .samples
-            .keys()
-            .any(|r| *r == RejectReason::Storage)
-        {
-            tracing::warn!(summary = %outcome.rejected.summary(), "storage rejected samples");
-        }
         return Err(WriteError {
             error: Error::WriteRejected {
                 summary: outcome.rejected.summary(),
