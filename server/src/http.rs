@@ -4,6 +4,7 @@
 //! | module | endpoints |
 //! |---|---|
 //! | `write` | `POST /api/v1/write` (remote-write 1.0 and 2.0) |
+//! | `read` | `POST /api/v1/read` (remote-read, SAMPLES responses) |
 //! | `api` | `/api/v1/{series,labels,label/<n>/values,metadata,query_exemplars,rules,alerts}`, `/api/v1/status/*` |
 //! | here | `/-/healthy`, `/-/ready`, `/metrics` |
 //!
@@ -13,6 +14,7 @@
 //! [`Error::status_and_type`], the one mapping.
 
 mod api;
+mod read;
 mod write;
 
 use std::collections::VecDeque;
@@ -105,6 +107,7 @@ impl AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/v1/write", post(write::remote_write))
+        .route("/api/v1/read", post(read::remote_read))
         .route("/api/v1/series", get(api::series).post(api::series))
         .route("/api/v1/labels", get(api::labels).post(api::labels))
         .route("/api/v1/label/{name}/values", get(api::label_values))
