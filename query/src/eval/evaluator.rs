@@ -468,6 +468,7 @@ impl Evaluator<'_> {
                 return self.sort(g, c);
             }
             "histogram_quantile" => return self.histogram_quantile(g, c),
+            "histogram_quantiles" => return self.histogram_quantiles(g, c),
             "histogram_fraction" => return self.histogram_fraction(g, c),
             _ => {}
         }
@@ -821,30 +822,53 @@ impl Evaluator<'_> {
     }
 
     fn histogram_quantile(&mut self, g: Grid, c: &Call) -> Result<Val> {
-        let n = g.len();
         let q = self.scalar_arg(g, &c.args[0])?;
         let ss = self.vector_arg(g, &c.args[1])?;
-        if q.iter().any(|q| q.is_nan() || !(0.0..=1.0).contains(q)) {
-            let bad = q
+        self.classic_quantiles(g, &ss, c.args[1].span(), vec![(q, c.args[0].span())], None)
+    }
+
+    /// `histogram_quantiles(v, "label", q0, q1, ...)`: one output series
+    /// per histogram and quantile, told apart by `label`.
+    fn histogram_quantiles(&mut self, g: Grid, c: &Call) -> Result<Val> {
+        let ss = self.vector_arg(g, &c.args[0])?;
+        let label = Self::string_arg(&c.args[1])?;
+        let mut qs = Vec::new();
+        for a in &c.args[2..] {
+            qs.push((self.scalar_arg(g, a)?, a.span()));
+        }
+        self.classic_quantiles(g, &ss, c.args[0].span(), qs, Some(label))
+    }
+
+    fn classic_quantiles(
+        &mut self,
+        g: Grid,
+        ss: &[Series],
+        arg_span: Span,
+        qs: Vec<(Vec<f64>, Span)>,
+        label: Option<String>,
+    ) -> Result<Val> {
+        let n = g.len();
+        for (q, span) in &qs {
+            if let Some(bad) = q
                 .iter()
                 .copied()
                 .find(|q| q.is_nan() || !(0.0..=1.0).contains(q))
-                .unwrap_or(f64::NAN);
-            self.annotations.warn(
-                format!(
-                    "quantile value should be between 0 and 1, got {}",
-                    super::annotations::go_g(bad)
-                ),
-                c.args[0].span(),
-            );
+            {
+                self.annotations.warn(
+                    format!(
+                        "quantile value should be between 0 and 1, got {}",
+                        super::annotations::go_g(bad)
+                    ),
+                    *span,
+                );
+            }
         }
-        let groups = self.bucket_groups(&ss, c.args[1].span());
-        let mut out = Vec::with_capacity(groups.len());
-        for (labels, _drop, members) in groups {
+        let groups = self.bucket_groups(ss, arg_span);
+        let mut out: Vec<Series> = Vec::new();
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        for (labels, _drop, members) in &groups {
             self.tick()?;
-            let mut vals = vec![absent(); n];
-            let mut any = false;
-            for (i, slot) in vals.iter_mut().enumerate() {
+            for i in 0..n {
                 let buckets: Vec<histogram::Bucket> = members
                     .iter()
                     .filter(|(si, _)| !is_absent(ss[*si].vals[i]))
@@ -856,26 +880,45 @@ impl Evaluator<'_> {
                 if buckets.is_empty() {
                     continue;
                 }
-                let (v, fix) = histogram::bucket_quantile(q[i], buckets);
-                if fix.forced {
-                    self.annotations.monotonicity(
-                        labels.metric_name().unwrap_or(""),
-                        c.args[1].span(),
-                        g.ts(i),
-                        fix.min_bucket,
-                        fix.max_bucket,
-                        fix.max_diff,
-                    );
+                for (q, _) in &qs {
+                    let (v, fix) = histogram::bucket_quantile(q[i], buckets.clone());
+                    if fix.forced {
+                        self.annotations.monotonicity(
+                            labels.metric_name().unwrap_or(""),
+                            arg_span,
+                            g.ts(i),
+                            fix.min_bucket,
+                            fix.max_bucket,
+                            fix.max_diff,
+                        );
+                    }
+                    let out_labels = match &label {
+                        Some(l) => {
+                            let mut b = labels.builder();
+                            b.set(l.clone(), open_metrics_float(q[i]));
+                            b.build()
+                        }
+                        None => labels.clone(),
+                    };
+                    let idx = match index.get(&out_labels) {
+                        Some(&x) => x,
+                        None => {
+                            index.insert(out_labels.clone(), out.len());
+                            out.push(Series {
+                                labels: out_labels,
+                                vals: vec![absent(); n],
+                                drop_name: true,
+                            });
+                            out.len() - 1
+                        }
+                    };
+                    if !is_absent(out[idx].vals[i]) {
+                        return Err(Error::exec(
+                            "vector cannot contain metrics with the same labelset",
+                        ));
+                    }
+                    out[idx].vals[i] = v;
                 }
-                *slot = v;
-                any = true;
-            }
-            if any {
-                out.push(Series {
-                    labels,
-                    vals,
-                    drop_name: true,
-                });
             }
         }
         Ok(Val::Vector(out))
@@ -915,6 +958,16 @@ impl Evaluator<'_> {
             }
         }
         Ok(Val::Vector(out))
+    }
+}
+
+/// A quantile as OpenMetrics writes it (`0.0`, `1.0`, `0.25`, `NaN`).
+fn open_metrics_float(q: f64) -> String {
+    let s = super::annotations::go_g(q);
+    if q.is_finite() && q == q.floor() && !s.contains(['e', '.']) {
+        format!("{s}.0")
+    } else {
+        s
     }
 }
 
