@@ -2,13 +2,14 @@
 //! series and 10k classic-histogram bucket series (1k histograms of 10
 //! buckets), 6 h of 15 s samples, evaluated at a 15 s step.
 //!
-//! Data are deterministic (fixed seed) and held in the in-memory test
-//! storage so that the figures measure the evaluator, not decoding.
+//! Data are deterministic (fixed seed), appended to a real `Db` (head
+//! chunks) in a temporary directory, and read back through its querier, so
+//! the figures include selecting and decoding.
 
 use std::hint::black_box;
 
 use cairn_engine::{Labels, Sample};
-use cairn_query::promqltest::{MemStorage, TestStorage};
+use cairn_query::promqltest::{DbStorage, TestStorage};
 use cairn_query::{Engine, EngineOptions};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -43,7 +44,7 @@ fn counter(rng: &mut Rng, points: i64, rate: f64) -> Vec<Sample> {
         .collect()
 }
 
-fn data() -> MemStorage {
+fn data(dir: &std::path::Path) -> DbStorage {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let points = HOURS * 3600 * 1000 / SCRAPE_MS;
     let mut batch = Vec::new();
@@ -86,7 +87,7 @@ fn data() -> MemStorage {
             }
         }
     }
-    let mut st = MemStorage::new();
+    let mut st = DbStorage::open(dir).unwrap_or_else(|e| panic!("{e}"));
     if let Err(e) = st.load(batch) {
         panic!("loading bench data: {e}");
     }
@@ -94,7 +95,8 @@ fn data() -> MemStorage {
 }
 
 fn bench(c: &mut Criterion) {
-    let st = data();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let st = data(&tmp.path().join("db"));
     let engine = Engine::new(EngineOptions::default());
     let end = HOURS * 3600 * 1000;
     let steps = (end / SCRAPE_MS + 1) as u64;

@@ -16,4 +16,4 @@ mod script;
 mod storage;
 
 pub use script::{Case, Outcome, run_script};
-pub use storage::{MemStorage, TestStorage};
+pub use storage::{DbStorage, TestStorage};

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use cairn_query::Engine;
 use cairn_query::EngineOptions;
-use cairn_query::promqltest::{MemStorage, Outcome, run_script};
+use cairn_query::promqltest::{DbStorage, Outcome, run_script};
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -69,7 +69,9 @@ fn promqltest_scripts() {
                 .unwrap_or_default();
             let src = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-            let mut storage = MemStorage::new();
+            let tmp = tempfile::tempdir().expect("temp dir");
+            let mut storage =
+                DbStorage::open(&tmp.path().join("db")).unwrap_or_else(|e| panic!("{e}"));
             let cases = match run_script(&src, &engine, &mut storage) {
                 Ok(c) => c,
                 Err(e) => {

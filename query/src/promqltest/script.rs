@@ -196,7 +196,11 @@ fn load(
                         ));
                     }
                 }
-                batch.push((d.labels, samples));
+                // A series given twice in one load: the later line wins.
+                match batch.iter_mut().find(|(l, _)| *l == d.labels) {
+                    Some(slot) => slot.1 = samples,
+                    None => batch.push((d.labels, samples)),
+                }
             }
             Err(NotationError::NativeHistogram) => {
                 // Load what we can; evals touching this metric are not supported.

@@ -1,8 +1,12 @@
-//! Where a script's `load` data lives while its evals run.
+//! Where a script's `load` data lives while its evals run: a real
+//! `cairn_engine::Db` in a directory the caller provides, read through its
+//! querier, so the scripts exercise the same read path as the server.
 
-use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use cairn_engine::{Labels, Matcher, Querier, Sample, Series, TimestampMs};
+use cairn_engine::db::{Db, DbOptions, WriteSeries};
+use cairn_engine::{Labels, Querier, Sample};
 
 /// The storage a script runs against: loaded by `load`, emptied by
 /// `clear`, read by the evaluator through a [`Querier`].
@@ -15,113 +19,63 @@ pub trait TestStorage {
     fn querier(&self) -> &dyn Querier;
 }
 
-/// A simple in-memory store: series by labels, samples sorted.
-#[derive(Debug, Default)]
-pub struct MemStorage {
-    series: BTreeMap<Labels, Vec<Sample>>,
+/// A [`Db`] in `dir`; `clear` deletes the directory and opens a fresh one.
+pub struct DbStorage {
+    dir: PathBuf,
+    db: Option<Db>,
+    querier: Arc<dyn Querier>,
 }
 
-impl MemStorage {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn matching<'a>(
-        &'a self,
-        matchers: &'a [Matcher],
-        mint: TimestampMs,
-        maxt: TimestampMs,
-    ) -> impl Iterator<Item = (&'a Labels, &'a Vec<Sample>)> + 'a {
-        self.series.iter().filter(move |(l, s)| {
-            matchers
-                .iter()
-                .all(|m| m.matches(l.get(&m.name).unwrap_or("")))
-                && s.iter().any(|p| p.t >= mint && p.t <= maxt)
+impl DbStorage {
+    /// Opens a database in `dir` (created if missing; should be empty).
+    pub fn open(dir: &Path) -> Result<Self, String> {
+        let db = Self::open_db(dir)?;
+        let querier = db.querier();
+        Ok(DbStorage {
+            dir: dir.to_path_buf(),
+            db: Some(db),
+            querier,
         })
     }
+
+    fn open_db(dir: &Path) -> Result<Db, String> {
+        let opts = DbOptions {
+            // Scripts load older samples after newer ones freely.
+            ooo_window_ms: i64::MAX / 4,
+            ..DbOptions::default()
+        };
+        Db::open(dir, opts).map_err(|e| format!("opening test database in {}: {e}", dir.display()))
+    }
 }
 
-impl TestStorage for MemStorage {
+impl TestStorage for DbStorage {
     fn load(&mut self, series: Vec<(Labels, Vec<Sample>)>) -> Result<(), String> {
-        for (labels, samples) in series {
-            let e = self.series.entry(labels).or_default();
-            for s in samples {
-                match e.binary_search_by_key(&s.t, |p| p.t) {
-                    Ok(i) => e[i] = s,
-                    Err(i) => e.insert(i, s),
-                }
-            }
+        let db = self.db.as_ref().ok_or("database is closed")?;
+        let batch: Vec<WriteSeries> = series
+            .into_iter()
+            .map(|(labels, samples)| WriteSeries { labels, samples })
+            .collect();
+        let out = db.append(&batch).map_err(|e| format!("load: {e}"))?;
+        if let Some(r) = out.rejected.first() {
+            return Err(format!(
+                "load: {} samples of {} rejected: {}",
+                r.samples, batch[r.index].labels, r.reason
+            ));
         }
         Ok(())
     }
 
     fn clear(&mut self) -> Result<(), String> {
-        self.series.clear();
+        self.db = None;
+        std::fs::remove_dir_all(&self.dir)
+            .map_err(|e| format!("clear: removing {}: {e}", self.dir.display()))?;
+        let db = Self::open_db(&self.dir)?;
+        self.querier = db.querier();
+        self.db = Some(db);
         Ok(())
     }
 
     fn querier(&self) -> &dyn Querier {
-        self
-    }
-}
-
-impl Querier for MemStorage {
-    fn select(
-        &self,
-        matchers: &[Matcher],
-        mint: TimestampMs,
-        maxt: TimestampMs,
-    ) -> cairn_engine::Result<Vec<Series>> {
-        Ok(self
-            .matching(matchers, mint, maxt)
-            .map(|(l, s)| {
-                let lo = s.partition_point(|p| p.t < mint);
-                let hi = s.partition_point(|p| p.t <= maxt);
-                Series::from_samples(l.clone(), s[lo..hi].to_vec())
-            })
-            .collect())
-    }
-
-    fn series(
-        &self,
-        matchers: &[Matcher],
-        mint: TimestampMs,
-        maxt: TimestampMs,
-    ) -> cairn_engine::Result<Vec<Labels>> {
-        Ok(self
-            .matching(matchers, mint, maxt)
-            .map(|(l, _)| l.clone())
-            .collect())
-    }
-
-    fn label_names(
-        &self,
-        matchers: &[Matcher],
-        mint: TimestampMs,
-        maxt: TimestampMs,
-    ) -> cairn_engine::Result<Vec<String>> {
-        let mut names: Vec<String> = self
-            .matching(matchers, mint, maxt)
-            .flat_map(|(l, _)| l.iter().map(|x| x.name.to_string()).collect::<Vec<_>>())
-            .collect();
-        names.sort();
-        names.dedup();
-        Ok(names)
-    }
-
-    fn label_values(
-        &self,
-        name: &str,
-        matchers: &[Matcher],
-        mint: TimestampMs,
-        maxt: TimestampMs,
-    ) -> cairn_engine::Result<Vec<String>> {
-        let mut vals: Vec<String> = self
-            .matching(matchers, mint, maxt)
-            .filter_map(|(l, _)| l.get(name).map(str::to_string))
-            .collect();
-        vals.sort();
-        vals.dedup();
-        Ok(vals)
+        self.querier.as_ref()
     }
 }
