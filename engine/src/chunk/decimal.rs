@@ -103,8 +103,10 @@ pub(crate) fn min_exponent(v: f64, from: u32) -> Option<u32> {
 /// evaluation intervals are round and the first delta carries jitter.
 fn nominal_interval(delta: i64) -> i64 {
     for unit in [60_000i64, 10_000, 5_000, 1_000, 500, 100, 50, 10] {
-        if delta >= unit / 2 {
-            let rounded = (delta + unit / 2) / unit * unit;
+        if delta >= unit / 2
+            && let Some(up) = delta.checked_add(unit / 2)
+        {
+            let rounded = up / unit * unit;
             if (delta - rounded).abs() <= unit / 20 {
                 return rounded;
             }
@@ -668,4 +670,59 @@ fn decode_samples<V: Values, const FULL: bool>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nominal_interval_rounds_jittered_scrape_intervals() {
+        let cases: [(i64, i64); 14] = [
+            (15_000, 15_000),
+            (15_003, 15_000),
+            (14_950, 15_000),
+            (15_300, 15_300),
+            (30_002, 30_000),
+            (60_500, 60_000),
+            (1_008, 1_000),
+            (997, 1_000),
+            (137, 137),
+            (1, 1),
+            (0, 0),
+            (-15_000, -15_000),
+            (i64::MAX, i64::MAX),
+            (i64::MAX - 20_000, i64::MAX - 20_000),
+        ];
+        for (delta, want) in cases {
+            assert_eq!(nominal_interval(delta), want, "delta {delta}");
+        }
+    }
+
+    #[test]
+    fn decimals_are_detected_exactly() {
+        let cases: [(f64, Option<(u32, i64)>); 11] = [
+            (0.0, Some((0, 0))),
+            (42.0, Some((0, 42))),
+            (45.5, Some((1, 455))),
+            (0.1, Some((1, 1))),
+            (0.3, Some((1, 3))),
+            (123.456, Some((3, 123_456))),
+            (-7.25, Some((2, -725))),
+            (9_007_199_254_740_992.0, Some((0, 1 << 53))),
+            // 16 significant digits still fit in 2^53.
+            (std::f64::consts::PI, Some((15, 3_141_592_653_589_793))),
+            // 17 significant digits do not.
+            (0.1 + 0.2, None),
+            (1e300, None),
+        ];
+        for (v, want) in cases {
+            let got = min_exponent(v, 0).map(|e| (e, to_decimal(v, e).expect("exponent found")));
+            assert_eq!(got, want, "value {v}");
+        }
+        for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(min_exponent(v, 0), None, "value {v}");
+        }
+        assert!(is_special(-0.0) && !is_special(0.0));
+    }
 }
