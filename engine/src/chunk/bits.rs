@@ -15,7 +15,7 @@ pub(crate) struct BitWriter {
     bytes: Vec<u8>,
     /// Bits still free in the last byte of `bytes` (0 when it is full or
     /// when there are no bytes).
-    free: u32,
+    free: u8,
 }
 
 impl BitWriter {
@@ -73,12 +73,13 @@ impl BitWriter {
         let v = if n == 64 { v } else { v & ((1u64 << n) - 1) };
         let mut left = n;
         // Fill the partial last byte first.
-        if self.free > 0 {
-            let take = left.min(self.free);
+        let free = u32::from(self.free);
+        if free > 0 {
+            let take = left.min(free);
             let chunk = (v >> (left - take)) as u8 & (((1u16 << take) - 1) as u8);
             let last = self.bytes.len() - 1;
-            self.bytes[last] |= chunk << (self.free - take);
-            self.free -= take;
+            self.bytes[last] |= chunk << (free - take);
+            self.free = (free - take) as u8;
             left -= take;
         }
         // Whole bytes.
@@ -90,7 +91,7 @@ impl BitWriter {
         if left > 0 {
             let chunk = (v as u8) & (((1u16 << left) - 1) as u8);
             self.push_byte(chunk << (8 - left));
-            self.free = 8 - left;
+            self.free = (8 - left) as u8;
         }
     }
 }
