@@ -2,3 +2,6 @@
 //!
 //! A query string is parsed into a typed AST, checked, and evaluated over
 //! storage that is reached only through `cairn_engine::Querier`.
+
+pub mod ast;
+pub mod functions;
