@@ -295,7 +295,11 @@ impl Db {
         }
         let mut buf = RecordBuf::new();
         for part in to_log.chunks(SERIES_PER_RECORD) {
-            buf.push_series(part.iter().map(|s| (s.series_ref.0, &s.labels)));
+            let labels: Vec<(u32, Labels)> = part
+                .iter()
+                .map(|s| (s.series_ref.0, self.head.series_labels(s)))
+                .collect();
+            buf.push_series(labels.iter().map(|(r, l)| (*r, l)));
         }
         for part in samples.chunks(SAMPLES_PER_RECORD) {
             buf.push_samples(part);
@@ -385,13 +389,13 @@ impl Replay<'_> {
             Record::Series(series) => {
                 for (r, labels) in series {
                     if let Some(known) = self.refs.get(&r) {
-                        if known.labels != labels {
+                        if !self.head.series_has_labels(known, &labels) {
                             return Err(Error::Corrupted {
                                 path: self.wal_dir.to_path_buf(),
                                 offset: 0,
                                 reason: format!(
                                     "series reference {r} recorded for {} and for {labels}",
-                                    known.labels
+                                    self.head.series_labels(known)
                                 ),
                             });
                         }
@@ -427,12 +431,13 @@ struct HeadQuerier {
 }
 
 impl HeadQuerier {
-    fn sorted_series(&self, refs: &RoaringBitmap) -> Vec<Arc<MemSeries>> {
-        let mut v: Vec<Arc<MemSeries>> = refs
+    fn sorted_series(&self, refs: &RoaringBitmap) -> Vec<(Labels, Arc<MemSeries>)> {
+        let mut v: Vec<(Labels, Arc<MemSeries>)> = refs
             .iter()
             .filter_map(|r| self.head.series(SeriesRef(r)))
+            .map(|s| (self.head.series_labels(&s), s))
             .collect();
-        v.sort_by(|a, b| a.labels.cmp(&b.labels));
+        v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
 }
@@ -446,11 +451,11 @@ impl Querier for HeadQuerier {
     ) -> Result<Vec<Series>> {
         let refs = self.head.select_refs(matchers, mint, maxt, false);
         let mut out = Vec::with_capacity(refs.len() as usize);
-        for s in self.sorted_series(&refs) {
+        for (labels, s) in self.sorted_series(&refs) {
             let snap = s.data.lock().snapshot(mint, maxt);
             if let Some(snap) = snap {
                 out.push(Series::from_chunks(
-                    s.labels.clone(),
+                    labels,
                     snap.chunks,
                     snap.tail,
                     !snap.needs_sort,
@@ -472,7 +477,7 @@ impl Querier for HeadQuerier {
         Ok(self
             .sorted_series(&refs)
             .into_iter()
-            .map(|s| s.labels.clone())
+            .map(|(labels, _)| labels)
             .collect())
     }
 
