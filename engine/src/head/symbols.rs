@@ -20,11 +20,14 @@ use crate::labels::{Label, Labels};
 /// `u32` id.
 const BUCKETS: usize = 32;
 
+/// A bucket of string slots, each filled once.
+type Bucket = Box<[OnceLock<Arc<str>>]>;
+
 pub struct SymbolTable {
     /// Interned allocation address -> id. Taken only when a series is
     /// created.
     ids: Mutex<HashMap<usize, u32>>,
-    buckets: [OnceLock<Box<[OnceLock<Arc<str>>]>>; BUCKETS],
+    buckets: [OnceLock<Bucket>; BUCKETS],
 }
 
 impl Default for SymbolTable {
