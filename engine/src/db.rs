@@ -373,10 +373,30 @@ pub fn validate_labels(labels: &Labels) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Fibonacci hashing for dense series references.
+#[derive(Default, Clone, Copy)]
+struct RefHasherImpl(u64);
+
+impl std::hash::Hasher for RefHasherImpl {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.0 = u64::from(x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type RefHasher = std::hash::BuildHasherDefault<RefHasherImpl>;
+
 /// Rebuilds the head from WAL records.
 struct Replay<'a> {
     head: &'a Head,
-    refs: std::collections::HashMap<u32, Arc<MemSeries>>,
+    refs: std::collections::HashMap<u32, Arc<MemSeries>, RefHasher>,
     samples: u64,
     unknown_ref: u64,
     conflicts: u64,
@@ -406,18 +426,25 @@ impl Replay<'_> {
                 }
             }
             Record::Samples(samples) => {
-                for s in samples {
-                    let Some(series) = self.refs.get(&s.series_ref) else {
-                        self.unknown_ref += 1;
+                // An append logs each series' samples contiguously: apply
+                // each run under one lock.
+                for run in samples.chunk_by(|a, b| a.series_ref == b.series_ref) {
+                    let Some(series) = self.refs.get(&run[0].series_ref) else {
+                        self.unknown_ref += run.len() as u64;
                         continue;
                     };
-                    match self.head.replay_sample(series, Sample { t: s.t, v: s.v }) {
-                        SampleOutcome::Appended => self.samples += 1,
-                        SampleOutcome::Duplicate => {}
-                        SampleOutcome::DuplicateTimestamp | SampleOutcome::TooOld => {
-                            self.conflicts += 1
-                        }
-                    }
+                    let (applied, conflicts) = (&mut self.samples, &mut self.conflicts);
+                    self.head.replay_samples(
+                        series,
+                        run.iter().map(|s| Sample { t: s.t, v: s.v }),
+                        |out| match out {
+                            SampleOutcome::Appended => *applied += 1,
+                            SampleOutcome::Duplicate => {}
+                            SampleOutcome::DuplicateTimestamp | SampleOutcome::TooOld => {
+                                *conflicts += 1
+                            }
+                        },
+                    );
                 }
             }
         }

@@ -53,7 +53,7 @@ impl Default for HeadOptions {
     }
 }
 
-/// A hasher for keys that already are hashes.
+/// A hasher for keys that already are hashes (u64) or dense ids (u32).
 #[derive(Default)]
 struct IdentityHasher(u64);
 
@@ -70,7 +70,9 @@ impl Hasher for IdentityHasher {
         self.0 = x;
     }
     fn write_u32(&mut self, x: u32) {
-        self.0 = u64::from(x);
+        // Series references are small dense integers: spread them over all
+        // 64 bits (Fibonacci hashing), since the map uses the top bits too.
+        self.0 = u64::from(x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
@@ -94,24 +96,17 @@ impl Slot {
     }
 }
 
-/// The stable hash of a label set that keys the registry: xxh3 over
-/// `name 0xff value 0xff ...` in one pass (a streaming hasher fed forty
-/// small pieces costs several times more).
+/// The hash of a label set that keys the registry: xxh3 of each name and
+/// value, each seeded with the hash so far (lengths are part of each
+/// string's hash, so `("ab", "c")` and `("a", "bc")` differ). Chaining
+/// avoids copying the strings into one buffer first.
 pub fn labels_hash(labels: &Labels) -> u64 {
-    thread_local! {
-        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
+    for l in labels {
+        h = xxhash_rust::xxh3::xxh3_64_with_seed(l.name.as_bytes(), h);
+        h = xxhash_rust::xxh3::xxh3_64_with_seed(l.value.as_bytes(), h);
     }
-    BUF.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        buf.clear();
-        for l in labels {
-            buf.extend_from_slice(l.name.as_bytes());
-            buf.push(0xff);
-            buf.extend_from_slice(l.value.as_bytes());
-            buf.push(0xff);
-        }
-        xxhash_rust::xxh3::xxh3_64(&buf)
-    })
+    h
 }
 
 /// The head.
@@ -321,14 +316,35 @@ impl Head {
     /// Applies a sample read back from the WAL: no window applies (it was
     /// accepted once), and exact duplicates are no-ops.
     pub fn replay_sample(&self, series: &MemSeries, s: Sample) -> SampleOutcome {
-        let out = series
-            .data
-            .lock()
-            .append(s, i64::MIN, i64::MIN, self.opts.chunk);
-        if out == SampleOutcome::Appended {
-            self.note_times(s.t, s.t, 1);
+        let mut res = [SampleOutcome::Appended];
+        self.replay_samples(series, std::iter::once(s), |o| res[0] = o);
+        res[0]
+    }
+
+    /// Applies samples of one series read back from the WAL under one lock
+    /// (see [`Head::replay_sample`]), reporting each outcome.
+    pub fn replay_samples(
+        &self,
+        series: &MemSeries,
+        samples: impl IntoIterator<Item = Sample>,
+        mut outcome: impl FnMut(SampleOutcome),
+    ) {
+        let (mut lo, mut hi, mut n) = (i64::MAX, i64::MIN, 0u64);
+        {
+            let mut data = series.data.lock();
+            for s in samples {
+                let out = data.append(s, i64::MIN, i64::MIN, self.opts.chunk);
+                if out == SampleOutcome::Appended {
+                    lo = lo.min(s.t);
+                    hi = hi.max(s.t);
+                    n += 1;
+                }
+                outcome(out);
+            }
         }
-        out
+        if n > 0 {
+            self.note_times(lo, hi, n);
+        }
     }
 
     fn note_times(&self, lo: i64, hi: i64, n: u64) {
