@@ -120,7 +120,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// Tops `buf` up to at least 56 valid bits.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn refill(&mut self) {
         let word = match self.data.get(self.pos..self.pos + 8) {
             Some(s) => {
@@ -149,7 +149,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// Ensures at least `n` (<= 56) bits are buffered.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn ensure(&mut self, n: u32) {
         if self.avail < n {
             self.refill();
@@ -157,13 +157,13 @@ impl<'a> BitReader<'a> {
     }
 
     /// The buffered bits, left-aligned; valid for the top `avail` bits.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn peek_word(&self) -> u64 {
         self.buf
     }
 
     /// Drops `n` (<= buffered) bits.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn consume(&mut self, n: u32) {
         debug_assert!(n <= self.avail);
         self.buf = if n >= 64 { 0 } else { self.buf << n };
@@ -172,7 +172,7 @@ impl<'a> BitReader<'a> {
 
     /// Reads `n` bits, `n` in 1..=56, without refilling; the caller has
     /// called [`ensure`](Self::ensure) for at least `n`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take_buffered(&mut self, n: u32) -> u64 {
         debug_assert!((1..=56).contains(&n) && n <= self.avail);
         let v = self.buf >> (64 - n);

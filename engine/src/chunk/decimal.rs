@@ -37,7 +37,7 @@ const Q_ESCAPE: u32 = 16;
 /// Largest Rice parameter; larger numbers are escaped.
 const K_MAX: u32 = 40;
 /// The moving average keeps `1 << AVG_SHIFT` times the mean of `z`.
-const AVG_SHIFT: u32 = 4;
+const AVG_SHIFT: u32 = 3;
 /// Grid correction: the predicted grid moves by `residual >> GRID_GAIN`.
 const GRID_GAIN: u32 = 2;
 /// A non-escaped `z` adds at most `RICE_CAP_MUL * mean + RICE_CAP_ADD`.
@@ -103,8 +103,10 @@ pub(crate) fn min_exponent(v: f64, from: u32) -> Option<u32> {
 /// evaluation intervals are round and the first delta carries jitter.
 fn nominal_interval(delta: i64) -> i64 {
     for unit in [60_000i64, 10_000, 5_000, 1_000, 500, 100, 50, 10] {
-        if delta >= unit / 2 {
-            let rounded = (delta + unit / 2) / unit * unit;
+        if delta >= unit / 2
+            && let Some(up) = delta.checked_add(unit / 2)
+        {
+            let rounded = up / unit * unit;
             if (delta - rounded).abs() <= unit / 20 {
                 return rounded;
             }
@@ -183,24 +185,29 @@ enum Code {
 }
 
 impl Rice {
-    #[inline]
+    /// Reads one code. The common case (no escape) is a handful of shifts
+    /// on the reader's 64-bit buffer; escapes take the cold path.
+    #[inline(always)]
     fn read(&mut self, r: &mut BitReader<'_>) -> Code {
         r.ensure(56);
-        let q = r.peek_word().leading_zeros();
-        let k = self.k();
+        let w = r.peek_word();
+        let q = w.leading_zeros();
         if q < Q_ESCAPE {
-            r.consume(q + 1);
-            let low = if k == 0 {
-                0
-            } else if k <= 56 - Q_ESCAPE {
-                r.take_buffered(k)
-            } else {
-                r.read_bits(k)
-            };
-            let z = (u64::from(q) << k) | low;
+            let k = self.k();
+            // `w << q` starts with the terminating '1'; keeping it in the
+            // shift avoids a special case for k = 0.
+            let x = (w << q) >> (63 - k);
+            let z = (x ^ (1 << k)) | (u64::from(q) << k);
+            r.consume(q + 1 + k);
             self.update(z, false);
             return Code::Small(z);
         }
+        self.read_escape(r)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read_escape(&mut self, r: &mut BitReader<'_>) -> Code {
         r.consume(Q_ESCAPE);
         if r.read_bits(1) == 1 {
             return Code::Raw(r.read_bits(64));
@@ -510,6 +517,61 @@ fn read_signed_varbits(r: &mut BitReader<'_>) -> i64 {
     unzigzag(r.read_bits(len))
 }
 
+/// Value decoding for one value mode, so that the sample loop is compiled
+/// once per mode without a per-sample mode check.
+trait Values {
+    /// The first value (sample 0).
+    fn first(&mut self, r: &mut BitReader<'_>) -> Result<u64>;
+    /// The value of each later sample.
+    fn next(&mut self, r: &mut BitReader<'_>) -> Result<u64>;
+}
+
+struct DecimalValues {
+    e: u32,
+    state: DecimalState,
+}
+
+impl Values for DecimalValues {
+    fn first(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        if r.read_bits(1) == 1 {
+            return Ok(r.read_bits(64));
+        }
+        let m = read_signed_varbits(r);
+        self.state.m_prev = m;
+        Ok(from_decimal(m, self.e).to_bits())
+    }
+
+    #[inline(always)]
+    fn next(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        let (z, escaped) = match self.state.rice.read(r) {
+            Code::Small(z) => (z, false),
+            Code::Escaped(z) => (z, true),
+            Code::Raw(bits) => return Ok(bits),
+        };
+        let m = self
+            .state
+            .m_prev
+            .wrapping_add(self.state.predicted())
+            .wrapping_add(unzigzag(z));
+        self.state.advance(m, escaped);
+        Ok(from_decimal(m, self.e).to_bits())
+    }
+}
+
+struct FloatValues(XorState);
+
+impl Values for FloatValues {
+    fn first(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        // The encoder XORs the first value with 0, like every other.
+        self.0.read(r)
+    }
+
+    #[inline(always)]
+    fn next(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        self.0.read(r)
+    }
+}
+
 /// Decodes `count` samples of a body whose first timestamp is `t0` and last
 /// is `t_last`, pushing those inside `[mint, maxt]` to `out`.
 pub(crate) fn decode(
@@ -525,72 +587,70 @@ pub(crate) fn decode(
         return Ok(());
     }
     let mut r = BitReader::new(body);
-    let mode = if r.read_bits(1) == 0 {
+    let full = mint <= t0 && t_last <= maxt;
+    if r.read_bits(1) == 0 {
         let e = r.read_bits(5) as u32;
         if e > MAX_EXPONENT {
             return Err(corrupt("decimal exponent out of range"));
         }
-        ValueMode::Decimal(e)
-    } else {
-        ValueMode::Float
-    };
-    let full = mint <= t0 && t_last <= maxt;
-    let mut time = TimeState::new(t0);
-    let mut dec = DecimalState::default();
-    let mut xor = XorState::default();
-    let mut t = t0;
-
-    for i in 0..count {
-        if i > 0 {
-            if i == 1 {
-                time.interval = read_signed_varbits(&mut r);
-                time.next = t0.wrapping_add(time.interval);
-            }
-            let (z, escaped) = match time.rice.read(&mut r) {
-                Code::Small(z) => (z, false),
-                Code::Escaped(z) => (z, true),
-                Code::Raw(_) => return Err(corrupt("raw value in the time stream")),
-            };
-            let res = unzigzag(z);
-            let t_next = time.next.wrapping_add(res);
-            if t_next <= t {
-                return Err(corrupt("timestamps not increasing"));
-            }
-            t = t_next;
-            time.advance(t, res, escaped);
-        }
-        let v = match mode {
-            ValueMode::Float => xor.read(&mut r)?,
-            ValueMode::Decimal(e) => {
-                if i == 0 {
-                    if r.read_bits(1) == 1 {
-                        r.read_bits(64)
-                    } else {
-                        let m = read_signed_varbits(&mut r);
-                        dec.m_prev = m;
-                        from_decimal(m, e).to_bits()
-                    }
-                } else {
-                    let (z, escaped) = match dec.rice.read(&mut r) {
-                        Code::Raw(bits) => (bits, None),
-                        Code::Small(z) => (z, Some(false)),
-                        Code::Escaped(z) => (z, Some(true)),
-                    };
-                    match escaped {
-                        None => z,
-                        Some(escaped) => {
-                            let m = dec
-                                .m_prev
-                                .wrapping_add(dec.predicted())
-                                .wrapping_add(unzigzag(z));
-                            dec.advance(m, escaped);
-                            from_decimal(m, e).to_bits()
-                        }
-                    }
-                }
-            }
+        let vals = DecimalValues {
+            e,
+            state: DecimalState::default(),
         };
         if full {
+            decode_samples::<_, true>(r, vals, body, count, t0, t_last, mint, maxt, out)
+        } else {
+            decode_samples::<_, false>(r, vals, body, count, t0, t_last, mint, maxt, out)
+        }
+    } else {
+        let vals = FloatValues(XorState::default());
+        if full {
+            decode_samples::<_, true>(r, vals, body, count, t0, t_last, mint, maxt, out)
+        } else {
+            decode_samples::<_, false>(r, vals, body, count, t0, t_last, mint, maxt, out)
+        }
+    }
+}
+
+/// The sample loop; `FULL` when every sample is inside `[mint, maxt]`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn decode_samples<V: Values, const FULL: bool>(
+    mut r: BitReader<'_>,
+    mut vals: V,
+    body: &[u8],
+    count: usize,
+    t0: i64,
+    t_last: i64,
+    mint: i64,
+    maxt: i64,
+    out: &mut impl Sink,
+) -> Result<()> {
+    let mut t = t0;
+    let v = vals.first(&mut r)?;
+    if FULL || t >= mint {
+        out.push(t, v);
+    }
+    let mut time = TimeState::new(t0);
+    if count > 1 {
+        time.interval = read_signed_varbits(&mut r);
+        time.next = t0.wrapping_add(time.interval);
+    }
+    for _ in 1..count {
+        let (z, escaped) = match time.rice.read(&mut r) {
+            Code::Small(z) => (z, false),
+            Code::Escaped(z) => (z, true),
+            Code::Raw(_) => return Err(corrupt("raw value in the time stream")),
+        };
+        let res = unzigzag(z);
+        let t_next = time.next.wrapping_add(res);
+        if t_next <= t {
+            return Err(corrupt("timestamps not increasing"));
+        }
+        t = t_next;
+        time.advance(t, res, escaped);
+        let v = vals.next(&mut r)?;
+        if FULL {
             out.push(t, v);
         } else if t > maxt {
             break;
@@ -601,7 +661,7 @@ pub(crate) fn decode(
     if r.overran() {
         return Err(corrupt("body shorter than its sample count"));
     }
-    if full {
+    if FULL {
         if t != t_last {
             return Err(corrupt("last timestamp differs from the header's max time"));
         }
@@ -610,4 +670,59 @@ pub(crate) fn decode(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nominal_interval_rounds_jittered_scrape_intervals() {
+        let cases: [(i64, i64); 14] = [
+            (15_000, 15_000),
+            (15_003, 15_000),
+            (14_950, 15_000),
+            (15_300, 15_300),
+            (30_002, 30_000),
+            (60_500, 60_000),
+            (1_008, 1_000),
+            (997, 1_000),
+            (137, 137),
+            (1, 1),
+            (0, 0),
+            (-15_000, -15_000),
+            (i64::MAX, i64::MAX),
+            (i64::MAX - 20_000, i64::MAX - 20_000),
+        ];
+        for (delta, want) in cases {
+            assert_eq!(nominal_interval(delta), want, "delta {delta}");
+        }
+    }
+
+    #[test]
+    fn decimals_are_detected_exactly() {
+        let cases: [(f64, Option<(u32, i64)>); 11] = [
+            (0.0, Some((0, 0))),
+            (42.0, Some((0, 42))),
+            (45.5, Some((1, 455))),
+            (0.1, Some((1, 1))),
+            (0.3, Some((1, 3))),
+            (123.456, Some((3, 123_456))),
+            (-7.25, Some((2, -725))),
+            (9_007_199_254_740_992.0, Some((0, 1 << 53))),
+            // 16 significant digits still fit in 2^53.
+            (std::f64::consts::PI, Some((15, 3_141_592_653_589_793))),
+            // 17 significant digits do not.
+            (0.1 + 0.2, None),
+            (1e300, None),
+        ];
+        for (v, want) in cases {
+            let got = min_exponent(v, 0).map(|e| (e, to_decimal(v, e).expect("exponent found")));
+            assert_eq!(got, want, "value {v}");
+        }
+        for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(min_exponent(v, 0), None, "value {v}");
+        }
+        assert!(is_special(-0.0) && !is_special(0.0));
+    }
 }
