@@ -250,7 +250,10 @@ fn scalar(r: &mut Rng, depth: usize) -> Expr {
             }),
             2 => num(-(r.below(1000) as f64) / 8.0),
             3 => num((r.next() % 1_000_000) as f64 * 1e-3),
-            4 => call(*r.pick(&["time", "pi"]), vec![]),
+            4 => {
+                let f: &str = if r.chance(50) { "time" } else { "pi" };
+                call(f, vec![])
+            }
             _ => num(r.below(100) as f64),
         };
     }
