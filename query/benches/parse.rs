@@ -24,7 +24,10 @@ const QUERIES: &[(&str, &str)] = &[
         "burn_rate_alert",
         "(sum by (model) (rate(infer_errors_total{env=\"prod\",route=~\"/v1/(chat|completions)\"}[1h])) / sum by (model) (rate(infer_requests_total{env=\"prod\"}[1h]))) > (14.4 * 0.001) and (sum by (model) (rate(infer_errors_total{env=\"prod\"}[5m])) / sum by (model) (rate(infer_requests_total{env=\"prod\"}[5m]))) > (14.4 * 0.001)",
     ),
-    ("selector", "up{job=\"gpu-exporter\", instance=\"10.0.0.1:9400\"}"),
+    (
+        "selector",
+        "up{job=\"gpu-exporter\", instance=\"10.0.0.1:9400\"}",
+    ),
 ];
 
 fn bench_parse(c: &mut Criterion) {

@@ -259,10 +259,7 @@ impl<'a> Lexer<'a> {
     }
 
     fn skip_trivia(&mut self) {
-        if !self
-            .rest()
-            .starts_with(|c: char| is_space(c) || c == '#')
-        {
+        if !self.rest().starts_with(|c: char| is_space(c) || c == '#') {
             return;
         }
         if let Ok((rest, _)) = trivia(self.rest()) {
