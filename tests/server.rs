@@ -470,6 +470,8 @@ fn api_envelope_errors_and_status_endpoints() {
         ("/api/v1/labels?start=10&end=5", 400, "bad_data"),
         ("/api/v1/label/job/values?limit=-1", 400, "bad_data"),
         ("/api/v1/no_such_endpoint", 404, "not_found"),
+        ("/api/v1/format_query?query=sum(rate(x[5m]", 400, "bad_data"),
+        ("/api/v1/parse_query", 400, "bad_data"),
     ];
     for (path, status, kind) in table {
         let (s, j) = get_json(&server, path);
@@ -495,6 +497,24 @@ fn api_envelope_errors_and_status_endpoints() {
     );
     let (_, j) = get_json(&server, "/api/v1/status/runtimeinfo");
     assert_eq!(j["data"]["storageRetention"], "30d");
+    let (s, j) = get_json(
+        &server,
+        "/api/v1/format_query?query=sum(rate(x[5m]))by(job)",
+    );
+    assert_eq!(
+        (s, &j["data"]),
+        (200, &serde_json::json!("sum by (job) (rate(x[5m]))"))
+    );
+    let (_, j) = get_json(&server, "/api/v1/format_query?query=1%2B");
+    assert!(
+        j["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("parse error")),
+        "{j}"
+    );
+    let (_, j) = get_json(&server, "/api/v1/parse_query?query=up%7Bjob%3D%22a%22%7D");
+    assert_eq!(j["data"]["type"], "vectorSelector");
+    assert_eq!(j["data"]["name"], "up");
     let (_, j) = get_json(&server, "/api/v1/rules");
     assert_eq!(j["data"]["groups"], serde_json::json!([]));
 

@@ -4,6 +4,7 @@
 //! | module | endpoints |
 //! |---|---|
 //! | `write` | `POST /api/v1/write` (remote-write 1.0 and 2.0) |
+//! | `promql` | `/api/v1/format_query`, `/api/v1/parse_query` |
 //! | `read` | `POST /api/v1/read` (remote-read, SAMPLES responses) |
 //! | `api` | `/api/v1/{series,labels,label/<n>/values,metadata,query_exemplars,rules,alerts}`, `/api/v1/status/*` |
 //! | here | `/-/healthy`, `/-/ready`, `/metrics` |
@@ -14,6 +15,7 @@
 //! [`Error::status_and_type`], the one mapping.
 
 mod api;
+mod promql;
 mod read;
 mod write;
 
@@ -115,6 +117,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/api/v1/query_exemplars",
             get(api::query_exemplars).post(api::query_exemplars),
+        )
+        .route(
+            "/api/v1/format_query",
+            get(promql::format_query).post(promql::format_query),
+        )
+        .route(
+            "/api/v1/parse_query",
+            get(promql::parse_query).post(promql::parse_query),
         )
         .route("/api/v1/rules", get(api::rules))
         .route("/api/v1/alerts", get(api::alerts))
