@@ -563,3 +563,39 @@ fn bad_configuration_stops_startup_naming_the_key() {
         assert!(err.contains(key), "{yaml:?}: {err}");
     }
 }
+
+#[test]
+fn text_format_import_writes_with_plain_curl() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let body = format!(
+        "# TYPE gpu_util gauge\n# HELP gpu_util GPU utilisation.\n\
+         gpu_util{{model=\"llama\",gpu=\"0\"}} 0.75 {T0}\ngpu_util{{model=\"llama\",gpu=\"0\"}} 0.5 {}\n",
+        T0 + 15_000
+    );
+    let resp = client()
+        .post(server.url("/api/v1/import/prometheus"))
+        .body(body)
+        .send()
+        .expect("import");
+    assert_eq!(resp.status().as_u16(), 204);
+    let got = read(&server, &[("__name__", "gpu_util")], 0, i64::MAX);
+    assert_eq!(
+        got[0].1,
+        vec![(T0, 0.75f64.to_bits()), (T0 + 15_000, 0.5f64.to_bits())]
+    );
+    let (_, j) = get_json(&server, "/api/v1/metadata?metric=gpu_util");
+    assert_eq!(j["data"]["gpu_util"][0]["type"], "gauge");
+
+    let resp = client()
+        .post(server.url("/api/v1/import/prometheus"))
+        .body("ok_line 1\nbroken{ 2\n")
+        .send()
+        .expect("import");
+    assert_eq!(resp.status().as_u16(), 400);
+    assert!(resp.text().expect("text").contains("line 2"));
+    assert!(
+        read(&server, &[("__name__", "ok_line")], 0, i64::MAX).is_empty(),
+        "nothing written"
+    );
+}

@@ -3,7 +3,7 @@
 //!
 //! | module | endpoints |
 //! |---|---|
-//! | `write` | `POST /api/v1/write` (remote-write 1.0 and 2.0) |
+//! | `write` | `POST /api/v1/write` (remote-write 1.0 and 2.0), `POST /api/v1/import/prometheus` (text format) |
 //! | `promql` | `/api/v1/format_query`, `/api/v1/parse_query` |
 //! | `read` | `POST /api/v1/read` (remote-read, SAMPLES responses) |
 //! | `api` | `/api/v1/{series,labels,label/<n>/values,metadata,query_exemplars,rules,alerts}`, `/api/v1/status/*` |
@@ -110,6 +110,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/v1/write", post(write::remote_write))
         .route("/api/v1/read", post(read::remote_read))
+        .route("/api/v1/import/prometheus", post(write::import_prometheus))
         .route("/api/v1/series", get(api::series).post(api::series))
         .route("/api/v1/labels", get(api::labels).post(api::labels))
         .route("/api/v1/label/{name}/values", get(api::label_values))
