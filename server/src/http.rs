@@ -4,6 +4,7 @@
 //! | module | endpoints |
 //! |---|---|
 //! | `write` | `POST /api/v1/write` (remote-write 1.0 and 2.0), `POST /api/v1/import/prometheus` (text format) |
+//! | `query` | `/api/v1/query`, `/api/v1/query_range` |
 //! | `promql` | `/api/v1/format_query`, `/api/v1/parse_query` |
 //! | `read` | `POST /api/v1/read` (remote-read, SAMPLES responses) |
 //! | `api` | `/api/v1/{series,labels,label/<n>/values,metadata,query_exemplars,rules,alerts}`, `/api/v1/status/*` |
@@ -16,6 +17,7 @@
 
 mod api;
 mod promql;
+mod query;
 mod read;
 mod write;
 
@@ -57,6 +59,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Permits for concurrent write requests (load shedding).
     pub write_slots: Arc<Semaphore>,
+    /// Permits for concurrent queries (further queries wait).
+    pub query_slots: Arc<Semaphore>,
     pub started: chrono::DateTime<chrono::Utc>,
     pub shutting_down: AtomicBool,
 }
@@ -65,6 +69,7 @@ impl AppState {
     pub fn new(config: Config, metadata: MetadataStore) -> Self {
         let slots = config.remote_write.max_in_flight;
         AppState {
+            query_slots: Arc::new(Semaphore::new(config.query.max_concurrency)),
             config,
             storage: OnceLock::new(),
             metadata,
@@ -111,6 +116,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/write", post(write::remote_write))
         .route("/api/v1/read", post(read::remote_read))
         .route("/api/v1/import/prometheus", post(write::import_prometheus))
+        .route("/api/v1/query", get(query::instant).post(query::instant))
+        .route("/api/v1/query_range", get(query::range).post(query::range))
         .route("/api/v1/series", get(api::series).post(api::series))
         .route("/api/v1/labels", get(api::labels).post(api::labels))
         .route("/api/v1/label/{name}/values", get(api::label_values))
