@@ -10,6 +10,8 @@
 
 pub mod config;
 pub mod error;
+pub mod metadata;
+pub mod otlp;
 pub mod remote_write;
 
 pub use config::{Config, ServeArgs};
