@@ -460,7 +460,7 @@ mod tests {
             ("a..b--c", false, Some("a_b_c")),
             ("ok_name", false, Some("ok_name")),
             ("émoji😀", false, Some("key_moji_")),
-            ("..", false, None),
+            ("..", false, Some("key_")), // as Prometheus: `_` then `key`
             ("", false, None),
             ("http.method", true, Some("http.method")),
             ("___", true, None),
