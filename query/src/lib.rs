@@ -5,3 +5,8 @@
 
 pub mod ast;
 pub mod functions;
+pub mod parser;
+
+pub use ast::{Expr, ValueType};
+pub use parser::{ParseError, ParseOptions, parse, parse_with};
+pub mod format;

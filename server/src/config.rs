@@ -188,7 +188,7 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("./data"),
             url: None,
             retention: PromDuration::from_secs(15 * 86_400),
-            ooo_window: PromDuration::from_secs(0),
+            ooo_window: PromDuration::from_secs(600),
         }
     }
 }
@@ -304,7 +304,7 @@ pub struct ServeArgs {
     /// How long samples are kept [storage.retention; default 15d].
     #[arg(long, env = "CAIRN_RETENTION", value_name = "DURATION")]
     pub retention: Option<PromDuration>,
-    /// Out-of-order window [storage.ooo_window; default 0s].
+    /// Out-of-order window [storage.ooo_window; default 10m].
     #[arg(long, env = "CAIRN_OOO_WINDOW", value_name = "DURATION")]
     pub ooo_window: Option<PromDuration>,
     /// Most samples a query may load [query.max_samples; default 50000000].
@@ -621,7 +621,9 @@ impl fmt::Display for PromDuration {
         if ms == 0 {
             return f.write_str("0s");
         }
-        for (unit, len) in UNITS {
+        // Days are the largest unit printed (`30d`, not `4w2d`), so
+        // retention reads as it was probably written.
+        for (unit, len) in UNITS.iter().skip(2) {
             if ms >= *len {
                 write!(f, "{}{unit}", ms / len)?;
                 ms %= len;
@@ -668,11 +670,12 @@ mod tests {
         let table = [
             ("0", Some(0), "0s"),
             ("0s", Some(0), "0s"),
-            ("15d", Some(15 * 86_400_000), "2w1d"),
+            ("15d", Some(15 * 86_400_000), "15d"),
+            ("2w", Some(14 * 86_400_000), "14d"),
             ("10m", Some(600_000), "10m"),
             ("1h30m", Some(5_400_000), "1h30m"),
             ("500ms", Some(500), "500ms"),
-            ("1y", Some(365 * 86_400_000), "1y"),
+            ("1y", Some(365 * 86_400_000), "365d"),
             ("1m30s250ms", Some(90_250), "1m30s250ms"),
             ("", None, ""),
             ("10", None, ""),

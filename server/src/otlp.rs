@@ -6,8 +6,9 @@
 //! Data path: a transport ([`grpc`], [`http`]) decodes the request
 //! (gzip, body limits), [`OtlpReceiver::ingest`] translates it
 //! ([`translate`], with names from [`naming`] and per-stream state from
-//! [`streams`]), appends the series with `Db::append` on a blocking thread
-//! (returning after the WAL fsync), records metadata, and only then is the
+//! [`streams`]), appends the series through the server's storage (the
+//! engine's `Db::append`) on a blocking thread, which returns after the WAL
+//! fsync, records metadata in the server's store, and only then is the
 //! request answered: success, or `partial_success` counting the data points
 //! refused and why. Retryable failures (overload, storage unavailable) are
 //! gRPC `UNAVAILABLE` / HTTP 503 with `Retry-After`; bad data is
@@ -19,10 +20,12 @@ pub mod naming;
 pub mod streams;
 pub mod translate;
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cairn_engine::{Db, RejectReason};
+use cairn_engine::Labels;
 use cairn_proto::opentelemetry::proto::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
@@ -31,7 +34,9 @@ use tokio::sync::Semaphore;
 
 use crate::config::PromDuration;
 use crate::error::{Error, Result};
-use crate::metadata::MetadataStore;
+use crate::http::AppState;
+use crate::remote_write::IncomingSeries;
+use crate::storage::AppendReport;
 pub use naming::TranslationStrategy;
 use streams::Streams;
 use translate::{Translated, Translator};
@@ -127,12 +132,12 @@ impl ExportOutcome {
 
 /// The OTLP receiver shared by the gRPC and HTTP transports.
 pub struct OtlpReceiver {
-    db: Arc<Db>,
+    /// The server's state: storage (once the WAL is replayed), metadata.
+    app: Arc<AppState>,
     config: OtlpConfig,
     /// How far in the future a sample may be (the remote-write setting).
     max_future_ms: i64,
     streams: Streams,
-    metadata: Arc<MetadataStore>,
     in_flight: Semaphore,
 }
 
@@ -152,19 +157,16 @@ fn now_ms() -> i64 {
 }
 
 impl OtlpReceiver {
-    pub fn new(
-        db: Arc<Db>,
-        config: OtlpConfig,
-        max_future: PromDuration,
-        metadata: Arc<MetadataStore>,
-    ) -> Self {
+    /// A receiver writing into the server's storage, configured by the
+    /// `otlp:` section (and `remote_write.max_future`).
+    pub fn new(app: Arc<AppState>) -> Self {
+        let config = app.config.otlp.clone();
         OtlpReceiver {
             streams: Streams::new(config.max_streams, config.stream_max_stale.as_millis_i64()),
             in_flight: Semaphore::new(config.max_in_flight.max(1)),
-            max_future_ms: max_future.as_millis_i64(),
-            db,
+            max_future_ms: app.config.remote_write.max_future.as_millis_i64(),
+            app,
             config,
-            metadata,
         }
     }
 
@@ -172,11 +174,13 @@ impl OtlpReceiver {
         &self.config
     }
 
-    pub fn metadata(&self) -> &Arc<MetadataStore> {
-        &self.metadata
+    /// Streams with delta or reset-detection state.
+    pub fn streams(&self) -> usize {
+        self.streams.len()
     }
 
-    /// Translates a request without storing it (benches, tests).
+    /// Translates a request without storing it (benches, tests). Updates
+    /// the per-stream state as an ingest would.
     pub fn translate(&self, req: &ExportMetricsServiceRequest) -> Translated {
         let now = now_ms();
         Translator {
@@ -189,7 +193,7 @@ impl OtlpReceiver {
     }
 
     /// Translates, appends durably and says what was refused. Errors are
-    /// whole-request failures (overload, storage).
+    /// whole-request failures (overload, storage not ready or failing).
     pub async fn ingest(
         self: &Arc<Self>,
         req: ExportMetricsServiceRequest,
@@ -209,53 +213,106 @@ impl OtlpReceiver {
             })?
     }
 
-    /// The blocking half of [`OtlpReceiver::ingest`]: translation and
-    /// `Db::append` (which returns after the WAL fsync).
+    /// The blocking half of [`OtlpReceiver::ingest`]: translation, then
+    /// the append, which returns after the WAL fsync.
     pub fn ingest_blocking(&self, req: &ExportMetricsServiceRequest) -> Result<ExportOutcome> {
+        // Refuse before translating while storage is not ready, so that
+        // delta state does not advance for a request that is retried.
+        let storage = self.app.storage()?.clone();
         let translated = self.translate(req);
         let mut rejected = translated.rejected.clone();
-        let outcome = if translated.series.is_empty() {
-            Default::default()
+        let counts: HashMap<&Labels, bool> = translated
+            .series
+            .iter()
+            .zip(&translated.counts_points)
+            .map(|(s, c)| (&s.labels, *c))
+            .collect();
+        let report = if translated.series.is_empty() {
+            AppendReport::default()
         } else {
-            self.db.append(&translated.series)?
-        };
-        for r in &outcome.rejected {
-            let counts = translated
-                .counts_points
-                .get(r.index)
-                .copied()
-                .unwrap_or(false);
-            let name = translated
+            let batch = translated
                 .series
-                .get(r.index)
-                .map(|s| s.labels.to_string())
-                .unwrap_or_default();
-            let reason = match &r.reason {
-                RejectReason::TooOld => "too old sample".to_string(),
-                RejectReason::DuplicateSampleForTimestamp => {
-                    "duplicate sample for timestamp".to_string()
-                }
-                RejectReason::InvalidLabels(why) => format!("invalid labels: {why}"),
+                .iter()
+                .map(|s| IncomingSeries {
+                    labels: s.labels.clone(),
+                    samples: s.samples.clone(),
+                })
+                .collect();
+            storage.append(batch)?
+        };
+        for (labels, reason, n, detail) in &report.rejected {
+            let why = if detail.is_empty() {
+                reason.to_string()
+            } else {
+                format!("{reason} ({detail})")
             };
-            let points = if counts { r.samples } else { 0 };
-            if points > 0 {
-                rejected.add(points, &reason, &name);
-            } else if !counts {
-                // Samples of bucket/sum/target_info series: no data point
-                // of their own, but say so.
-                rejected.warn(format!("{} samples of {name} refused: {reason}", r.samples));
+            if counts.get(labels).copied().unwrap_or(false) {
+                rejected.add(*n, &why, &labels.to_string());
+            } else {
+                // Bucket, sum and target_info samples stand for no data
+                // point of their own; still say they were refused.
+                rejected.warn(format!("{n} samples of {labels} refused: {why}"));
             }
         }
-        for (name, m) in &translated.metadata {
-            self.metadata.record(name, m.clone());
-        }
+        self.app.metadata.record(&translated.metadata);
         Ok(ExportOutcome {
             points_received: translated.points_received,
-            samples_appended: outcome.samples_appended,
+            samples_appended: report.appended,
             rejected_points: rejected.points.min(translated.points_received),
             message: rejected.message(),
         })
     }
+}
+
+/// The addresses the OTLP listeners are bound to.
+#[derive(Debug, Clone, Copy)]
+pub struct OtlpAddrs {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+}
+
+/// Binds the OTLP/gRPC and OTLP/HTTP listeners and serves them in the
+/// background until `stop` becomes true. Binding errors are returned (a
+/// start-up failure); serving errors are logged.
+pub async fn spawn_listeners(
+    receiver: Arc<OtlpReceiver>,
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(OtlpAddrs, Vec<tokio::task::JoinHandle<()>>)> {
+    let bind = |addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })
+    };
+    let grpc_listener = bind(grpc_addr).await?;
+    let http_listener = bind(http_addr).await?;
+    let addrs = OtlpAddrs {
+        grpc: grpc_listener.local_addr().unwrap_or(grpc_addr),
+        http: http_listener.local_addr().unwrap_or(http_addr),
+    };
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        // Ends on `true` or when the sender is gone.
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let g = {
+        let r = receiver.clone();
+        let done = stopped(stop.clone());
+        tokio::spawn(async move {
+            if let Err(e) = grpc::serve(r, grpc_listener, done).await {
+                tracing::error!(error = %e, "OTLP/gRPC server failed");
+            }
+        })
+    };
+    let h = {
+        let done = stopped(stop);
+        tokio::spawn(async move {
+            if let Err(e) = http::serve(receiver, http_listener, done).await {
+                tracing::error!(error = %e, "OTLP/HTTP server failed");
+            }
+        })
+    };
+    Ok((addrs, vec![g, h]))
 }
 
 /// Whether an error should be retried by an OTLP client, and the gRPC code

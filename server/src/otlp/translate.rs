@@ -428,7 +428,8 @@ impl Translator<'_> {
             map.insert(n.clone(), v.clone());
         }
         map.retain(|_, v| !v.is_empty());
-        if map.len() + 2 > self.config.max_labels_per_series {
+        // `__name__` is one more label (histograms add `le` as well).
+        if map.len() + 1 > self.config.max_labels_per_series {
             return Err(reason::TOO_MANY_LABELS);
         }
         if map
