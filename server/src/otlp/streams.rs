@@ -253,11 +253,13 @@ mod tests {
     }
 
     /// (start_ns, time_ns, delta, wall ms) -> expected cumulative or error.
+    type DeltaRow = (u64, u64, f64, i64, Result<f64, DeltaReject>);
+
     #[test]
     fn delta_sums_accumulate_by_the_processor_rules() {
         let s = Streams::new(10, 5 * MIN);
         #[rustfmt::skip]
-        let table: &[(u64, u64, f64, i64, Result<f64, DeltaReject>)] = &[
+        let table: &[DeltaRow] = &[
             (100, 200, 5.0, 0, Ok(5.0)),          // first point starts the stream
             (200, 300, 2.0, 1, Ok(7.0)),          // adjacent: added
             (300, 300, 9.0, 2, Err(DeltaReject::OutOfOrder)), // same time again

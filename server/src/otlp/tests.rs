@@ -145,10 +145,6 @@ fn hist(name: &str, unit: &str, temp: i32, points: Vec<HistogramDataPoint>) -> M
     )
 }
 
-fn t(dt_ms: u64) -> i64 {
-    (T0 + dt_ms) as i64
-}
-
 /// Renders the output as sorted `labels @t value` lines (`stale` for the
 /// stale marker), target_info included.
 fn render(out: &Translated) -> Vec<String> {
