@@ -165,10 +165,14 @@ impl Evaluator<'_> {
     ) -> Result<Vec<(Labels, Vec<Sample>)>> {
         let series = self.querier.select(matchers, mint, maxt)?;
         let mut out = Vec::with_capacity(series.len());
+        let mut loaded = 0usize;
         for s in series {
             self.tick()?;
             let mut buf = Vec::new();
             s.read_samples(mint, maxt, &mut buf);
+            loaded += buf.len();
+            // The decoded samples of one selector are held at once.
+            self.hold(loaded)?;
             self.stats.samples_read += buf.len();
             out.push((s.labels, buf));
         }
