@@ -552,7 +552,9 @@ impl Evaluator<'_> {
                 let _ = self.vector_arg(g, &c.args[0])?;
                 Ok(Val::Vector(Vec::new()))
             }
-            other => Err(Error::exec(format!("function {other:?} is not supported"))),
+            other => Err(Error::NotSupported {
+                what: format!("function {other}()"),
+            }),
         }
     }
 
@@ -569,7 +571,9 @@ impl Evaluator<'_> {
             }
         }
         let Some(func) = RangeFn::from_name(name) else {
-            return Err(Error::exec(format!("function {name:?} is not supported")));
+            return Err(Error::NotSupported {
+                what: format!("function {name}()"),
+            });
         };
         let src = self.matrix_source(g, &c.args[mi])?;
         let keep_name = matches!(name, "last_over_time" | "first_over_time");
