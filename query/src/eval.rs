@@ -330,7 +330,7 @@ impl Engine {
                         continue;
                     }
                     let labels = if s.drop_name {
-                        s.labels.without_metric_name()
+                        drop_metadata(&s.labels)
                     } else {
                         s.labels
                     };
@@ -351,7 +351,7 @@ impl Engine {
                     .into_iter()
                     .map(|s| RangeSeries {
                         labels: if s.drop_name {
-                            s.labels.without_metric_name()
+                            drop_metadata(&s.labels)
                         } else {
                             s.labels
                         },
@@ -432,7 +432,7 @@ impl Engine {
                         continue;
                     }
                     let labels = if s.drop_name {
-                        s.labels.without_metric_name()
+                        drop_metadata(&s.labels)
                     } else {
                         s.labels
                     };
@@ -471,6 +471,23 @@ impl Engine {
             ticks: 0,
         }
     }
+}
+
+/// The labels that describe what a metric is (its name, and the
+/// `__type__`/`__unit__` labels of Prometheus's type-and-unit feature):
+/// dropped together when an operation changes the metric's meaning.
+pub(crate) const METADATA_LABELS: [&str; 3] = ["__name__", "__type__", "__unit__"];
+
+/// A copy of `l` without the metadata labels.
+pub(crate) fn drop_metadata(l: &Labels) -> Labels {
+    if !l.iter().any(|x| METADATA_LABELS.contains(&&*x.name)) {
+        return l.clone();
+    }
+    let mut b = l.builder();
+    for n in METADATA_LABELS {
+        b.del(n);
+    }
+    b.build()
 }
 
 /// Series that have the same labels once names are dropped are merged if
