@@ -187,3 +187,68 @@ fn lookback_delta_is_a_query_option() {
         .unwrap();
     assert!(vector(&r.value).is_empty());
 }
+
+#[test]
+fn deepest_query_the_parser_accepts_evaluates_on_a_small_stack() {
+    let (_tmp, st) = storage();
+    let depth = cairn_query::parser::DEFAULT_MAX_DEPTH - 2;
+    let queries = [
+        format!("{}req_total{}", "sum(".repeat(depth), ")".repeat(depth)),
+        // Each `-(` and `(1 +` is two levels (the operator and the parentheses).
+        format!(
+            "{}req_total{}",
+            "-(".repeat(depth / 2),
+            ")".repeat(depth / 2)
+        ),
+        format!("{}1{}", "(1 + ".repeat(depth / 2), ")".repeat(depth / 2)),
+    ];
+    let querier = st.querier();
+    for q in queries {
+        // Parsing (and dropping) the tree is the parser's business: give it
+        // room. Evaluation runs on a 2 MiB stack, a tokio blocking thread's.
+        std::thread::scope(|outer| {
+            let big = std::thread::Builder::new().stack_size(256 << 20);
+            let h = big
+                .spawn_scoped(outer, || {
+                    let expr = cairn_query::parse(&q).unwrap_or_else(|e| panic!("{q}: {e}"));
+                    std::thread::scope(|s| {
+                        let small = std::thread::Builder::new().stack_size(2 << 20);
+                        small
+                            .spawn_scoped(s, || {
+                                Engine::default()
+                                    .range_query_expr(
+                                        querier,
+                                        &expr,
+                                        &q,
+                                        0,
+                                        600_000,
+                                        60_000,
+                                        &QueryOptions::default(),
+                                    )
+                                    .map(|r| r.value)
+                            })
+                            .expect("spawn")
+                            .join()
+                            .expect("no stack overflow")
+                    })
+                })
+                .expect("spawn");
+            let r = h.join().expect("no stack overflow");
+            assert!(r.is_ok(), "{r:?}");
+        });
+    }
+}
+
+#[test]
+fn a_subquery_too_fine_to_hold_is_refused_before_allocating() {
+    let (_tmp, st) = storage();
+    // 100 years at 1 ms would be 3e12 steps.
+    let err = Engine::default()
+        .instant_query(
+            st.querier(),
+            "count_over_time(req_total[100y:1ms])",
+            600_000,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::TooManySamples { .. }), "{err:?}");
+}

@@ -99,9 +99,19 @@ impl Evaluator<'_> {
         })
     }
 
+    /// Evaluates `e` over `g`. The tree walk recurses once per level; the
+    /// stack is grown on demand so that the deepest tree the parser accepts
+    /// evaluates on any thread.
     pub(crate) fn eval(&mut self, g: Grid, e: &Expr) -> Result<Val> {
+        stacker::maybe_grow(128 * 1024, 4 * 1024 * 1024, || self.eval_node(g, e))
+    }
+
+    fn eval_node(&mut self, g: Grid, e: &Expr) -> Result<Val> {
         self.check()?;
         let n = g.len();
+        // A step column is allocated per series: refuse grids (a subquery
+        // with a tiny step over a long range) that could not fit.
+        self.hold(n)?;
         let v = match e {
             Expr::Number(x) => Val::Scalar(vec![x.value; n]),
             Expr::String(s) => Val::String(s.value.clone()),
@@ -202,6 +212,7 @@ impl Evaluator<'_> {
         let mut out = Vec::with_capacity(raw.len());
         for (labels, samples) in raw {
             self.tick()?;
+            self.hold((out.len() + 1) * n)?;
             let mut vals = vec![absent(); n];
             let mut any = false;
             let mut hi = 0;
@@ -583,6 +594,7 @@ impl Evaluator<'_> {
         let counter_check = matches!(name, "rate" | "increase");
         for s in &src.series {
             self.tick()?;
+            self.hold((out.len() + 1) * n)?;
             let mut vals = vec![absent(); n];
             let mut any = false;
             let (mut lo, mut hi) = (0usize, 0usize);
