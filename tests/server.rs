@@ -235,6 +235,10 @@ fn remote_write_2_resolves_symbols_and_reports_written_counts() {
     );
     assert_eq!(j["data"][0]["exemplars"][0]["labels"]["trace_id"], "abc");
     assert_eq!(j["data"][0]["exemplars"][0]["value"], "1");
+    assert_eq!(
+        j["data"][0]["exemplars"][0]["timestamp"],
+        serde_json::json!(T0 / 1000)
+    );
 
     // A v2 series with a reference outside the symbol table: 400, counted.
     let bad = v2::Request {
