@@ -52,6 +52,8 @@ pub struct Config {
     pub query: QueryConfig,
     /// The remote-write receiver.
     pub remote_write: RemoteWriteConfig,
+    /// The OTLP receiver (translation options and limits).
+    pub otlp: crate::otlp::OtlpConfig,
     /// Logging.
     pub log: LogConfig,
 }

@@ -17,6 +17,7 @@ pub mod http;
 pub mod import;
 pub mod metadata;
 pub mod metrics;
+pub mod otlp;
 pub mod remote_write;
 pub mod selector;
 pub mod serve;
