@@ -446,6 +446,10 @@ fn malformed_writes_get_documented_statuses_and_change_nothing() {
     let resp = raw_http(&server.addr, &head, &[0u8; 1024]);
     assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
 
+    // A resent identical write (a sender retrying after a lost answer) is
+    // accepted and changes nothing.
+    first_write(&server);
+
     // Still up, and nothing written before changed.
     assert!(server.is_running());
     check_first_write(&server);
@@ -519,6 +523,11 @@ fn api_envelope_errors_and_status_endpoints() {
     let (_, j) = get_json(&server, "/api/v1/parse_query?query=up%7Bjob%3D%22a%22%7D");
     assert_eq!(j["data"]["type"], "vectorSelector");
     assert_eq!(j["data"]["name"], "up");
+    let (_, j) = get_json(&server, "/api/v1/status/walreplay");
+    assert_eq!(
+        j["data"],
+        serde_json::json!({"min": 0, "max": 1, "current": 1})
+    );
     let (_, j) = get_json(&server, "/api/v1/rules");
     assert_eq!(j["data"]["groups"], serde_json::json!([]));
 

@@ -383,6 +383,14 @@ pub(super) async fn status_config(State(state): State<Arc<AppState>>) -> Respons
     success(serde_json::json!({ "yaml": state.config.to_yaml() }))
 }
 
+/// WAL replay progress in Prometheus's shape. Cairn replays before it
+/// serves data endpoints, so once this answers with storage open the replay
+/// is complete; before that `current` is 0 of 1.
+pub(super) async fn walreplay(State(state): State<Arc<AppState>>) -> Response {
+    let done = u8::from(state.is_ready());
+    success(serde_json::json!({ "min": 0, "max": 1, "current": done }))
+}
+
 pub(super) async fn tsdb(
     State(state): State<Arc<AppState>>,
     p: Params,
