@@ -612,3 +612,58 @@ fn text_format_import_writes_with_plain_curl() {
         "nothing written"
     );
 }
+
+#[test]
+fn writes_beyond_max_in_flight_get_503_with_retry_after() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("cairn.yml");
+    std::fs::write(&cfg, "remote_write:\n  max_in_flight: 1\n").expect("config");
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--config", cfg.to_str().expect("utf-8")],
+    );
+
+    // A write whose body never finishes holds the only permit.
+    let mut held = std::net::TcpStream::connect(&server.addr).expect("connect");
+    let head = format!(
+        "POST /api/v1/write HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-protobuf\r\n\
+         Content-Encoding: snappy\r\nContent-Length: 1000\r\n\r\n",
+        server.addr
+    );
+    held.write_all(head.as_bytes()).expect("write head");
+    held.write_all(&[0u8; 10]).expect("write some body");
+
+    let small = || vec![series(&[("__name__", "shed")], &[(T0, 1.0)])];
+    let mut shed = None;
+    for _ in 0..200 {
+        let a = write_v1(&server, small());
+        if a.status == 503 {
+            shed = Some(a);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let a = shed.expect("a write was shed while the permit was held");
+    assert_eq!(
+        a.headers.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    assert!(
+        a.body.contains("too many concurrent remote-write requests"),
+        "{}",
+        a.body
+    );
+
+    // Once the slow request is gone, writes succeed again.
+    drop(held);
+    let mut ok = false;
+    for _ in 0..200 {
+        if write_v1(&server, small()).status == 204 {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(ok, "writes recover after the slow request ends");
+}
