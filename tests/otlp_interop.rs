@@ -1,0 +1,172 @@
+//! Interop with a real OTLP client: the OpenTelemetry Python SDK (installed
+//! by `scripts/install-peers.sh` into a venv) exports a counter, an up-down
+//! counter, an observable gauge and a histogram, with resource attributes,
+//! to the real `cairn serve` -- once with the OTLP/gRPC exporter
+//! (cumulative temporality) and once with the OTLP/HTTP exporter (delta
+//! temporality, converted to cumulative by Cairn), both gzip-compressed.
+//! The stored series are then read back through Cairn's HTTP API
+//! (remote-read for exact values, `/api/v1/series`, `/api/v1/metadata`).
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use support::*;
+
+/// The venv's python, as `scripts/install-peers.sh` creates it.
+fn python() -> PathBuf {
+    let peers = std::env::var_os("CAIRN_PEERS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME is set");
+            PathBuf::from(home).join(".cache/cairn-peers")
+        });
+    let python = peers.join("otel-venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} missing: run scripts/install-peers.sh (scripts/test.sh does)",
+        python.display()
+    );
+    python
+}
+
+fn export(kind: &str, endpoint: &str, instance: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/otlp_interop.py");
+    let out = Command::new(python())
+        .args([script, kind, endpoint, instance])
+        .output()
+        .expect("run the Python exporter");
+    assert!(
+        out.status.success(),
+        "{kind} export failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Values (in time order) of the one series `name` of `instance` with
+/// the extra label matchers.
+fn values(server: &Server, name: &str, instance: &str, extra: &[(&str, &str)]) -> Vec<f64> {
+    let mut m = vec![("__name__", name), ("instance", instance)];
+    m.extend_from_slice(extra);
+    let now = now_ms();
+    let found = read(server, &m, now - 3_600_000, now + 600_000);
+    assert_eq!(found.len(), 1, "{name} {instance} {extra:?}: {found:?}");
+    let (labels, samples) = &found[0];
+    assert!(
+        labels.contains(&("job".to_string(), "ml/llm-server".to_string())),
+        "{labels:?}"
+    );
+    samples.iter().map(|(_, b)| f64::from_bits(*b)).collect()
+}
+
+fn check_instance(server: &Server, instance: &str) {
+    let llama = [("model", "llama")];
+    assert_eq!(
+        values(server, "infer_requests_total", instance, &llama),
+        vec![8.0, 10.0]
+    );
+    assert_eq!(
+        values(server, "queue_depth", instance, &llama),
+        vec![5.0, 3.0]
+    );
+    assert_eq!(
+        values(server, "gpu_utilization_ratio", instance, &[("gpu", "0")]),
+        vec![0.25, 0.75]
+    );
+    // Default SDK buckets ..., 50, 75, 100, 250, ...: 30 and 80, then 120.
+    for (le, want) in [
+        ("50", vec![1.0, 1.0]),
+        ("100", vec![2.0, 2.0]),
+        ("250", vec![2.0, 3.0]),
+        ("+Inf", vec![2.0, 3.0]),
+    ] {
+        assert_eq!(
+            values(
+                server,
+                "infer_latency_milliseconds_bucket",
+                instance,
+                &[("model", "llama"), ("le", le)]
+            ),
+            want,
+            "le={le}"
+        );
+    }
+    assert_eq!(
+        values(server, "infer_latency_milliseconds_sum", instance, &llama),
+        vec![110.0, 230.0]
+    );
+    assert_eq!(
+        values(server, "infer_latency_milliseconds_count", instance, &llama),
+        vec![2.0, 3.0]
+    );
+    let now = now_ms();
+    let info = read(
+        server,
+        &[("__name__", "target_info"), ("instance", instance)],
+        now - 3_600_000,
+        now + 600_000,
+    );
+    assert_eq!(info.len(), 1, "{info:?}");
+    for want in [
+        ("job", "ml/llm-server"),
+        ("k8s_cluster_name", "eu-1"),
+        ("deployment_environment", "test"),
+        ("telemetry_sdk_language", "python"),
+    ] {
+        assert!(
+            info[0]
+                .0
+                .contains(&(want.0.to_string(), want.1.to_string())),
+            "target_info lacks {want:?}: {:?}",
+            info[0].0
+        );
+    }
+}
+
+#[test]
+fn the_opentelemetry_python_sdk_exports_over_grpc_and_http() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+
+    export("grpc", &format!("http://{}", server.otlp_grpc), "grpc-1");
+    export(
+        "http",
+        &format!("http://{}/v1/metrics", server.otlp_http),
+        "http-1",
+    );
+
+    check_instance(&server, "grpc-1");
+    check_instance(&server, "http-1");
+
+    let series: serde_json::Value = client()
+        .get(server.url("/api/v1/series?match[]=infer_requests_total"))
+        .send()
+        .expect("series")
+        .bytes()
+        .map(|b| serde_json::from_slice(&b).expect("json"))
+        .expect("body");
+    assert_eq!(series["data"].as_array().map(Vec::len), Some(2), "{series}");
+
+    let md: serde_json::Value = client()
+        .get(server.url("/api/v1/metadata?metric=infer_requests_total"))
+        .send()
+        .expect("metadata")
+        .bytes()
+        .map(|b| serde_json::from_slice(&b).expect("json"))
+        .expect("body");
+    assert_eq!(
+        md["data"]["infer_requests_total"][0],
+        serde_json::json!({"type": "counter", "help": "Inference requests", "unit": ""})
+    );
+    server.stop();
+}
