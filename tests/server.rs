@@ -470,6 +470,8 @@ fn api_envelope_errors_and_status_endpoints() {
         ("/api/v1/labels?start=10&end=5", 400, "bad_data"),
         ("/api/v1/label/job/values?limit=-1", 400, "bad_data"),
         ("/api/v1/no_such_endpoint", 404, "not_found"),
+        ("/api/v1/format_query?query=sum(rate(x[5m]", 400, "bad_data"),
+        ("/api/v1/parse_query", 400, "bad_data"),
     ];
     for (path, status, kind) in table {
         let (s, j) = get_json(&server, path);
@@ -495,6 +497,24 @@ fn api_envelope_errors_and_status_endpoints() {
     );
     let (_, j) = get_json(&server, "/api/v1/status/runtimeinfo");
     assert_eq!(j["data"]["storageRetention"], "30d");
+    let (s, j) = get_json(
+        &server,
+        "/api/v1/format_query?query=sum(rate(x[5m]))by(job)",
+    );
+    assert_eq!(
+        (s, &j["data"]),
+        (200, &serde_json::json!("sum by (job) (rate(x[5m]))"))
+    );
+    let (_, j) = get_json(&server, "/api/v1/format_query?query=1%2B");
+    assert!(
+        j["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("parse error")),
+        "{j}"
+    );
+    let (_, j) = get_json(&server, "/api/v1/parse_query?query=up%7Bjob%3D%22a%22%7D");
+    assert_eq!(j["data"]["type"], "vectorSelector");
+    assert_eq!(j["data"]["name"], "up");
     let (_, j) = get_json(&server, "/api/v1/rules");
     assert_eq!(j["data"]["groups"], serde_json::json!([]));
 
@@ -542,4 +562,40 @@ fn bad_configuration_stops_startup_naming_the_key() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(key), "{yaml:?}: {err}");
     }
+}
+
+#[test]
+fn text_format_import_writes_with_plain_curl() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let body = format!(
+        "# TYPE gpu_util gauge\n# HELP gpu_util GPU utilisation.\n\
+         gpu_util{{model=\"llama\",gpu=\"0\"}} 0.75 {T0}\ngpu_util{{model=\"llama\",gpu=\"0\"}} 0.5 {}\n",
+        T0 + 15_000
+    );
+    let resp = client()
+        .post(server.url("/api/v1/import/prometheus"))
+        .body(body)
+        .send()
+        .expect("import");
+    assert_eq!(resp.status().as_u16(), 204);
+    let got = read(&server, &[("__name__", "gpu_util")], 0, i64::MAX);
+    assert_eq!(
+        got[0].1,
+        vec![(T0, 0.75f64.to_bits()), (T0 + 15_000, 0.5f64.to_bits())]
+    );
+    let (_, j) = get_json(&server, "/api/v1/metadata?metric=gpu_util");
+    assert_eq!(j["data"]["gpu_util"][0]["type"], "gauge");
+
+    let resp = client()
+        .post(server.url("/api/v1/import/prometheus"))
+        .body("ok_line 1\nbroken{ 2\n")
+        .send()
+        .expect("import");
+    assert_eq!(resp.status().as_u16(), 400);
+    assert!(resp.text().expect("text").contains("line 2"));
+    assert!(
+        read(&server, &[("__name__", "ok_line")], 0, i64::MAX).is_empty(),
+        "nothing written"
+    );
 }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod format;
 pub mod http;
+pub mod import;
 pub mod metadata;
 pub mod metrics;
 pub mod otlp;

@@ -29,6 +29,7 @@ impl BitWriter {
     }
 
     /// Bits written so far.
+    #[cfg(test)]
     pub(crate) fn bit_len(&self) -> u64 {
         self.bytes.len() as u64 * 8 - u64::from(self.free)
     }

@@ -369,3 +369,81 @@ fn trailing_garbage_is_corrupt() {
         ));
     }
 }
+
+/// Encoding 2 picks its value mode from the data and rewrites the open
+/// chunk when a later value needs more decimals or is not a decimal; every
+/// path must give the samples back bit-exactly.
+#[test]
+fn decimal_grid_mode_changes_round_trip() {
+    let stale = f64::from_bits(STALE_NAN_BITS);
+    let cases: Vec<(&str, Vec<f64>)> = vec![
+        ("integers", vec![1.0, 2.0, 5.0, 5.0, 9.0]),
+        ("more decimals later", vec![1.0, 2.5, 3.25, 3.125, 1e-7]),
+        (
+            "decimal then float",
+            vec![1.5, 2.5, std::f64::consts::PI, 4.0],
+        ),
+        ("float first", vec![std::f64::consts::E, 1.0, 2.0]),
+        ("stale first", vec![stale, 1.0, 2.5]),
+        (
+            "specials among decimals",
+            vec![
+                1.0,
+                f64::NAN,
+                2.0,
+                f64::INFINITY,
+                -0.0,
+                f64::NEG_INFINITY,
+                stale,
+                3.0,
+            ],
+        ),
+        ("exponent growth would overflow", vec![9e15, 0.5]),
+        (
+            "huge and tiny",
+            vec![1e300, 1e-300, f64::MAX, f64::MIN_POSITIVE, 5e-324],
+        ),
+        ("counter reset", vec![1e9, 1e9 + 7.0, 3.0, 10.0, 17.0]),
+        (
+            "largest exact integers",
+            vec![9007199254740992.0, -9007199254740992.0, 9007199254740991.0],
+        ),
+    ];
+    for (name, values) in cases {
+        let samples: Vec<Sample> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| Sample {
+                t: 1_000 + i as i64 * 15_000,
+                v,
+            })
+            .collect();
+        let chunk = encode(Encoding::DecimalGrid, &samples).finish();
+        let mut got = Vec::new();
+        Chunk::from_bytes(chunk.as_bytes().to_vec())
+            .and_then(|c| c.decode_into(i64::MIN, i64::MAX, &mut got))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(bits(&got), bits(&samples), "{name}");
+    }
+}
+
+/// The point of encoding 2: one-decimal gauges and jittered scrape times
+/// cost far less than in encoding 1.
+#[test]
+fn decimal_grid_is_smaller_on_scraped_decimals() {
+    let samples: Vec<Sample> = (0..120)
+        .map(|i: i64| Sample {
+            t: 1_700_000_000_000 + i * 15_000 + (i * 7 % 5 - 2),
+            v: ((i * 37) % 1000) as f64 / 10.0,
+        })
+        .collect();
+    let xor = encode(Encoding::XorDod, &samples).finish().as_bytes().len();
+    let dec = encode(Encoding::DecimalGrid, &samples)
+        .finish()
+        .as_bytes()
+        .len();
+    assert!(
+        dec * 2 < xor,
+        "DecimalGrid {dec} bytes vs XorDod {xor} bytes"
+    );
+}
