@@ -21,10 +21,11 @@
 //! the same time, and may be visible for some names and not others; the
 //! head only hands out a series once `add` has returned.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
+use hashbrown::HashMap;
 use parking_lot::RwLock;
 use roaring::{MultiOps, RoaringBitmap};
 
