@@ -4,8 +4,10 @@
 //! to the real `cairn serve` -- once with the OTLP/gRPC exporter
 //! (cumulative temporality) and once with the OTLP/HTTP exporter (delta
 //! temporality, converted to cumulative by Cairn), both gzip-compressed.
-//! The stored series are then read back through Cairn's HTTP API
-//! (remote-read for exact values, `/api/v1/series`, `/api/v1/metadata`).
+//! The stored series are then read back through Cairn's HTTP API:
+//! remote-read for exact values, PromQL (`rate()` over the counter,
+//! `histogram_quantile` over the histogram), `/api/v1/series`,
+//! `/api/v1/metadata`.
 
 mod support;
 
@@ -133,6 +135,48 @@ fn check_instance(server: &Server, instance: &str) {
     }
 }
 
+/// The value of a one-element instant vector for `expr` at now.
+fn query(server: &Server, expr: &str) -> f64 {
+    let v: serde_json::Value = client()
+        .post(server.url("/api/v1/query"))
+        .form(&[("query", expr)])
+        .send()
+        .expect("query")
+        .bytes()
+        .map(|b| serde_json::from_slice(&b).expect("json"))
+        .expect("body");
+    let result = &v["data"]["result"];
+    assert_eq!(result.as_array().map(Vec::len), Some(1), "{expr}: {v}");
+    result[0]["value"][1]
+        .as_str()
+        .and_then(|x| x.parse().ok())
+        .unwrap_or_else(|| panic!("{expr}: {v}"))
+}
+
+fn check_promql(server: &Server, instance: &str) {
+    let sel = format!("{{instance=\"{instance}\", model=\"llama\"}}");
+    let rate = query(server, &format!("rate(infer_requests_total{sel}[5m])"));
+    assert!(rate > 0.0, "rate over the counter: {rate}");
+    // Between the two exports only the 120 ms observation arrived: the
+    // median of the increase lies in (100, 250], halfway.
+    let p50_rate = query(
+        server,
+        &format!("histogram_quantile(0.5, rate(infer_latency_milliseconds_bucket{sel}[5m]))"),
+    );
+    assert!((p50_rate - 175.0).abs() < 1e-9, "{p50_rate}");
+    // Over all three observations (30, 80, 120): rank 1.5 in (75, 100].
+    let p50 = query(
+        server,
+        &format!("histogram_quantile(0.5, infer_latency_milliseconds_bucket{sel})"),
+    );
+    assert!((p50 - 87.5).abs() < 1e-9, "{p50}");
+    let ratio = query(
+        server,
+        &format!("gpu_utilization_ratio{{instance=\"{instance}\"}}"),
+    );
+    assert_eq!(ratio, 0.75);
+}
+
 #[test]
 fn the_opentelemetry_python_sdk_exports_over_grpc_and_http() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -147,6 +191,8 @@ fn the_opentelemetry_python_sdk_exports_over_grpc_and_http() {
 
     check_instance(&server, "grpc-1");
     check_instance(&server, "http-1");
+    check_promql(&server, "grpc-1");
+    check_promql(&server, "http-1");
 
     let series: serde_json::Value = client()
         .get(server.url("/api/v1/series?match[]=infer_requests_total"))
