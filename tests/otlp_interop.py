@@ -1,6 +1,8 @@
 """Exports metrics to Cairn with the real OpenTelemetry Python SDK.
 
 Usage: otlp_interop.py grpc|http ENDPOINT INSTANCE
+       otlp_interop.py raw-grpc HOST:PORT
+
 
 Records a counter, an up-down counter, an observable gauge and a histogram
 with resource attributes, and exports them twice (two collections, a second
@@ -48,7 +50,28 @@ def exporter(kind, endpoint):
     ), AggregationTemporality.DELTA
 
 
+def raw_grpc(target):
+    """Sends hand-made bodies to Export with grpcio; prints the outcome of
+    each on a line: `empty OK`, `truncated INVALID_ARGUMENT ...`."""
+    import grpc
+
+    channel = grpc.insecure_channel(target)
+    export = channel.unary_unary(
+        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+    )
+    # resource_metrics (field 1) claiming 5 bytes, followed by only 2.
+    for name, body in [("empty", b""), ("truncated", b"\x0a\x05\x0a\x03")]:
+        try:
+            export(body, timeout=10)
+            print(name, "OK")
+        except grpc.RpcError as e:
+            print(name, e.code().name, e.details())
+
+
 def main():
+    if sys.argv[1] == "raw-grpc":
+        raw_grpc(sys.argv[2])
+        return
     kind, endpoint, instance = sys.argv[1], sys.argv[2], sys.argv[3]
     exp, temporality = exporter(kind, endpoint)
     reader = InMemoryMetricReader(

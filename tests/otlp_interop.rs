@@ -34,18 +34,25 @@ fn python() -> PathBuf {
     python
 }
 
-fn export(kind: &str, endpoint: &str, instance: &str) {
+/// Runs the Python side with `args`; returns its stdout.
+fn run_python(args: &[&str]) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/otlp_interop.py");
     let out = Command::new(python())
-        .args([script, kind, endpoint, instance])
+        .arg(script)
+        .args(args)
         .output()
-        .expect("run the Python exporter");
+        .expect("run the Python side");
     assert!(
         out.status.success(),
-        "{kind} export failed: {}\n{}",
+        "{args:?} failed: {}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn export(kind: &str, endpoint: &str, instance: &str) {
+    run_python(&[kind, endpoint, instance]);
 }
 
 fn now_ms() -> i64 {
@@ -193,6 +200,18 @@ fn the_opentelemetry_python_sdk_exports_over_grpc_and_http() {
     check_instance(&server, "http-1");
     check_promql(&server, "grpc-1");
     check_promql(&server, "http-1");
+
+    // gRPC status codes seen by grpcio: an empty request is a success, a
+    // truncated one INVALID_ARGUMENT (not retried), and the server stays up.
+    let raw = run_python(&["raw-grpc", &server.otlp_grpc]);
+    let lines: Vec<&str> = raw.lines().collect();
+    assert_eq!(lines.first().copied(), Some("empty OK"), "{raw}");
+    assert!(
+        lines
+            .get(1)
+            .is_some_and(|l| l.starts_with("truncated INVALID_ARGUMENT protobuf decode error")),
+        "{raw}"
+    );
 
     let series: serde_json::Value = client()
         .get(server.url("/api/v1/series?match[]=infer_requests_total"))
