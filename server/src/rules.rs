@@ -11,4 +11,5 @@
 //! build on these two (see `docs/rules.md` for what exists).
 
 pub mod file;
+pub mod group;
 pub mod template;

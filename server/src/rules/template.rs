@@ -745,7 +745,10 @@ impl Exec<'_, '_> {
                             .collect(),
                         Value::Nil | Value::NoValue => Vec::new(),
                         other => {
-                            return Err(format!("range can't iterate over {}", print_value(&other)));
+                            return Err(format!(
+                                "range can't iterate over {}",
+                                print_value(&other)
+                            ));
                         }
                     };
                     if items.is_empty() {
