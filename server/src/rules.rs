@@ -12,4 +12,5 @@
 
 pub mod file;
 pub mod group;
+pub mod manager;
 pub mod template;
