@@ -163,10 +163,13 @@ impl Sink {
             Some(i) => i,
             None => {
                 let i = self.out.series.len();
-                if self.index.contains_key(&h) {
-                    self.collided.insert(labels.clone(), i);
-                } else {
-                    self.index.insert(h, i);
+                match self.index.entry(h) {
+                    std::collections::hash_map::Entry::Occupied(_) => {
+                        self.collided.insert(labels.clone(), i);
+                    }
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(i);
+                    }
                 }
                 self.out.series.push(WriteSeries {
                     labels,
