@@ -42,6 +42,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(false)
         .build_server(true)
+        // Decode failures are the client's INVALID_ARGUMENT (src/codec.rs).
+        .codec_path("crate::codec::CairnCodec")
         .compile_with_config(config, &files, &[root])?;
 
     let descriptors = std::fs::read(&descriptor_path)?;

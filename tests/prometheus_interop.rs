@@ -166,7 +166,9 @@ remote_read:
     let out = promtool(&[
         "range",
         &format!("--start={}", now - 600),
-        &format!("--end={now}"),
+        // A little past now: `now` is truncated to the second, and the first
+        // scrape may be younger than that.
+        &format!("--end={}", now + 5),
         "--step=15s",
         &cairn_url,
         "up{job=\"cairn\"}",

@@ -103,6 +103,8 @@ pub mod google {
     }
 }
 
+pub mod codec;
+
 /// `pbjson`, re-exported for the generated serde code's users.
 pub use pbjson;
 /// `tonic`, re-exported so the server uses the version the stubs need.
