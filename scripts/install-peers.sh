@@ -33,3 +33,17 @@ if ! otel_ready; then
   "$OTEL_VENV/bin/pip" install --quiet --disable-pip-version-check "${OTEL_PACKAGES[@]}"
   otel_ready
 fi
+
+# --- Prometheus, promtool, vmagent (Debian packages) -------------------------
+# Used by tests/prometheus_interop.rs: Prometheus remote-writes to Cairn,
+# scrapes Cairn's /metrics and remote-reads from it; promtool queries
+# Cairn's API; vmagent remote-writes to Cairn. Only the binaries are used
+# (the packages' own services are not needed by the tests).
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
+   || ! command -v vmagent >/dev/null; then
+  echo "install-peers: installing prometheus and victoria-metrics (apt)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends prometheus victoria-metrics >/dev/null
+fi
+command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v vmagent >/dev/null

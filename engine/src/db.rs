@@ -19,7 +19,10 @@
 //!   timestamp, so replay in any order rebuilds the same set of samples.
 //!
 //! If a WAL write or fsync fails, the WAL refuses all further writes and
-//! every later append returns an error until the process restarts.
+//! every later append returns an error, before touching the head, until the
+//! process restarts. (Appends already past that check when the failure
+//! happens may leave samples in the head that are not durable; they were
+//! never acknowledged.)
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -245,6 +248,11 @@ impl Db {
     /// and samples are reported in the outcome; `Err` means the batch may
     /// not be durable (I/O failure) and must not be acknowledged.
     pub fn append(&self, batch: &[WriteSeries]) -> Result<AppendOutcome> {
+        if !self.wal.is_available() {
+            return Err(Error::WalUnavailable {
+                reason: "the WAL is closed or failed; restart to recover".into(),
+            });
+        }
         let mut out = AppendOutcome::default();
         let mut to_log: Vec<Arc<MemSeries>> = Vec::new();
         let mut samples: Vec<RefSample> = Vec::new();
@@ -357,6 +365,14 @@ impl Db {
 
     /// Flushes and fsyncs the WAL and releases the directory.
     pub fn close(self) -> Result<()> {
+        self.wal.close()
+    }
+
+    /// Like [`Db::close`] for a database shared by `Arc`: flushes, fsyncs
+    /// and stops the WAL; later appends fail with
+    /// [`Error::WalUnavailable`] while queries keep working. The directory
+    /// lock is released when the last reference is dropped.
+    pub fn shutdown(&self) -> Result<()> {
         self.wal.close()
     }
 }

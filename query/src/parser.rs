@@ -19,8 +19,6 @@ mod grammar;
 mod lexer;
 mod literal;
 
-use std::fmt;
-
 pub use lexer::go_quote;
 
 use crate::ast::{Expr, line_col};
@@ -55,8 +53,10 @@ impl Default for ParseOptions {
     }
 }
 
-/// A query that does not parse or does not type-check.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A query that does not parse or does not type-check. Displayed as
+/// Prometheus does: `1:7: parse error: <message>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{line}:{col}: parse error: {message}")]
 pub struct ParseError {
     /// Byte offset where the offending part starts.
     pub start: usize,
@@ -82,18 +82,6 @@ impl ParseError {
         }
     }
 }
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}: parse error: {}",
-            self.line, self.col, self.message
-        )
-    }
-}
-
-impl std::error::Error for ParseError {}
 
 /// Parses and type-checks a PromQL expression with the default options.
 pub fn parse(input: &str) -> Result<Expr, ParseError> {

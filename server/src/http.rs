@@ -141,6 +141,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/status/flags", get(api::flags))
         .route("/api/v1/status/config", get(api::status_config))
         .route("/api/v1/status/tsdb", get(api::tsdb))
+        .route("/api/v1/status/walreplay", get(api::walreplay))
         .route("/-/healthy", any(healthy))
         .route("/-/ready", any(ready))
         .route("/metrics", get(metrics))

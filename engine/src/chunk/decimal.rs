@@ -70,12 +70,22 @@ fn unzigzag(v: u64) -> i64 {
 /// decoder computes the very same f64.
 #[inline]
 pub(crate) fn to_decimal(v: f64, e: u32) -> Option<i64> {
-    let m = (v * POW10[e as usize]).round();
-    if m.is_nan() || m.abs() > MAX_MANTISSA as f64 {
+    let x = v * POW10[e as usize];
+    if x.is_nan() || x.abs() > MAX_MANTISSA as f64 {
         return None;
     }
-    let mi = m as i64;
-    (from_decimal(mi, e).to_bits() == v.to_bits()).then_some(mi)
+    // Round half away from zero by hand: `f64::round` is a library call
+    // on baseline x86-64, and this runs for every appended value.
+    let t = x as i64;
+    let frac = x - t as f64;
+    let m = if frac >= 0.5 {
+        t + 1
+    } else if frac <= -0.5 {
+        t - 1
+    } else {
+        t
+    };
+    (from_decimal(m, e).to_bits() == v.to_bits()).then_some(m)
 }
 
 #[inline]
@@ -155,8 +165,10 @@ impl<const ADOPT: bool> Rice<ADOPT> {
             w.write_bits(u64::from(len - 1), 6);
             w.write_bits(z, len);
         } else {
-            w.write_bits(1, q as u32 + 1);
-            w.write_bits(z, k);
+            // The unary part's terminating '1' and the k low bits in one
+            // write (at most 16 + 40 bits).
+            let low = z & ((1u64 << k) - 1);
+            w.write_bits((1u64 << k) | low, q as u32 + 1 + k);
         }
         self.update(z, escaped);
         escaped

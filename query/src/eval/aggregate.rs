@@ -212,6 +212,7 @@ fn fold(
     let n = g.len();
     let op = a.op;
     let ngroups = groups.len();
+    ev.hold(ngroups * n)?;
     let mut out: Vec<Series> = groups
         .into_iter()
         .map(|labels| Series {

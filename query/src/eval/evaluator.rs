@@ -99,9 +99,19 @@ impl Evaluator<'_> {
         })
     }
 
+    /// Evaluates `e` over `g`. The tree walk recurses once per level; the
+    /// stack is grown on demand so that the deepest tree the parser accepts
+    /// evaluates on any thread.
     pub(crate) fn eval(&mut self, g: Grid, e: &Expr) -> Result<Val> {
+        stacker::maybe_grow(128 * 1024, 4 * 1024 * 1024, || self.eval_node(g, e))
+    }
+
+    fn eval_node(&mut self, g: Grid, e: &Expr) -> Result<Val> {
         self.check()?;
         let n = g.len();
+        // A step column is allocated per series: refuse grids (a subquery
+        // with a tiny step over a long range) that could not fit.
+        self.hold(n)?;
         let v = match e {
             Expr::Number(x) => Val::Scalar(vec![x.value; n]),
             Expr::String(s) => Val::String(s.value.clone()),
@@ -165,10 +175,14 @@ impl Evaluator<'_> {
     ) -> Result<Vec<(Labels, Vec<Sample>)>> {
         let series = self.querier.select(matchers, mint, maxt)?;
         let mut out = Vec::with_capacity(series.len());
+        let mut loaded = 0usize;
         for s in series {
             self.tick()?;
             let mut buf = Vec::new();
             s.read_samples(mint, maxt, &mut buf);
+            loaded += buf.len();
+            // The decoded samples of one selector are held at once.
+            self.hold(loaded)?;
             self.stats.samples_read += buf.len();
             out.push((s.labels, buf));
         }
@@ -198,6 +212,7 @@ impl Evaluator<'_> {
         let mut out = Vec::with_capacity(raw.len());
         for (labels, samples) in raw {
             self.tick()?;
+            self.hold((out.len() + 1) * n)?;
             let mut vals = vec![absent(); n];
             let mut any = false;
             let mut hi = 0;
@@ -548,7 +563,9 @@ impl Evaluator<'_> {
                 let _ = self.vector_arg(g, &c.args[0])?;
                 Ok(Val::Vector(Vec::new()))
             }
-            other => Err(Error::exec(format!("function {other:?} is not supported"))),
+            other => Err(Error::NotSupported {
+                what: format!("function {other}()"),
+            }),
         }
     }
 
@@ -565,7 +582,9 @@ impl Evaluator<'_> {
             }
         }
         let Some(func) = RangeFn::from_name(name) else {
-            return Err(Error::exec(format!("function {name:?} is not supported")));
+            return Err(Error::NotSupported {
+                what: format!("function {name}()"),
+            });
         };
         let src = self.matrix_source(g, &c.args[mi])?;
         let keep_name = matches!(name, "last_over_time" | "first_over_time");
@@ -575,6 +594,7 @@ impl Evaluator<'_> {
         let counter_check = matches!(name, "rate" | "increase");
         for s in &src.series {
             self.tick()?;
+            self.hold((out.len() + 1) * n)?;
             let mut vals = vec![absent(); n];
             let mut any = false;
             let (mut lo, mut hi) = (0usize, 0usize);

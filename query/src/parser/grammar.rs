@@ -965,10 +965,17 @@ impl<'a> Parser<'a> {
         self.bump();
         let t = self.peek();
         let Some((ms, _, end)) = self.duration_literal()? else {
-            if matches!(
-                t.kind,
-                TokKind::LParen | TokKind::Keyword(Kw::Step | Kw::Range | Kw::MaxOf | Kw::MinOf)
-            ) {
+            let starts_duration_expr = |k: &TokKind| {
+                matches!(
+                    k,
+                    TokKind::LParen
+                        | TokKind::Keyword(Kw::Step | Kw::Range | Kw::MaxOf | Kw::MinOf)
+                )
+            };
+            let signed = matches!(t.kind, TokKind::Op(BinaryOp::Add | BinaryOp::Sub));
+            if starts_duration_expr(&t.kind)
+                || (signed && starts_duration_expr(&self.peek_at(1).kind))
+            {
                 return Err(self.duration_expr_unsupported(t));
             }
             return Err(self.unexpected(t, "offset", "number, duration, step(), or range()"));

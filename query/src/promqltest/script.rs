@@ -480,9 +480,11 @@ fn run_eval(
         }
         Err(e) => {
             let msg = e.to_string();
+            let unsupported = msg.contains("not supported") || msg.contains("experimental");
             if ev.is_fail() {
                 return match check_failure(ev, &msg) {
                     Ok(()) => Outcome::Passed,
+                    Err(_) if unsupported => Outcome::NotSupported(msg),
                     Err(m) => Outcome::Failed(m),
                 };
             }
@@ -510,6 +512,7 @@ fn run_eval(
     };
     match result {
         Ok(()) => Outcome::Passed,
+        Err(m) if m.contains("not supported: ") => Outcome::NotSupported(m),
         Err(m) => Outcome::Failed(m),
     }
 }

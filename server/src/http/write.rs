@@ -66,7 +66,7 @@ fn set_written(h: &mut HeaderMap, w: Written) {
     h.insert(EXEMPLARS_WRITTEN, HeaderValue::from(w.exemplars));
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     h.get(name).map(|v| v.to_str().unwrap_or("<not ASCII>"))
 }
 
