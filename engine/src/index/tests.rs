@@ -284,7 +284,10 @@ fn concurrent_adds_and_removes_leave_exactly_the_live_series() {
         Labels::from_pairs([
             ("__name__", "req".to_string()),
             ("shared", format!("v{}", id % 3)),
-            ("rare", if id % 7 == 0 { "yes" } else { "" }.to_string()),
+            (
+                "rare",
+                if id.is_multiple_of(7) { "yes" } else { "" }.to_string(),
+            ),
         ])
     };
     let handles: Vec<_> = (0..THREADS)
@@ -296,7 +299,7 @@ fn concurrent_adds_and_removes_leave_exactly_the_live_series() {
                     let l = labels_of(id);
                     p.add(SeriesRef(id), &l);
                     // Remove every other series again at once.
-                    if id % 2 == 1 {
+                    if !id.is_multiple_of(2) {
                         p.remove(SeriesRef(id), &l);
                     }
                 }
@@ -307,7 +310,7 @@ fn concurrent_adds_and_removes_leave_exactly_the_live_series() {
         h.join().expect("churn thread panicked");
     }
     let live: Vec<(u32, Labels)> = (0..THREADS * ROUNDS)
-        .filter(|id| id % 2 == 0)
+        .filter(|id| id.is_multiple_of(2))
         .map(|id| (id, labels_of(id)))
         .collect();
     for specs in [
