@@ -127,7 +127,9 @@ fn histogram(rng: &mut Rng) -> Vec<Vec<Sample>> {
     for c in &mut counts {
         *c = (*c as f64 * scale).round() as u64;
     }
-    let mut series = vec![Vec::with_capacity(SAMPLES_PER_CHUNK); 12];
+    let mut series: Vec<Vec<f64>> = (0..12)
+        .map(|_| Vec::with_capacity(SAMPLES_PER_CHUNK))
+        .collect();
     for _ in 0..SAMPLES_PER_CHUNK {
         for _ in 0..rng.poisson(lambda) {
             let l = latency(rng);

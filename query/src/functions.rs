@@ -29,9 +29,6 @@ pub enum Stability {
     /// Cairn's parser accepts them unless `ParseOptions` says otherwise, as
     /// Prometheus's own test scripts do.
     Experimental,
-    /// Part of the experimental duration expressions (`step()`, `range()`,
-    /// `min_of`, ...), which Cairn does not support yet.
-    DurationExpr,
 }
 
 /// One entry of the function table.
@@ -324,7 +321,7 @@ static FUNCTIONS: &[Function] = &[
         &[],
         Variadic::None,
         V::Scalar,
-        Stability::DurationExpr,
+        Stability::Experimental,
         false,
     ),
     f(
@@ -516,7 +513,7 @@ static FUNCTIONS: &[Function] = &[
         &[V::Scalar, V::Scalar],
         Variadic::None,
         V::Scalar,
-        Stability::DurationExpr,
+        Stability::Experimental,
         false,
     ),
     f(
@@ -532,7 +529,7 @@ static FUNCTIONS: &[Function] = &[
         &[V::Scalar, V::Scalar],
         Variadic::None,
         V::Scalar,
-        Stability::DurationExpr,
+        Stability::Experimental,
         false,
     ),
     f(
@@ -604,7 +601,7 @@ static FUNCTIONS: &[Function] = &[
         &[],
         Variadic::None,
         V::Scalar,
-        Stability::DurationExpr,
+        Stability::Experimental,
         false,
     ),
     f(
@@ -708,7 +705,7 @@ static FUNCTIONS: &[Function] = &[
         &[],
         Variadic::None,
         V::Scalar,
-        Stability::DurationExpr,
+        Stability::Experimental,
         false,
     ),
     f(
@@ -740,7 +737,7 @@ static FUNCTIONS: &[Function] = &[
         &[],
         Variadic::None,
         V::Scalar,
-        Stability::DurationExpr,
+        Stability::Experimental,
         false,
     ),
     f(

@@ -35,7 +35,7 @@ pub const DEFAULT_OTLP_GRPC_LISTEN: &str = "127.0.0.1:4317";
 pub const DEFAULT_OTLP_HTTP_LISTEN: &str = "127.0.0.1:4318";
 
 /// The whole configuration of a running server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Prometheus's `global` section.
@@ -52,23 +52,10 @@ pub struct Config {
     pub query: QueryConfig,
     /// The remote-write receiver.
     pub remote_write: RemoteWriteConfig,
+    /// The OTLP receiver (translation options and limits).
+    pub otlp: crate::otlp::OtlpConfig,
     /// Logging.
     pub log: LogConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            global: GlobalConfig::default(),
-            rule_files: Vec::new(),
-            alerting: AlertingConfig::default(),
-            listen: ListenConfig::default(),
-            storage: StorageConfig::default(),
-            query: QueryConfig::default(),
-            remote_write: RemoteWriteConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
 }
 
 /// Prometheus's `global` section. `scrape_interval` and `scrape_timeout`
@@ -185,7 +172,7 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("./data"),
             url: None,
             retention: PromDuration::from_secs(15 * 86_400),
-            ooo_window: PromDuration::from_secs(0),
+            ooo_window: PromDuration::from_secs(600),
         }
     }
 }
@@ -301,7 +288,7 @@ pub struct ServeArgs {
     /// How long samples are kept [storage.retention; default 15d].
     #[arg(long, env = "CAIRN_RETENTION", value_name = "DURATION")]
     pub retention: Option<PromDuration>,
-    /// Out-of-order window [storage.ooo_window; default 0s].
+    /// Out-of-order window [storage.ooo_window; default 10m].
     #[arg(long, env = "CAIRN_OOO_WINDOW", value_name = "DURATION")]
     pub ooo_window: Option<PromDuration>,
     /// Most samples a query may load [query.max_samples; default 50000000].
@@ -618,7 +605,9 @@ impl fmt::Display for PromDuration {
         if ms == 0 {
             return f.write_str("0s");
         }
-        for (unit, len) in UNITS {
+        // Days are the largest unit printed (`30d`, not `4w2d`), so
+        // retention reads as it was probably written.
+        for (unit, len) in UNITS.iter().skip(2) {
             if ms >= *len {
                 write!(f, "{}{unit}", ms / len)?;
                 ms %= len;
@@ -665,11 +654,12 @@ mod tests {
         let table = [
             ("0", Some(0), "0s"),
             ("0s", Some(0), "0s"),
-            ("15d", Some(15 * 86_400_000), "2w1d"),
+            ("15d", Some(15 * 86_400_000), "15d"),
+            ("2w", Some(14 * 86_400_000), "14d"),
             ("10m", Some(600_000), "10m"),
             ("1h30m", Some(5_400_000), "1h30m"),
             ("500ms", Some(500), "500ms"),
-            ("1y", Some(365 * 86_400_000), "1y"),
+            ("1y", Some(365 * 86_400_000), "365d"),
             ("1m30s250ms", Some(90_250), "1m30s250ms"),
             ("", None, ""),
             ("10", None, ""),

@@ -22,6 +22,9 @@ use crate::error::{Error, Result};
 pub enum Protocol {
     V1,
     V2,
+    /// Not remote-write: the text exposition import endpoint, counted with
+    /// the same metrics.
+    Import,
 }
 
 impl Protocol {
@@ -29,6 +32,7 @@ impl Protocol {
         match self {
             Protocol::V1 => "v1",
             Protocol::V2 => "v2",
+            Protocol::Import => "import",
         }
     }
 }
@@ -83,6 +87,17 @@ pub fn decompress(body: &[u8], max_decoded_bytes: u64) -> Result<Vec<u8>> {
     let len = snap::raw::decompress_len(body).map_err(|e| Error::Snappy {
         reason: e.to_string(),
     })?;
+    // Snappy expands at most ~21x (a 3-byte copy element yields 64
+    // bytes), so a header claiming much more than that is corrupt data,
+    // not a large request.
+    if len as u64 > (body.len() as u64).saturating_mul(32).saturating_add(64) {
+        return Err(Error::Snappy {
+            reason: format!(
+                "header claims {len} decoded bytes for {} compressed bytes",
+                body.len()
+            ),
+        });
+    }
     if len as u64 > max_decoded_bytes {
         return Err(Error::BodyTooLarge {
             limit_bytes: max_decoded_bytes,
@@ -134,10 +149,9 @@ pub enum RejectReason {
     NativeHistogramUnsupported,
     SamplesAndHistograms,
     /// Reasons reported by the storage engine on append.
-    OutOfOrder,
     TooOld,
     DuplicateSample,
-    Storage,
+    InvalidLabels,
 }
 
 impl RejectReason {
@@ -151,10 +165,9 @@ impl RejectReason {
             TooFarInFuture => "too_far_in_future",
             NativeHistogramUnsupported => "native_histogram_unsupported",
             SamplesAndHistograms => "samples_and_histograms",
-            OutOfOrder => "out_of_order",
             TooOld => "too_old",
             DuplicateSample => "duplicate_sample",
-            Storage => "storage",
+            InvalidLabels => "invalid_labels",
         }
     }
 }
@@ -276,6 +289,9 @@ pub fn decode(protocol: Protocol, buf: &[u8], limits: DecodeLimits) -> Result<De
             })?;
             decode_v2(req, limits)
         }
+        Protocol::Import => Err(Error::Internal {
+            reason: "the import format is not protobuf".into(),
+        }),
     }
 }
 

@@ -40,6 +40,8 @@ pub enum Error {
     Manifest { path: PathBuf, line: usize },
     #[error("encoding a payload: {reason}")]
     Encode { reason: String },
+    #[error("HTTP client: {reason}")]
+    Http { reason: String },
     #[error("decoding a payload: {reason}")]
     Decode { reason: String },
 }

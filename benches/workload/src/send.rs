@@ -63,10 +63,13 @@ pub fn send_dir(dir: &Path, options: &SendOptions) -> Result<SendReport, Error> 
     for p in sorted {
         plans[p.shard % workers].push(p);
     }
-    let agent = ureq::AgentBuilder::new()
+    let agent = reqwest::blocking::Client::builder()
         .timeout(options.timeout)
-        .max_idle_connections_per_host(workers)
-        .build();
+        .pool_max_idle_per_host(workers)
+        .build()
+        .map_err(|e| Error::Http {
+            reason: e.to_string(),
+        })?;
     let report = Mutex::new(SendReport::default());
     let started = Instant::now();
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
@@ -114,7 +117,11 @@ pub fn send_dir(dir: &Path, options: &SendOptions) -> Result<SendReport, Error> 
     Ok(report)
 }
 
-fn post_with_retries(agent: &ureq::Agent, options: &SendOptions, body: &[u8]) -> (Outcome, u64) {
+fn post_with_retries(
+    agent: &reqwest::blocking::Client,
+    options: &SendOptions,
+    body: &[u8],
+) -> (Outcome, u64) {
     let mut retries = 0;
     let mut backoff = Duration::from_millis(50);
     let mut last = String::new();
@@ -126,28 +133,30 @@ fn post_with_retries(agent: &ureq::Agent, options: &SendOptions, body: &[u8]) ->
         }
         let result = agent
             .post(&options.url)
-            .set("Content-Type", "application/x-protobuf")
-            .set("Content-Encoding", "snappy")
-            .set("X-Prometheus-Remote-Write-Version", "0.1.0")
-            .set("User-Agent", "cairn-workload")
-            .send_bytes(body);
+            .header("Content-Type", "application/x-protobuf")
+            .header("Content-Encoding", "snappy")
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+            .header("User-Agent", "cairn-workload")
+            .body(body.to_vec())
+            .send();
         match result {
             Ok(response) => {
-                // Drain the body so the connection is reused.
-                let _ = response.into_string();
-                return (Outcome::Accepted, retries);
-            }
-            Err(ureq::Error::Status(code, response)) => {
-                let text = response.into_string().unwrap_or_default();
+                let status = response.status();
+                // Read the body whole so the connection is reused.
+                let text = response.text().unwrap_or_default();
+                if status.is_success() {
+                    return (Outcome::Accepted, retries);
+                }
                 last = format!(
-                    "HTTP {code}: {}",
+                    "HTTP {}: {}",
+                    status.as_u16(),
                     text.trim().chars().take(300).collect::<String>()
                 );
-                if code != 429 && code < 500 {
+                if status.as_u16() != 429 && !status.is_server_error() {
                     return (Outcome::Rejected(last), retries);
                 }
             }
-            Err(ureq::Error::Transport(t)) => last = format!("transport: {t}"),
+            Err(e) => last = format!("transport: {e}"),
         }
     }
     (
