@@ -35,4 +35,15 @@ pub enum Error {
         offset: u64,
         reason: String,
     },
+    /// The WAL cannot take writes: it was closed, or its writer stopped.
+    #[error("the WAL is unavailable: {reason}")]
+    WalUnavailable { reason: String },
+    /// An encoded chunk does not decode: unknown encoding, truncated or
+    /// malformed header or body. Bytes from disk or the network land here
+    /// rather than in a panic.
+    #[error("corrupt chunk: {reason}")]
+    CorruptChunk { reason: String },
+    /// Another process holds the data directory.
+    #[error("data directory {path} is in use by another process")]
+    DirectoryLocked { path: PathBuf },
 }

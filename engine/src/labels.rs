@@ -238,7 +238,10 @@ mod tests {
     #[test]
     fn duplicate_names_are_rejected() {
         let err = Labels::try_from_pairs([("a", "1"), ("a", "2")]).unwrap_err();
-        assert!(err.to_string().contains("duplicate label name \"a\""), "{err}");
+        assert!(
+            err.to_string().contains("duplicate label name \"a\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -7,14 +7,22 @@
 //! label matchers and a time range in, series with their samples out. The
 //! engine knows nothing of PromQL, HTTP or protobuf.
 
+pub mod chunk;
+pub mod db;
 pub mod error;
+pub mod head;
+pub mod index;
 pub mod labels;
 pub mod matcher;
 pub mod querier;
 pub mod sample;
+pub mod wal;
 
+pub use chunk::{Chunk, ChunkEncoder, Encoding};
+pub use db::{AppendOutcome, Db, DbOptions, HeadStats, RejectReason, SeriesRejection, WriteSeries};
 pub use error::{Error, Result};
+pub use index::{CardinalityStats, SeriesRef};
 pub use labels::{Label, Labels};
 pub use matcher::{MatchOp, Matcher};
 pub use querier::{Querier, Series};
-pub use sample::{Sample, TimestampMs, is_stale_nan, STALE_NAN_BITS};
+pub use sample::{STALE_NAN_BITS, Sample, TimestampMs, is_stale_nan};

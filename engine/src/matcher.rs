@@ -3,10 +3,19 @@
 //! Regular expressions are RE2 syntax (the `regex` crate), fully anchored.
 //! A matcher that matches the empty string also selects series that do not
 //! have the label at all, because a missing label has the empty value.
+//!
+//! For the label index, a regex matcher also carries its [`RegexShape`]: what
+//! the pattern provably matches (a set of literals, of literal prefixes, any
+//! non-empty string, or else a literal prefix every match starts with),
+//! worked out once from the pattern's syntax tree, so that `a|b|c` and
+//! `foo.*` are answered by direct look-ups instead of running the regex over
+//! every value of the label.
 
 use std::fmt;
+use std::sync::Arc;
 
 use regex::Regex;
+use regex_syntax::hir::{Class, Hir, HirKind, Look};
 
 use crate::error::{Error, Result};
 
@@ -37,6 +46,7 @@ pub struct Matcher {
     pub op: MatchOp,
     pub value: String,
     re: Option<Regex>,
+    shape: Option<Arc<RegexShape>>,
 }
 
 impl Matcher {
@@ -45,17 +55,40 @@ impl Matcher {
     pub fn new(op: MatchOp, name: impl Into<String>, value: impl Into<String>) -> Result<Self> {
         let name = name.into();
         let value = value.into();
-        let re = match op {
-            MatchOp::RegexMatch | MatchOp::RegexNoMatch => Some(
-                Regex::new(&format!("^(?s:{value})$")).map_err(|e| Error::InvalidRegex {
+        let (re, shape) = match op {
+            MatchOp::RegexMatch | MatchOp::RegexNoMatch => {
+                let anchored = format!("^(?s:{value})$");
+                let re = Regex::new(&anchored).map_err(|e| Error::InvalidRegex {
                     label: name.clone(),
                     pattern: value.clone(),
                     reason: e.to_string(),
-                })?,
-            ),
-            MatchOp::Equal | MatchOp::NotEqual => None,
+                })?;
+                (Some(re), Some(Arc::new(RegexShape::of_anchored(&anchored))))
+            }
+            MatchOp::Equal | MatchOp::NotEqual => (None, None),
         };
-        Ok(Matcher { name, op, value, re })
+        Ok(Matcher {
+            name,
+            op,
+            value,
+            re,
+            shape,
+        })
+    }
+
+    /// For the regex operators, what the pattern (not the operator: `!~`
+    /// negates it) provably matches; `None` for `=` and `!=`.
+    pub fn regex_shape(&self) -> Option<&RegexShape> {
+        self.shape.as_deref()
+    }
+
+    /// Whether the regex itself (ignoring a `!~` negation) matches `v`;
+    /// for `=`/`!=`, whether `v` equals the value.
+    pub fn pattern_matches(&self, v: &str) -> bool {
+        match &self.re {
+            Some(re) => re.is_match(v),
+            None => v == self.value,
+        }
     }
 
     /// An equality matcher (cannot fail).
@@ -65,6 +98,7 @@ impl Matcher {
             op: MatchOp::Equal,
             value: value.into(),
             re: None,
+            shape: None,
         }
     }
 
@@ -112,6 +146,190 @@ impl fmt::Display for Matcher {
     }
 }
 
+/// What a regex pattern provably matches, derived from its syntax tree.
+///
+/// **Invariant:** the shape never claims more than the regex: for
+/// [`RegexShape::Literals`] a string matches the regex exactly when it
+/// equals one of `exact` or starts with one of `prefixes`; for
+/// [`RegexShape::NonEmpty`] exactly the non-empty strings match; for
+/// [`RegexShape::General`] every match starts with `prefix` and the regex
+/// must still be run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegexShape {
+    /// A finite set of literals and literal prefixes (each followed by `.*`),
+    /// sorted and deduplicated. `.*` is `prefixes == [""]`, `a|b` is
+    /// `exact == ["a", "b"]`, `foo.*` is `prefixes == ["foo"]`.
+    Literals {
+        exact: Vec<String>,
+        prefixes: Vec<String>,
+    },
+    /// `.+`: every non-empty string.
+    NonEmpty,
+    /// Anything else; every match starts with `prefix` (often empty).
+    General { prefix: String },
+}
+
+/// Above this many literals a pattern is treated as general: expanding
+/// `[a-z]{3}` into literals would cost more than running the regex.
+const MAX_LITERALS: usize = 256;
+/// A character class of at most this many characters is expanded into
+/// literals (`[abc]`, and `a|b|c`, which the regex parser turns into one).
+const MAX_CLASS_CHARS: u32 = 16;
+
+/// One alternative of a finite pattern: a literal, open-ended when `open`
+/// (followed by `.*`).
+type Piece = (String, bool);
+
+impl RegexShape {
+    /// The shape of an already anchored pattern `^(?s:...)$`, the exact text
+    /// the matcher compiles, so that the analysis sees what the regex runs.
+    fn of_anchored(anchored: &str) -> RegexShape {
+        let general = RegexShape::General {
+            prefix: String::new(),
+        };
+        let Ok(hir) = regex_syntax::Parser::new().parse(anchored) else {
+            return general;
+        };
+        // The top level must be `^`, the user's pattern, `$`; anything else
+        // (a pattern that closes the group early) is left to the regex.
+        let HirKind::Concat(subs) = hir.kind() else {
+            return general;
+        };
+        let n = subs.len();
+        let anchored_ok = n >= 2
+            && matches!(subs[0].kind(), HirKind::Look(Look::Start))
+            && matches!(subs[n - 1].kind(), HirKind::Look(Look::End));
+        if !anchored_ok {
+            return general;
+        }
+        let inner = &subs[1..n - 1];
+        if let [only] = inner
+            && is_any_repetition(only, 1)
+        {
+            return RegexShape::NonEmpty;
+        }
+        match pieces_of_concat(inner) {
+            Some(pieces) => {
+                let mut exact = Vec::new();
+                let mut prefixes = Vec::new();
+                for (s, open) in pieces {
+                    if open {
+                        prefixes.push(s);
+                    } else {
+                        exact.push(s);
+                    }
+                }
+                prefixes.sort();
+                prefixes.dedup();
+                if prefixes.first().is_some_and(|p| p.is_empty()) {
+                    // `.*` somewhere at the top: everything matches.
+                    prefixes.truncate(1);
+                    exact.clear();
+                }
+                exact.sort();
+                exact.dedup();
+                RegexShape::Literals { exact, prefixes }
+            }
+            None => {
+                let mut prefix = String::new();
+                for h in inner {
+                    match h.kind() {
+                        HirKind::Literal(lit) => match std::str::from_utf8(&lit.0) {
+                            Ok(s) => prefix.push_str(s),
+                            Err(_) => break,
+                        },
+                        _ => break,
+                    }
+                }
+                RegexShape::General { prefix }
+            }
+        }
+    }
+}
+
+/// Whether `h` is `.{min,}` with `.` matching every character (`(?s)`).
+fn is_any_repetition(h: &Hir, min: u32) -> bool {
+    match h.kind() {
+        HirKind::Repetition(r) if r.min == min && r.max.is_none() => match r.sub.kind() {
+            HirKind::Class(Class::Unicode(c)) => {
+                let ranges = c.ranges();
+                ranges.len() == 1 && ranges[0].start() == '\0' && ranges[0].end() == char::MAX
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// The finite set of pieces `h` matches, or `None` when it is not provably
+/// such a set (or too large).
+fn pieces(h: &Hir) -> Option<Vec<Piece>> {
+    match h.kind() {
+        HirKind::Empty => Some(vec![(String::new(), false)]),
+        HirKind::Literal(lit) => Some(vec![(String::from_utf8(lit.0.to_vec()).ok()?, false)]),
+        HirKind::Class(Class::Unicode(c)) => {
+            let mut count = 0u32;
+            for r in c.ranges() {
+                count += u32::from(r.end()) - u32::from(r.start()) + 1;
+                if count > MAX_CLASS_CHARS {
+                    return None;
+                }
+            }
+            let mut out = Vec::new();
+            for r in c.ranges() {
+                for cp in u32::from(r.start())..=u32::from(r.end()) {
+                    out.push((char::from_u32(cp)?.to_string(), false));
+                }
+            }
+            Some(out)
+        }
+        HirKind::Capture(c) => pieces(&c.sub),
+        HirKind::Concat(subs) => pieces_of_concat(subs),
+        HirKind::Alternation(subs) => {
+            let mut out = Vec::new();
+            for s in subs {
+                out.extend(pieces(s)?);
+                if out.len() > MAX_LITERALS {
+                    return None;
+                }
+            }
+            Some(out)
+        }
+        HirKind::Repetition(_) if is_any_repetition(h, 0) => Some(vec![(String::new(), true)]),
+        HirKind::Class(Class::Bytes(_)) | HirKind::Look(_) | HirKind::Repetition(_) => None,
+    }
+}
+
+/// The pieces of a concatenation: the cross product of its parts' pieces,
+/// where a `.*` makes every piece so far open-ended; anything after an
+/// open-ended piece other than another `.*` is not a finite shape.
+fn pieces_of_concat(subs: &[Hir]) -> Option<Vec<Piece>> {
+    let mut acc: Vec<Piece> = vec![(String::new(), false)];
+    for sub in subs {
+        if is_any_repetition(sub, 0) {
+            for p in &mut acc {
+                p.1 = true;
+            }
+            continue;
+        }
+        if acc.iter().any(|p| p.1) {
+            return None;
+        }
+        let next = pieces(sub)?;
+        if acc.len().saturating_mul(next.len()) > MAX_LITERALS {
+            return None;
+        }
+        let mut joined = Vec::with_capacity(acc.len() * next.len());
+        for (a, _) in &acc {
+            for (b, open) in &next {
+                joined.push((format!("{a}{b}"), *open));
+            }
+        }
+        acc = joined;
+    }
+    Some(acc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,9 +345,122 @@ mod tests {
         assert!(m.matches_empty());
     }
 
+    fn shape(pattern: &str) -> RegexShape {
+        Matcher::new(MatchOp::RegexMatch, "l", pattern)
+            .unwrap()
+            .regex_shape()
+            .cloned()
+            .unwrap()
+    }
+
+    fn lits(exact: &[&str], prefixes: &[&str]) -> RegexShape {
+        RegexShape::Literals {
+            exact: exact.iter().map(|s| s.to_string()).collect(),
+            prefixes: prefixes.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn general(prefix: &str) -> RegexShape {
+        RegexShape::General {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    #[test]
+    fn regex_shapes() {
+        let table: Vec<(&str, RegexShape)> = vec![
+            ("", lits(&[""], &[])),
+            ("foo", lits(&["foo"], &[])),
+            ("a|b|c", lits(&["a", "b", "c"], &[])),
+            ("api|web|", lits(&["", "api", "web"], &[])),
+            ("(api|web)", lits(&["api", "web"], &[])),
+            ("foo|foobar", lits(&["foo", "foobar"], &[])),
+            ("[xy]z", lits(&["xz", "yz"], &[])),
+            ("(?i)ab", lits(&["AB", "Ab", "aB", "ab"], &[])),
+            ("foo.*", lits(&[], &["foo"])),
+            ("foo.*.*", lits(&[], &["foo"])),
+            ("(foo|bar).*", lits(&[], &["bar", "foo"])),
+            ("foo.*|x", lits(&["x"], &["foo"])),
+            (".*", lits(&[], &[""])),
+            ("x|.*", lits(&[], &[""])),
+            (".+", RegexShape::NonEmpty),
+            ("foo.+", general("foo")),
+            ("f.*r", general("f")),
+            ("[a-z]x.*y", general("")),
+            ("fo+", general("f")),
+            ("[a-z]+", general("")),
+            ("(?-s:.*)", general("")),
+            ("^foo", general("")),
+            ("a)|(b", general("")),
+        ];
+        for (pattern, want) in table {
+            assert_eq!(shape(pattern), want, "pattern {pattern:?}");
+        }
+        assert!(Matcher::equal("l", "v").regex_shape().is_none());
+    }
+
     #[test]
     fn bad_regex_is_a_clear_error() {
         let err = Matcher::new(MatchOp::RegexMatch, "job", "(").unwrap_err();
         assert!(err.to_string().contains("label \"job\""), "{err}");
+    }
+
+    /// Random patterns over a small grammar: literals, classes, `.`, `.*`,
+    /// `.+`, groups, alternations, repetitions, case folding.
+    fn arb_pattern() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just("a".to_string()),
+            Just("b".to_string()),
+            Just("ab".to_string()),
+            Just("fo".to_string()),
+            Just(String::new()),
+            Just("[ab]".to_string()),
+            Just(".".to_string()),
+            Just(".*".to_string()),
+            Just(".+".to_string()),
+            Just("\\n".to_string()),
+        ];
+        leaf.prop_recursive(4, 24, 3, |inner| {
+            prop_oneof![
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a}{b}")),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a}|{b}")),
+                inner.clone().prop_map(|a| format!("({a})")),
+                inner.clone().prop_map(|a| format!("(?:{a})?")),
+                inner.clone().prop_map(|a| format!("(?:{a})+")),
+                inner.clone().prop_map(|a| format!("(?i:{a})")),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// The shape never claims more than the regex: literal shapes match
+        /// exactly the same strings, `.+` the non-empty ones, and a general
+        /// shape's prefix starts every match.
+        #[test]
+        fn regex_shape_agrees_with_the_regex(
+            pattern in arb_pattern(),
+            inputs in proptest::collection::vec("[abfoAB\n]{0,6}", 1..24),
+        ) {
+            let m = Matcher::new(MatchOp::RegexMatch, "l", pattern.as_str()).unwrap();
+            let shape = m.regex_shape().cloned().unwrap();
+            for s in &inputs {
+                let want = m.matches(s);
+                match &shape {
+                    RegexShape::Literals { exact, prefixes } => {
+                        let got = exact.iter().any(|e| e == s)
+                            || prefixes.iter().any(|p| s.starts_with(p.as_str()));
+                        proptest::prop_assert_eq!(got, want, "{:?} on {:?}: {:?}", pattern, s, shape);
+                    }
+                    RegexShape::NonEmpty => proptest::prop_assert_eq!(!s.is_empty(), want),
+                    RegexShape::General { prefix } => {
+                        proptest::prop_assert!(!want || s.starts_with(prefix.as_str()),
+                            "{:?} on {:?}: {:?}", pattern, s, shape);
+                    }
+                }
+            }
+        }
     }
 }

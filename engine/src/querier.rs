@@ -5,6 +5,7 @@
 //! of the engine's internals. Matchers and the exact time range are pushed
 //! down here so that storage prunes as much as it can.
 
+use crate::chunk::Chunk;
 use crate::error::Result;
 use crate::labels::Labels;
 use crate::matcher::Matcher;
@@ -22,6 +23,18 @@ pub struct Series {
 enum SampleSource {
     /// Samples already decoded and sorted by time, deduplicated.
     Decoded(Vec<Sample>),
+    /// Sealed chunks decoded on demand, plus a few samples already decoded
+    /// (the head's open chunk and out-of-order buffer). Only samples inside
+    /// `[mint, maxt]`, the range the series was selected for, are returned.
+    Chunks {
+        chunks: Vec<Chunk>,
+        tail: Vec<Sample>,
+        /// False when the sources interleave in time (out-of-order data)
+        /// and the decoded samples must be sorted.
+        in_order: bool,
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    },
 }
 
 impl Series {
@@ -35,8 +48,49 @@ impl Series {
         }
     }
 
+    /// A series backed by chunks selected for `[mint, maxt]`.
+    ///
+    /// With `in_order`, `chunks` are ascending and disjoint in time and every
+    /// `tail` sample is newer than them (sorted); otherwise the sources may
+    /// interleave but no timestamp occurs twice across them.
+    pub fn from_chunks(
+        labels: Labels,
+        chunks: Vec<Chunk>,
+        tail: Vec<Sample>,
+        in_order: bool,
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Self {
+        Series {
+            labels,
+            source: SampleSource::Chunks {
+                chunks,
+                tail,
+                in_order,
+                mint,
+                maxt,
+            },
+        }
+    }
+
     /// Appends to `out` the samples with `mint <= t <= maxt`, sorted by time.
+    ///
+    /// A chunk that fails to decode (a bug or corrupt bytes) is logged and
+    /// skipped; [`Series::try_read_samples`] reports it instead.
     pub fn read_samples(&self, mint: TimestampMs, maxt: TimestampMs, out: &mut Vec<Sample>) {
+        if let Err(e) = self.try_read_samples(mint, maxt, out) {
+            tracing::error!(series = %self.labels, error = %e, "series samples do not decode");
+        }
+    }
+
+    /// Like [`Series::read_samples`], but a chunk that does not decode is an
+    /// error (with the samples decoded before it left in `out`).
+    pub fn try_read_samples(
+        &self,
+        mint: TimestampMs,
+        maxt: TimestampMs,
+        out: &mut Vec<Sample>,
+    ) -> Result<()> {
         match &self.source {
             SampleSource::Decoded(s) => {
                 let lo = s.partition_point(|x| x.t < mint);
@@ -44,6 +98,36 @@ impl Series {
                 if lo < hi {
                     out.extend_from_slice(&s[lo..hi]);
                 }
+                Ok(())
+            }
+            SampleSource::Chunks {
+                chunks,
+                tail,
+                in_order,
+                mint: sel_mint,
+                maxt: sel_maxt,
+            } => {
+                let mint = mint.max(*sel_mint);
+                let maxt = maxt.min(*sel_maxt);
+                if mint > maxt {
+                    return Ok(());
+                }
+                let start = out.len();
+                for c in chunks {
+                    if c.min_time() <= maxt && c.max_time() >= mint {
+                        c.decode_into(mint, maxt, out)?;
+                    }
+                }
+                let lo = if *in_order {
+                    tail.partition_point(|x| x.t < mint)
+                } else {
+                    0
+                };
+                out.extend(tail[lo..].iter().filter(|x| x.t >= mint && x.t <= maxt));
+                if !*in_order {
+                    out[start..].sort_unstable_by_key(|x| x.t);
+                }
+                Ok(())
             }
         }
     }
@@ -72,13 +156,21 @@ impl std::fmt::Debug for Series {
 /// returned once).
 pub trait Querier: Send + Sync {
     /// Series matching all `matchers` that have samples in `[mint, maxt]`.
-    fn select(&self, matchers: &[Matcher], mint: TimestampMs, maxt: TimestampMs)
-    -> Result<Vec<Series>>;
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<Series>>;
 
     /// Label sets of the series matching all `matchers` in `[mint, maxt]`,
     /// sorted; with no matchers, every series.
-    fn series(&self, matchers: &[Matcher], mint: TimestampMs, maxt: TimestampMs)
-    -> Result<Vec<Labels>>;
+    fn series(
+        &self,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<Labels>>;
 
     /// Sorted label names of series matching `matchers` (all series when
     /// empty) in `[mint, maxt]`.

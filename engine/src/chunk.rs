@@ -1,0 +1,476 @@
+//! Compressed chunks: the unit in which the head holds a series' samples and
+//! in which the WAL and blocks persist them.
+//!
+//! A [`ChunkEncoder`] is the open chunk of a head series: samples are
+//! appended one at a time and compressed as they arrive, and it can be read
+//! while open. [`ChunkEncoder::finish`] seals it into an immutable,
+//! cheaply cloned [`Chunk`], whose bytes ([`Chunk::as_bytes`]) are what gets
+//! written to disk and read back with [`Chunk::from_bytes`].
+//!
+//! Encoded layout (see `docs/format.md`, "Chunks"):
+//!
+//! ```text
+//! ┌──────────┬──────────────┬───────────────┬──────────────────────┬──────────┐
+//! │ encoding │ count        │ min_time      │ max_time - min_time  │ body ... │
+//! │ 1 byte   │ uvarint      │ zigzag varint │ uvarint              │ bits     │
+//! └──────────┴──────────────┴───────────────┴──────────────────────┴──────────┘
+//! ```
+//!
+//! **Architecture Invariant:** the first byte is the [`Encoding`]; encoding
+//! numbers are only ever appended, and every encoding ever written stays
+//! decodable. Samples come back bit-exactly (NaN payloads, the stale marker,
+//! -0.0). Decoding bytes from disk never panics: malformed bytes are
+//! [`Error::CorruptChunk`].
+
+mod bits;
+mod decimal;
+mod xor;
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::sample::Sample;
+
+/// How a chunk's body is encoded: the first byte of every chunk.
+///
+/// **Architecture Invariant:** numbers are only ever appended; 0 is never
+/// used, so zeroed bytes are not mistaken for a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Encoding {
+    /// Delta-of-delta timestamps and Gorilla XOR values, as in Prometheus.
+    XorDod = 1,
+    /// Timestamps on a tracked scrape grid, values as decimal integers
+    /// (Gorilla XOR when they are not), adaptive Rice codes.
+    DecimalGrid = 2,
+}
+
+impl Encoding {
+    /// Every encoding, in number order.
+    pub const ALL: [Encoding; 2] = [Encoding::XorDod, Encoding::DecimalGrid];
+
+    /// The encoding for a byte, if it is one.
+    pub fn from_u8(b: u8) -> Option<Encoding> {
+        Encoding::ALL.into_iter().find(|e| *e as u8 == b)
+    }
+}
+
+/// The encoding new chunks are written in.
+pub const DEFAULT_ENCODING: Encoding = Encoding::DecimalGrid;
+
+/// Where decoders put samples; values arrive as raw bits so that NaN
+/// payloads are never touched by float arithmetic.
+pub(crate) trait Sink {
+    fn push(&mut self, t: i64, v: u64);
+}
+
+impl Sink for Vec<Sample> {
+    #[inline]
+    fn push(&mut self, t: i64, v: u64) {
+        Vec::push(
+            self,
+            Sample {
+                t,
+                v: f64::from_bits(v),
+            },
+        );
+    }
+}
+
+pub(crate) fn corrupt(reason: &str) -> Error {
+    Error::CorruptChunk {
+        reason: reason.to_string(),
+    }
+}
+
+/// The per-encoding streaming state.
+#[derive(Debug, Clone)]
+enum Body {
+    Empty(Encoding),
+    Xor(xor::XorEncoder),
+    Decimal(decimal::DecimalEncoder),
+}
+
+/// The open, appendable chunk of a head series.
+#[derive(Debug, Clone)]
+pub struct ChunkEncoder {
+    body: Body,
+    count: u32,
+    min_time: i64,
+    last: Sample,
+}
+
+impl Default for ChunkEncoder {
+    fn default() -> Self {
+        ChunkEncoder::new()
+    }
+}
+
+impl ChunkEncoder {
+    /// An empty chunk in the default encoding.
+    pub fn new() -> Self {
+        ChunkEncoder::with_encoding(DEFAULT_ENCODING)
+    }
+
+    /// An empty chunk in a given encoding (for tests, benches and
+    /// migrations; the head uses [`ChunkEncoder::new`]).
+    pub fn with_encoding(encoding: Encoding) -> Self {
+        ChunkEncoder {
+            body: Body::Empty(encoding),
+            count: 0,
+            min_time: 0,
+            last: Sample { t: 0, v: 0.0 },
+        }
+    }
+
+    /// The encoding this chunk is written in.
+    pub fn encoding(&self) -> Encoding {
+        match &self.body {
+            Body::Empty(e) => *e,
+            Body::Xor(_) => Encoding::XorDod,
+            Body::Decimal(_) => Encoding::DecimalGrid,
+        }
+    }
+
+    /// Appends a sample. `t` must be greater than the last appended `t`
+    /// (the head guarantees it; out-of-order samples never reach a chunk),
+    /// and a chunk holds at most [`MAX_CHUNK_SAMPLES`] samples (the head
+    /// cuts chunks at 120).
+    pub fn append(&mut self, t: i64, v: f64) {
+        debug_assert!(self.count == 0 || t > self.last.t, "samples out of order");
+        debug_assert!(self.count < MAX_CHUNK_SAMPLES, "chunk full");
+        match &mut self.body {
+            Body::Empty(e) => {
+                self.body = match e {
+                    Encoding::XorDod => Body::Xor(xor::XorEncoder::new(t, v)),
+                    Encoding::DecimalGrid => {
+                        let mut d = decimal::DecimalEncoder::new(decimal::mode_for(v));
+                        let done = matches!(d.append(t, v), decimal::Appended::Done);
+                        debug_assert!(done, "a fresh chunk takes any first value");
+                        Body::Decimal(d)
+                    }
+                };
+                self.min_time = t;
+            }
+            Body::Xor(x) => x.append(t, v),
+            Body::Decimal(d) => {
+                if let decimal::Appended::NeedsMode(mode) = d.append(t, v) {
+                    self.reencode(mode, t, v);
+                }
+            }
+        }
+        self.count += 1;
+        self.last = Sample { t, v };
+    }
+
+    /// Rewrites a decimal chunk in another value mode (a value needed more
+    /// decimals, or is not a decimal), then appends `(t, v)`. Happens at
+    /// most a few times per chunk: the exponent only grows, and float mode
+    /// takes every value.
+    #[cold]
+    fn reencode(&mut self, mut mode: decimal::ValueMode, t: i64, v: f64) {
+        let mut samples = Vec::with_capacity(self.count as usize + 1);
+        self.decode_into(i64::MIN, i64::MAX, &mut samples);
+        samples.push(Sample { t, v });
+        // Bounded: each failed try moves to a larger exponent or to float
+        // mode, which never fails.
+        for _ in 0..=decimal::MAX_EXPONENT + 1 {
+            let mut d = decimal::DecimalEncoder::new(mode);
+            let next = samples.iter().find_map(|s| match d.append(s.t, s.v) {
+                decimal::Appended::Done => None,
+                decimal::Appended::NeedsMode(m) => Some(m),
+            });
+            match next {
+                None => {
+                    self.body = Body::Decimal(d);
+                    return;
+                }
+                Some(m) => mode = m,
+            }
+        }
+        let mut d = decimal::DecimalEncoder::new(decimal::ValueMode::Float);
+        for s in &samples {
+            let _ = d.append(s.t, s.v);
+        }
+        self.body = Body::Decimal(d);
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn min_time(&self) -> Option<i64> {
+        (self.count > 0).then_some(self.min_time)
+    }
+
+    pub fn max_time(&self) -> Option<i64> {
+        (self.count > 0).then_some(self.last.t)
+    }
+
+    /// The last appended sample (for duplicate checks).
+    pub fn last(&self) -> Option<Sample> {
+        (self.count > 0).then_some(self.last)
+    }
+
+    /// Heap memory held by the encoded samples, in bytes (the vector's
+    /// capacity; the fixed-size state is `size_of::<ChunkEncoder>()`).
+    pub fn encoded_bytes(&self) -> usize {
+        match &self.body {
+            Body::Empty(_) => 0,
+            Body::Xor(x) => x.heap_bytes(),
+            Body::Decimal(d) => d.heap_bytes(),
+        }
+    }
+
+    /// Appends the samples with `mint <= t <= maxt`, sorted by time.
+    pub fn decode_into(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+        if self.count == 0 || maxt < self.min_time || mint > self.last.t {
+            return;
+        }
+        let res = self.decode_body(mint, maxt, out);
+        // The encoder's own bytes always decode; failing here is a bug in
+        // this module, not bad input.
+        debug_assert!(res.is_ok(), "open chunk does not decode: {res:?}");
+        if let Err(e) = res {
+            tracing::error!(error = %e, "open chunk failed to decode");
+        }
+    }
+
+    fn decode_body(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) -> Result<()> {
+        out.reserve(self.count as usize);
+        match &self.body {
+            Body::Empty(_) => Ok(()),
+            Body::Xor(x) => xor::decode(
+                x.body(),
+                self.count as usize,
+                self.min_time,
+                self.last.t,
+                mint,
+                maxt,
+                out,
+            ),
+            Body::Decimal(d) => decimal::decode(
+                d.body(),
+                self.count as usize,
+                self.min_time,
+                self.last.t,
+                mint,
+                maxt,
+                out,
+            ),
+        }
+    }
+
+    /// Seals the chunk.
+    pub fn finish(self) -> Chunk {
+        let encoding = self.encoding();
+        let body = match self.body {
+            Body::Empty(_) => Vec::new(),
+            Body::Xor(x) => x.into_body(),
+            Body::Decimal(d) => d.into_body(),
+        };
+        let mut bytes = Vec::with_capacity(body.len() + 24);
+        bytes.push(encoding as u8);
+        put_uvarint(&mut bytes, u64::from(self.count));
+        if self.count > 0 {
+            put_uvarint(&mut bytes, zigzag(self.min_time));
+            put_uvarint(&mut bytes, self.last.t.wrapping_sub(self.min_time) as u64);
+        }
+        let body_offset = bytes.len() as u32;
+        bytes.extend_from_slice(&body);
+        Chunk {
+            bytes: bytes.into(),
+            encoding,
+            count: self.count,
+            body_offset,
+            min_time: if self.count > 0 {
+                self.min_time
+            } else {
+                i64::MAX
+            },
+            max_time: if self.count > 0 {
+                self.last.t
+            } else {
+                i64::MIN
+            },
+        }
+    }
+}
+
+/// A sealed chunk: immutable, cheap to clone (the bytes are shared).
+#[derive(Clone)]
+pub struct Chunk {
+    bytes: Arc<[u8]>,
+    encoding: Encoding,
+    count: u32,
+    body_offset: u32,
+    min_time: i64,
+    max_time: i64,
+}
+
+impl std::fmt::Debug for Chunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chunk")
+            .field("encoding", &self.encoding)
+            .field("count", &self.count)
+            .field("min_time", &self.min_time)
+            .field("max_time", &self.max_time)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// Most samples a chunk may claim to hold; guards allocations made from a
+/// header's count.
+pub const MAX_CHUNK_SAMPLES: u32 = 1 << 24;
+
+impl Chunk {
+    /// Wraps encoded bytes, validating the header (the body is validated
+    /// when decoded).
+    pub fn from_bytes(bytes: impl Into<Arc<[u8]>>) -> Result<Chunk> {
+        let bytes: Arc<[u8]> = bytes.into();
+        let mut pos = 0usize;
+        let Some(&first) = bytes.first() else {
+            return Err(corrupt("empty chunk"));
+        };
+        pos += 1;
+        let encoding = Encoding::from_u8(first).ok_or_else(|| Error::CorruptChunk {
+            reason: format!("unknown chunk encoding {first}"),
+        })?;
+        let count = get_uvarint(&bytes, &mut pos)?;
+        if count > u64::from(MAX_CHUNK_SAMPLES) {
+            return Err(corrupt("sample count too large"));
+        }
+        let count = count as u32;
+        let (min_time, max_time) = if count > 0 {
+            let min_time = unzigzag(get_uvarint(&bytes, &mut pos)?);
+            let span = get_uvarint(&bytes, &mut pos)?;
+            let max_time = min_time.wrapping_add(span as i64);
+            if max_time < min_time || (count == 1 && span != 0) || (count > 1 && span == 0) {
+                return Err(corrupt("time range does not fit the sample count"));
+            }
+            (min_time, max_time)
+        } else {
+            (i64::MAX, i64::MIN)
+        };
+        if count == 0 && pos != bytes.len() {
+            return Err(corrupt("empty chunk with a body"));
+        }
+        Ok(Chunk {
+            encoding,
+            count,
+            body_offset: pos as u32,
+            min_time,
+            max_time,
+            bytes,
+        })
+    }
+
+    /// The encoded bytes, header included: what the WAL and blocks persist.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Time of the first sample (`i64::MAX` for an empty chunk).
+    pub fn min_time(&self) -> i64 {
+        self.min_time
+    }
+
+    /// Time of the last sample (`i64::MIN` for an empty chunk).
+    pub fn max_time(&self) -> i64 {
+        self.max_time
+    }
+
+    /// Appends the samples with `mint <= t <= maxt`, sorted by time.
+    /// Malformed bytes are [`Error::CorruptChunk`], never a panic; on error,
+    /// `out` may hold some of the chunk's samples.
+    pub fn decode_into(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) -> Result<()> {
+        if self.count == 0 || maxt < self.min_time || mint > self.max_time {
+            return Ok(());
+        }
+        let body = &self.bytes[self.body_offset as usize..];
+        // A body holds at least one bit per sample after the first; reject
+        // counts the bytes cannot hold before reserving room for them.
+        if (self.count as u64).saturating_sub(1) > body.len() as u64 * 8 {
+            return Err(corrupt("sample count larger than the body can hold"));
+        }
+        out.reserve(self.count as usize);
+        match self.encoding {
+            Encoding::XorDod => xor::decode(
+                body,
+                self.count as usize,
+                self.min_time,
+                self.max_time,
+                mint,
+                maxt,
+                out,
+            ),
+            Encoding::DecimalGrid => decimal::decode(
+                body,
+                self.count as usize,
+                self.min_time,
+                self.max_time,
+                mint,
+                maxt,
+                out,
+            ),
+        }
+    }
+}
+
+#[inline]
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+#[inline]
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_uvarint(bytes: &[u8], pos: &mut usize) -> Result<u64> {
+    let mut v = 0u64;
+    for i in 0..10 {
+        let Some(&b) = bytes.get(*pos) else {
+            return Err(corrupt("header truncated"));
+        };
+        *pos += 1;
+        if i == 9 && b > 1 {
+            return Err(corrupt("varint overflows 64 bits"));
+        }
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b < 0x80 {
+            return Ok(v);
+        }
+    }
+    Err(corrupt("varint overflows 64 bits"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,252 @@
+//! Bit streams for the chunk codecs: an appendable [`BitWriter`] that keeps
+//! its bytes readable at every moment (the head decodes its open chunks), and
+//! a [`BitReader`] that loads 64 bits at a time so that decoding costs a few
+//! shifts per field rather than a branch per bit.
+//!
+//! Bits are written most significant first; the last byte is zero-padded.
+//! Reading past the end yields zero bits and is remembered, so decoders can
+//! run a bounded loop and report corruption once at the end instead of
+//! checking after every field.
+
+/// An append-only stream of bits backed by a byte vector whose last byte
+/// may be partly filled.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BitWriter {
+    bytes: Vec<u8>,
+    /// Bits still free in the last byte of `bytes` (0 when it is full or
+    /// when there are no bytes).
+    free: u8,
+}
+
+impl BitWriter {
+    pub(crate) fn new() -> Self {
+        BitWriter::default()
+    }
+
+    /// The bytes written so far, the last one zero-padded.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Bits written so far.
+    #[cfg(test)]
+    pub(crate) fn bit_len(&self) -> u64 {
+        self.bytes.len() as u64 * 8 - u64::from(self.free)
+    }
+
+    /// Heap bytes held (capacity, not length: that is what memory costs).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.bytes.capacity()
+    }
+
+    /// Gives back the byte vector, shrunk to its length.
+    pub(crate) fn into_bytes(mut self) -> Vec<u8> {
+        self.bytes.shrink_to_fit();
+        self.bytes
+    }
+
+    /// Makes room for `n` more bytes, growing the vector by small steps:
+    /// open chunks are many and short, so doubling would waste up to half of
+    /// the head's chunk memory.
+    #[inline]
+    fn reserve(&mut self, n: usize) {
+        if self.bytes.capacity() - self.bytes.len() < n {
+            let step = (self.bytes.len() / 4).clamp(16, 256).max(n);
+            self.bytes.reserve_exact(step);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn write_bit(&mut self, bit: bool) {
+        self.write_bits(u64::from(bit), 1);
+    }
+
+    /// Appends the low `n` bits of `v` (`n` in 0..=64), most significant
+    /// first. Bits of `v` above `n` are ignored.
+    #[inline]
+    pub(crate) fn write_bits(&mut self, v: u64, n: u32) {
+        debug_assert!(n <= 64);
+        if n == 0 {
+            return;
+        }
+        let v = if n == 64 { v } else { v & ((1u64 << n) - 1) };
+        let free = u32::from(self.free);
+        if n <= free {
+            // Fits in the partial last byte.
+            let last = self.bytes.len() - 1;
+            self.bytes[last] |= (v << (free - n)) as u8;
+            self.free = (free - n) as u8;
+            return;
+        }
+        // Top up the partial last byte, then append the rest as whole
+        // bytes, the last one zero-padded.
+        let rest = n - free;
+        if free > 0 {
+            let last = self.bytes.len() - 1;
+            self.bytes[last] |= (v >> rest) as u8;
+        }
+        let nbytes = rest.div_ceil(8) as usize;
+        let aligned = v << (64 - rest);
+        // Copying all 8 bytes and cutting back is one store instead of a
+        // variable-length copy.
+        self.reserve(8);
+        let len = self.bytes.len();
+        self.bytes.extend_from_slice(&aligned.to_be_bytes());
+        self.bytes.truncate(len + nbytes);
+        self.free = (nbytes as u32 * 8 - rest) as u8;
+    }
+}
+
+/// Reads bits from a byte slice, 64 at a time.
+///
+/// Invariant: the top `avail` bits of `buf` are the next bits of the stream;
+/// `pos` is the next byte to load. Bytes past the end read as zero.
+#[derive(Debug, Clone)]
+pub(crate) struct BitReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+    buf: u64,
+    avail: u32,
+}
+
+impl<'a> BitReader<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        let mut r = BitReader {
+            data,
+            pos: 0,
+            buf: 0,
+            avail: 0,
+        };
+        r.refill();
+        r
+    }
+
+    /// Tops `buf` up to at least 56 valid bits.
+    #[inline(always)]
+    pub(crate) fn refill(&mut self) {
+        let word = match self.data.get(self.pos..self.pos + 8) {
+            Some(s) => {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(s);
+                u64::from_be_bytes(a)
+            }
+            None => self.load_tail(),
+        };
+        // Bits below `avail` that are already present equal the ones loaded
+        // again here, so OR-ing them in is harmless.
+        self.buf |= word >> self.avail;
+        let take = (63 - self.avail) >> 3;
+        self.pos += take as usize;
+        self.avail += take * 8;
+    }
+
+    #[cold]
+    fn load_tail(&self) -> u64 {
+        let mut a = [0u8; 8];
+        if self.pos < self.data.len() {
+            let rest = &self.data[self.pos..];
+            a[..rest.len()].copy_from_slice(rest);
+        }
+        u64::from_be_bytes(a)
+    }
+
+    /// Ensures at least `n` (<= 56) bits are buffered.
+    #[inline(always)]
+    pub(crate) fn ensure(&mut self, n: u32) {
+        if self.avail < n {
+            self.refill();
+        }
+    }
+
+    /// The buffered bits, left-aligned; valid for the top `avail` bits.
+    #[inline(always)]
+    pub(crate) fn peek_word(&self) -> u64 {
+        self.buf
+    }
+
+    /// Drops `n` (<= buffered, so < 64) bits.
+    #[inline(always)]
+    pub(crate) fn consume(&mut self, n: u32) {
+        debug_assert!(n <= self.avail && n < 64);
+        self.buf <<= n;
+        self.avail -= n;
+    }
+
+    /// Reads `n` bits, `n` in 1..=56, without refilling; the caller has
+    /// called [`ensure`](Self::ensure) for at least `n`.
+    #[inline(always)]
+    pub(crate) fn take_buffered(&mut self, n: u32) -> u64 {
+        debug_assert!((1..=56).contains(&n) && n <= self.avail);
+        let v = self.buf >> (64 - n);
+        self.buf <<= n;
+        self.avail -= n;
+        v
+    }
+
+    /// Reads `n` bits, `n` in 0..=64.
+    #[inline]
+    pub(crate) fn read_bits(&mut self, n: u32) -> u64 {
+        match n {
+            0 => 0,
+            1..=56 => {
+                self.ensure(n);
+                self.take_buffered(n)
+            }
+            _ => {
+                let hi = self.read_bits(32);
+                let lo = self.read_bits(n - 32);
+                (hi << (n - 32)) | lo
+            }
+        }
+    }
+
+    /// Bits consumed so far (may exceed the data's length if the reader ran
+    /// past the end).
+    pub(crate) fn bits_read(&self) -> u64 {
+        self.pos as u64 * 8 - u64::from(self.avail)
+    }
+
+    /// True when more bits were read than the data holds.
+    pub(crate) fn overran(&self) -> bool {
+        self.bits_read() > self.data.len() as u64 * 8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn writes_read_back(fields in proptest::collection::vec((any::<u64>(), 0u32..=64), 0..200)) {
+            let mut w = BitWriter::new();
+            let mut total = 0u64;
+            for &(v, n) in &fields {
+                w.write_bits(v, n);
+                total += u64::from(n);
+            }
+            prop_assert_eq!(w.bit_len(), total);
+            prop_assert_eq!(w.bytes().len() as u64, total.div_ceil(8));
+            let mut r = BitReader::new(w.bytes());
+            for &(v, n) in &fields {
+                let want = if n == 64 { v } else if n == 0 { 0 } else { v & ((1u64 << n) - 1) };
+                prop_assert_eq!(r.read_bits(n), want);
+            }
+            prop_assert_eq!(r.bits_read(), total);
+            prop_assert!(!r.overran());
+        }
+    }
+
+    #[test]
+    fn reading_past_the_end_gives_zeros_and_is_flagged() {
+        let mut w = BitWriter::new();
+        w.write_bits(0b101, 3);
+        let mut r = BitReader::new(w.bytes());
+        assert_eq!(r.read_bits(3), 0b101);
+        assert_eq!(r.read_bits(5), 0);
+        assert!(!r.overran());
+        assert_eq!(r.read_bits(64), 0);
+        assert!(r.overran());
+    }
+}

@@ -1,0 +1,563 @@
+//! The database façade the server uses: open a data directory (replaying
+//! the WAL into the head), append batches durably, query through the
+//! [`Querier`] seam, read stats, close.
+//!
+//! **Durability contract of [`Db::append`].** For each batch: labels are
+//! validated; samples are applied to the head under the append rules; every
+//! stored sample (and every exact duplicate, whose first copy may belong to
+//! an append still waiting for its fsync), together with the records of
+//! series this append created or found not yet durable, is written to the
+//! WAL; the call returns only after that write is fsynced. Hence:
+//!
+//! - an acknowledged sample is in the WAL on disk, and survives any crash;
+//! - a sample can be visible to queries for the length of one group commit
+//!   before it is durable; if the process dies in that window the sample
+//!   was never acknowledged, and it is gone after restart;
+//! - a series record always precedes the samples that reference it in the
+//!   WAL, so replay never meets a sample of an unknown series;
+//! - the WAL holds only samples the head accepted, all values agreeing per
+//!   timestamp, so replay in any order rebuilds the same set of samples.
+//!
+//! If a WAL write or fsync fails, the WAL refuses all further writes and
+//! every later append returns an error, before touching the head, until the
+//! process restarts. (Appends already past that check when the failure
+//! happens may leave samples in the head that are not durable; they were
+//! never acknowledged.)
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use roaring::RoaringBitmap;
+
+use crate::error::{Error, Result};
+use crate::head::series::ChunkPolicy;
+use crate::head::{Head, HeadOptions, MemSeries, SampleOutcome};
+use crate::index::{CardinalityStats, SeriesRef};
+use crate::labels::Labels;
+use crate::matcher::Matcher;
+use crate::querier::{Querier, Series};
+use crate::sample::{Sample, TimestampMs};
+use crate::wal::{Record, RecordBuf, RefSample, Wal, WalOptions, WalStats};
+
+/// Most series per WAL Series record and samples per Samples record, so a
+/// huge batch never makes a record beyond the reader's size limit.
+const SERIES_PER_RECORD: usize = 10_000;
+const SAMPLES_PER_RECORD: usize = 100_000;
+
+/// How a database is opened.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// Out-of-order samples are accepted when at most this much older than
+    /// the newest sample in the head (not the wall clock). Default 10 min.
+    pub ooo_window_ms: i64,
+    /// A head chunk is sealed after this many samples. Default 120.
+    pub chunk_max_samples: usize,
+    /// Head chunks never cross a multiple of this range. Default 2 h.
+    pub chunk_range_ms: i64,
+    /// WAL segment size. Default 128 MiB.
+    pub wal_segment_max_bytes: u64,
+    /// Open even when the WAL is corrupt in the middle, truncating it at the
+    /// first bad record (everything after it is dropped and the amount is
+    /// logged). Off by default: such corruption is a startup error. The
+    /// server exposes it as `--wal-repair`.
+    pub wal_repair: bool,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        let h = HeadOptions::default();
+        DbOptions {
+            ooo_window_ms: h.ooo_window_ms,
+            chunk_max_samples: h.chunk.max_samples,
+            chunk_range_ms: h.chunk.range_ms,
+            wal_segment_max_bytes: crate::wal::DEFAULT_SEGMENT_MAX_BYTES,
+            wal_repair: false,
+        }
+    }
+}
+
+/// One series of a write: its labels and samples (any order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteSeries {
+    pub labels: Labels,
+    pub samples: Vec<Sample>,
+}
+
+/// Why samples of one series were not stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RejectReason {
+    /// Older than the out-of-order window allows.
+    TooOld,
+    /// Another value is already stored at the timestamp.
+    DuplicateSampleForTimestamp,
+    /// The label set is not valid; no sample of the series was stored.
+    InvalidLabels(String),
+}
+
+impl std::fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RejectReason::TooOld => f.write_str("too old sample"),
+            RejectReason::DuplicateSampleForTimestamp => {
+                f.write_str("duplicate sample for timestamp")
+            }
+            RejectReason::InvalidLabels(r) => write!(f, "invalid labels: {r}"),
+        }
+    }
+}
+
+/// Samples of one series of a batch that were rejected for one reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesRejection {
+    /// Index of the series in the batch.
+    pub index: usize,
+    pub reason: RejectReason,
+    /// How many of its samples were rejected for this reason.
+    pub samples: u64,
+    /// The timestamp of the first of them (None for invalid labels on a
+    /// series without samples).
+    pub first_t: Option<TimestampMs>,
+}
+
+/// What an append did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Samples stored.
+    pub samples_appended: u64,
+    /// Exact duplicates of stored samples (no-ops, not errors).
+    pub samples_duplicate: u64,
+    pub series_created: u64,
+    pub rejected: Vec<SeriesRejection>,
+}
+
+impl AppendOutcome {
+    pub fn samples_rejected(&self) -> u64 {
+        self.rejected.iter().map(|r| r.samples).sum()
+    }
+}
+
+/// Figures of the head, for `/api/v1/status/tsdb` and benches.
+#[derive(Debug, Clone)]
+pub struct HeadStats {
+    pub series: u64,
+    pub samples: u64,
+    pub chunks: u64,
+    /// Estimated bytes of the head: series, chunks, registry, interned
+    /// strings and postings (`series_memory_bytes + index_memory_bytes`).
+    pub memory_bytes: u64,
+    /// Series structs, their label vectors, chunks, buffers, registry maps.
+    pub series_memory_bytes: u64,
+    /// Interned strings and postings.
+    pub index_memory_bytes: u64,
+    pub min_time: Option<TimestampMs>,
+    pub max_time: Option<TimestampMs>,
+    pub cardinality: CardinalityStats,
+    pub wal: WalStats,
+}
+
+/// The database. `Send + Sync`; share it by `Arc`.
+pub struct Db {
+    dir: PathBuf,
+    head: Arc<Head>,
+    wal: Wal,
+    _lock: File,
+}
+
+impl Db {
+    /// Opens or creates the database in `dir` and replays its WAL.
+    pub fn open(dir: &Path, opts: DbOptions) -> Result<Db> {
+        let started = Instant::now();
+        fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        let lock_path = dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_err(&lock_path, e))?;
+        lock.try_lock().map_err(|e| match e {
+            fs::TryLockError::WouldBlock => Error::DirectoryLocked {
+                path: dir.to_path_buf(),
+            },
+            fs::TryLockError::Error(e) => io_err(&lock_path, e),
+        })?;
+
+        let head = Arc::new(Head::new(HeadOptions {
+            ooo_window_ms: opts.ooo_window_ms.max(0),
+            chunk: ChunkPolicy {
+                max_samples: opts.chunk_max_samples.max(1),
+                range_ms: opts.chunk_range_ms.max(1),
+            },
+        }));
+        let wal_dir = dir.join("wal");
+        let mut replay = Replay {
+            head: &head,
+            refs: Default::default(),
+            samples: 0,
+            unknown_ref: 0,
+            conflicts: 0,
+            wal_dir: &wal_dir,
+        };
+        let (wal, report) = Wal::open(
+            &wal_dir,
+            WalOptions {
+                segment_max_bytes: opts.wal_segment_max_bytes,
+                repair: opts.wal_repair,
+            },
+            |rec| replay.apply(rec),
+        )?;
+        if replay.unknown_ref > 0 {
+            tracing::warn!(
+                samples = replay.unknown_ref,
+                "WAL replay: samples of series without a series record were dropped"
+            );
+        }
+        if replay.conflicts > 0 {
+            tracing::warn!(
+                samples = replay.conflicts,
+                "WAL replay: samples conflicting with an earlier value at the same timestamp were dropped"
+            );
+        }
+        tracing::info!(
+            dir = %dir.display(),
+            series = head.num_series(),
+            samples = replay.samples,
+            records = report.records,
+            segments = report.segments,
+            bytes_dropped = report.bytes_dropped,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "database ready"
+        );
+        Ok(Db {
+            dir: dir.to_path_buf(),
+            head,
+            wal,
+            _lock: lock,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends a batch and returns once everything stored is fsynced in the
+    /// WAL (see the module docs for the exact contract). Rejected series
+    /// and samples are reported in the outcome; `Err` means the batch may
+    /// not be durable (I/O failure) and must not be acknowledged.
+    pub fn append(&self, batch: &[WriteSeries]) -> Result<AppendOutcome> {
+        if !self.wal.is_available() {
+            return Err(Error::WalUnavailable {
+                reason: "the WAL is closed or failed; restart to recover".into(),
+            });
+        }
+        let mut out = AppendOutcome::default();
+        let mut to_log: Vec<Arc<MemSeries>> = Vec::new();
+        let mut samples: Vec<RefSample> = Vec::new();
+        for (index, ws) in batch.iter().enumerate() {
+            if let Err(reason) = validate_labels(&ws.labels) {
+                out.rejected.push(SeriesRejection {
+                    index,
+                    reason: RejectReason::InvalidLabels(reason),
+                    samples: ws.samples.len() as u64,
+                    first_t: ws.samples.first().map(|s| s.t),
+                });
+                continue;
+            }
+            if ws.samples.is_empty() {
+                continue;
+            }
+            let (series, created) = self.head.get_or_create(&ws.labels);
+            out.series_created += u64::from(created);
+            if created || series.wal_pending.load(Ordering::Acquire) {
+                to_log.push(series.clone());
+            }
+            let r = series.series_ref.0;
+            let res = self.head.append_samples(&series, &ws.samples, |s| {
+                samples.push(RefSample {
+                    series_ref: r,
+                    t: s.t,
+                    v: s.v,
+                })
+            });
+            out.samples_appended += res.appended;
+            out.samples_duplicate += res.duplicates;
+            for (reason, n) in [
+                (RejectReason::TooOld, res.too_old),
+                (
+                    RejectReason::DuplicateSampleForTimestamp,
+                    res.duplicate_timestamp,
+                ),
+            ] {
+                if n > 0 {
+                    out.rejected.push(SeriesRejection {
+                        index,
+                        reason,
+                        samples: n,
+                        first_t: res.first_rejected_t,
+                    });
+                }
+            }
+        }
+        let mut buf = RecordBuf::new();
+        for part in to_log.chunks(SERIES_PER_RECORD) {
+            let labels: Vec<(u32, Labels)> = part
+                .iter()
+                .map(|s| (s.series_ref.0, self.head.series_labels(s)))
+                .collect();
+            buf.push_series(labels.iter().map(|(r, l)| (*r, l)));
+        }
+        for part in samples.chunks(SAMPLES_PER_RECORD) {
+            buf.push_samples(part);
+        }
+        self.wal.log(buf)?;
+        for s in &to_log {
+            s.wal_pending.store(false, Ordering::Release);
+        }
+        Ok(out)
+    }
+
+    /// A querier over the head. It reads live data: samples appended after
+    /// it was made are visible to later `select` calls.
+    pub fn querier(&self) -> Arc<dyn Querier> {
+        Arc::new(HeadQuerier {
+            head: self.head.clone(),
+        })
+    }
+
+    /// Head figures, with the top 10 of each cardinality list.
+    pub fn stats(&self) -> HeadStats {
+        self.stats_with_top(10)
+    }
+
+    /// Head figures, with the top `top_n` of each cardinality list.
+    pub fn stats_with_top(&self, top_n: usize) -> HeadStats {
+        let (series_memory_bytes, chunks) = self.head.memory_bytes();
+        let index_memory_bytes =
+            (self.head.interner().memory_bytes() + self.head.postings().memory_bytes()) as u64;
+        HeadStats {
+            series: self.head.num_series(),
+            samples: self.head.num_samples(),
+            chunks,
+            memory_bytes: series_memory_bytes + index_memory_bytes,
+            series_memory_bytes,
+            index_memory_bytes,
+            min_time: self.head.min_time(),
+            max_time: self.head.max_time(),
+            cardinality: self.head.postings().cardinality(top_n),
+            wal: self.wal.stats(),
+        }
+    }
+
+    /// Condenses the WAL's closed segments into a checkpoint that keeps the
+    /// series still in the head and their samples at or after `mint`, and
+    /// deletes the segments. Called when the head is truncated into blocks.
+    pub fn checkpoint_wal(
+        &self,
+        mint: TimestampMs,
+    ) -> Result<crate::wal::checkpoint::CheckpointStats> {
+        let head = self.head.clone();
+        self.wal
+            .checkpoint(move |r| head.series(SeriesRef(r)).is_some(), mint)
+    }
+
+    /// Flushes and fsyncs the WAL and releases the directory.
+    pub fn close(self) -> Result<()> {
+        self.wal.close()
+    }
+
+    /// Like [`Db::close`] for a database shared by `Arc`: flushes, fsyncs
+    /// and stops the WAL; later appends fail with
+    /// [`Error::WalUnavailable`] while queries keep working. The directory
+    /// lock is released when the last reference is dropped.
+    pub fn shutdown(&self) -> Result<()> {
+        self.wal.close()
+    }
+}
+
+/// Validates a label set for storage: at least one label, no empty name.
+/// Sorted unique names and non-empty values are guaranteed by [`Labels`].
+pub fn validate_labels(labels: &Labels) -> std::result::Result<(), String> {
+    if labels.is_empty() {
+        return Err("empty label set".into());
+    }
+    if labels.iter().any(|l| l.name.is_empty()) {
+        return Err(format!("empty label name in {labels}"));
+    }
+    Ok(())
+}
+
+/// Fibonacci hashing for dense series references.
+#[derive(Default, Clone, Copy)]
+struct RefHasherImpl(u64);
+
+impl std::hash::Hasher for RefHasherImpl {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.0 = u64::from(x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type RefHasher = std::hash::BuildHasherDefault<RefHasherImpl>;
+
+/// Rebuilds the head from WAL records.
+struct Replay<'a> {
+    head: &'a Head,
+    refs: std::collections::HashMap<u32, Arc<MemSeries>, RefHasher>,
+    samples: u64,
+    unknown_ref: u64,
+    conflicts: u64,
+    wal_dir: &'a Path,
+}
+
+impl Replay<'_> {
+    fn apply(&mut self, rec: Record) -> Result<()> {
+        match rec {
+            Record::Series(series) => {
+                for (r, labels) in series {
+                    if let Some(known) = self.refs.get(&r) {
+                        if !self.head.series_has_labels(known, &labels) {
+                            return Err(Error::Corrupted {
+                                path: self.wal_dir.to_path_buf(),
+                                offset: 0,
+                                reason: format!(
+                                    "series reference {r} recorded for {} and for {labels}",
+                                    self.head.series_labels(known)
+                                ),
+                            });
+                        }
+                        continue;
+                    }
+                    let s = self.head.create_with_ref(SeriesRef(r), &labels);
+                    self.refs.insert(r, s);
+                }
+            }
+            Record::Samples(samples) => {
+                // An append logs each series' samples contiguously: apply
+                // each run under one lock.
+                for run in samples.chunk_by(|a, b| a.series_ref == b.series_ref) {
+                    let Some(series) = self.refs.get(&run[0].series_ref) else {
+                        self.unknown_ref += run.len() as u64;
+                        continue;
+                    };
+                    let (applied, conflicts) = (&mut self.samples, &mut self.conflicts);
+                    self.head.replay_samples(
+                        series,
+                        run.iter().map(|s| Sample { t: s.t, v: s.v }),
+                        |out| match out {
+                            SampleOutcome::Appended => *applied += 1,
+                            SampleOutcome::Duplicate => {}
+                            SampleOutcome::DuplicateTimestamp | SampleOutcome::TooOld => {
+                                *conflicts += 1
+                            }
+                        },
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The head's implementation of the read seam.
+struct HeadQuerier {
+    head: Arc<Head>,
+}
+
+impl HeadQuerier {
+    fn sorted_series(&self, refs: &RoaringBitmap) -> Vec<(Labels, Arc<MemSeries>)> {
+        let mut v: Vec<(Labels, Arc<MemSeries>)> = refs
+            .iter()
+            .filter_map(|r| self.head.series(SeriesRef(r)))
+            .map(|s| (self.head.series_labels(&s), s))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
+impl Querier for HeadQuerier {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<Series>> {
+        let refs = self.head.select_refs(matchers, mint, maxt, false);
+        let mut out = Vec::with_capacity(refs.len() as usize);
+        for (labels, s) in self.sorted_series(&refs) {
+            let snap = s.data.lock().snapshot(mint, maxt);
+            if let Some(snap) = snap {
+                out.push(Series::from_chunks(
+                    labels,
+                    snap.chunks,
+                    snap.tail,
+                    !snap.needs_sort,
+                    mint,
+                    maxt,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    fn series(
+        &self,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<Labels>> {
+        let refs = self.head.select_refs(matchers, mint, maxt, true);
+        Ok(self
+            .sorted_series(&refs)
+            .into_iter()
+            .map(|(labels, _)| labels)
+            .collect())
+    }
+
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<String>> {
+        if !self.head.overlaps(mint, maxt) {
+            return Ok(Vec::new());
+        }
+        let refs = self.head.select_refs(matchers, mint, maxt, true);
+        Ok(self.head.postings().label_names(Some(&refs)))
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<String>> {
+        if !self.head.overlaps(mint, maxt) {
+            return Ok(Vec::new());
+        }
+        let refs = self.head.select_refs(matchers, mint, maxt, true);
+        Ok(self.head.postings().label_values(name, Some(&refs)))
+    }
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests;

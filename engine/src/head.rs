@@ -1,0 +1,474 @@
+//! The head: the in-memory, appendable part of the database. It owns the
+//! series registry (label set -> series), each series' chunks, the label
+//! index over the series, and applies the append rules. Durability is not
+//! its job: [`crate::db::Db`] writes the WAL around it.
+//!
+//! **Concurrency.** The registry is split into stripes by the label set's
+//! hash, each under its own lock, and each series has its own lock, so
+//! appenders to different series rarely meet. Series creation takes a
+//! stripe lock and one lock of the reference map.
+//!
+//! **Architecture Invariant:** a series is reachable by reference before it
+//! is added to the postings, so a query that finds a reference in the
+//! postings always finds the series.
+
+pub mod series;
+pub mod symbols;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+use roaring::RoaringBitmap;
+
+use crate::index::{Interner, Postings, SeriesRef};
+use crate::labels::Labels;
+use crate::sample::Sample;
+pub use series::{ChunkPolicy, MemSeries, SampleOutcome, SeriesSnapshot};
+use symbols::SymbolTable;
+
+/// Number of registry stripes (a power of two).
+const STRIPES: usize = 256;
+
+/// How the head treats samples.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadOptions {
+    /// Samples older than a series' newest sample are accepted when they are
+    /// at most this much older than the newest sample of the whole head.
+    pub ooo_window_ms: i64,
+    pub chunk: ChunkPolicy,
+}
+
+impl Default for HeadOptions {
+    fn default() -> Self {
+        HeadOptions {
+            ooo_window_ms: 10 * 60 * 1000,
+            chunk: ChunkPolicy {
+                max_samples: 120,
+                range_ms: 2 * 60 * 60 * 1000,
+            },
+        }
+    }
+}
+
+/// A hasher for keys that already are hashes (u64) or dense ids (u32).
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = x;
+    }
+    fn write_u32(&mut self, x: u32) {
+        // Series references are small dense integers: spread them over all
+        // 64 bits (Fibonacci hashing), since the map uses the top bits too.
+        self.0 = u64::from(x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type IdentityMap<K, V> = HashMap<K, V, BuildHasherDefault<IdentityHasher>>;
+type RefMap = IdentityMap<u32, Arc<MemSeries>>;
+
+/// Series sharing a label-set hash: almost always one.
+// Boxing the rare collision list keeps every map entry at 16 bytes.
+#[allow(clippy::box_collection)]
+enum Slot {
+    One(Arc<MemSeries>),
+    Many(Box<Vec<Arc<MemSeries>>>),
+}
+
+impl Slot {
+    fn find(&self, syms: &SymbolTable, labels: &Labels) -> Option<&Arc<MemSeries>> {
+        match self {
+            Slot::One(s) => syms.equals(&s.label_ids, labels).then_some(s),
+            Slot::Many(v) => v.iter().find(|s| syms.equals(&s.label_ids, labels)),
+        }
+    }
+}
+
+/// The hash of a label set that keys the registry: xxh3 of each name and
+/// value, each seeded with the hash so far (lengths are part of each
+/// string's hash, so `("ab", "c")` and `("a", "bc")` differ). Chaining
+/// avoids copying the strings into one buffer first.
+pub fn labels_hash(labels: &Labels) -> u64 {
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
+    for l in labels {
+        h = xxhash_rust::xxh3::xxh3_64_with_seed(l.name.as_bytes(), h);
+        h = xxhash_rust::xxh3::xxh3_64_with_seed(l.value.as_bytes(), h);
+    }
+    h
+}
+
+/// The head.
+pub struct Head {
+    opts: HeadOptions,
+    /// [`labels_hash`], replaceable in tests to force collisions.
+    hash: fn(&Labels) -> u64,
+    stripes: Box<[Mutex<IdentityMap<u64, Slot>>]>,
+    by_ref: Box<[RwLock<RefMap>]>,
+    next_ref: AtomicU32,
+    interner: Interner,
+    symbols: SymbolTable,
+    postings: Postings,
+    /// Newest and oldest sample timestamps in the head (i64::MIN / MAX
+    /// while empty).
+    max_t: AtomicI64,
+    min_t: AtomicI64,
+    /// Samples older than this are rejected outright (raised when the head
+    /// is truncated into blocks).
+    min_valid_t: AtomicI64,
+    num_series: AtomicU64,
+    num_samples: AtomicU64,
+}
+
+/// Per-series result of [`Head::append_samples`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesAppendResult {
+    pub appended: u64,
+    pub duplicates: u64,
+    pub too_old: u64,
+    pub duplicate_timestamp: u64,
+    /// Timestamp of the first sample rejected, for error messages.
+    pub first_rejected_t: Option<i64>,
+}
+
+impl Head {
+    pub fn new(opts: HeadOptions) -> Head {
+        Head {
+            opts,
+            hash: labels_hash,
+            stripes: (0..STRIPES)
+                .map(|_| Mutex::new(IdentityMap::default()))
+                .collect(),
+            by_ref: (0..STRIPES)
+                .map(|_| RwLock::new(IdentityMap::default()))
+                .collect(),
+            next_ref: AtomicU32::new(0),
+            interner: Interner::default(),
+            symbols: SymbolTable::default(),
+            postings: Postings::new(),
+            max_t: AtomicI64::new(i64::MIN),
+            min_t: AtomicI64::new(i64::MAX),
+            min_valid_t: AtomicI64::new(i64::MIN),
+            num_series: AtomicU64::new(0),
+            num_samples: AtomicU64::new(0),
+        }
+    }
+
+    /// A head whose registry uses `hash` (tests force collisions with it).
+    #[cfg(test)]
+    pub(crate) fn with_hash(opts: HeadOptions, hash: fn(&Labels) -> u64) -> Head {
+        Head {
+            hash,
+            ..Head::new(opts)
+        }
+    }
+
+    pub fn options(&self) -> &HeadOptions {
+        &self.opts
+    }
+
+    pub fn postings(&self) -> &Postings {
+        &self.postings
+    }
+
+    pub fn interner(&self) -> &Interner {
+        &self.interner
+    }
+
+    /// The series with these labels, created if absent (`true` when
+    /// created). `labels` must already be validated.
+    pub fn get_or_create(&self, labels: &Labels) -> (Arc<MemSeries>, bool) {
+        let hash = (self.hash)(labels);
+        let stripe = &self.stripes[hash as usize & (STRIPES - 1)];
+        if let Some(s) = stripe
+            .lock()
+            .get(&hash)
+            .and_then(|slot| slot.find(&self.symbols, labels))
+        {
+            return (s.clone(), false);
+        }
+        let (ids, interned) = self.symbols.encode(&self.interner, labels);
+        let mut map = stripe.lock();
+        if let Some(s) = map
+            .get(&hash)
+            .and_then(|slot| slot.find(&self.symbols, labels))
+        {
+            return (s.clone(), false);
+        }
+        let r = SeriesRef(self.next_ref.fetch_add(1, Ordering::Relaxed));
+        let series = Arc::new(MemSeries::new(r, ids));
+        insert_slot(&mut map, hash, series.clone());
+        drop(map);
+        self.publish(&series, &interned);
+        (series, true)
+    }
+
+    /// Recreates a series under the reference the WAL recorded. Returns the
+    /// series now registered for these labels (an existing one if the
+    /// label set is already known under another reference).
+    pub fn create_with_ref(&self, r: SeriesRef, labels: &Labels) -> Arc<MemSeries> {
+        let hash = (self.hash)(labels);
+        let stripe = &self.stripes[hash as usize & (STRIPES - 1)];
+        let mut map = stripe.lock();
+        if let Some(s) = map
+            .get(&hash)
+            .and_then(|slot| slot.find(&self.symbols, labels))
+        {
+            return s.clone();
+        }
+        let (ids, interned) = self.symbols.encode(&self.interner, labels);
+        let series = Arc::new(MemSeries::new(r, ids));
+        // Replayed series are durable already.
+        series
+            .wal_pending
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        insert_slot(&mut map, hash, series.clone());
+        drop(map);
+        self.next_ref
+            .fetch_max(r.0.saturating_add(1), Ordering::Relaxed);
+        self.publish(&series, &interned);
+        series
+    }
+
+    fn publish(&self, series: &Arc<MemSeries>, labels: &Labels) {
+        let r = series.series_ref;
+        self.by_ref[r.0 as usize & (STRIPES - 1)]
+            .write()
+            .insert(r.0, series.clone());
+        self.postings.add(r, labels);
+        self.num_series.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The label set of a series of this head.
+    pub fn series_labels(&self, s: &MemSeries) -> Labels {
+        self.symbols.decode(&s.label_ids)
+    }
+
+    /// Whether a series of this head has exactly these labels.
+    pub fn series_has_labels(&self, s: &MemSeries, labels: &Labels) -> bool {
+        self.symbols.equals(&s.label_ids, labels)
+    }
+
+    /// The series with reference `r`.
+    pub fn series(&self, r: SeriesRef) -> Option<Arc<MemSeries>> {
+        self.by_ref[r.0 as usize & (STRIPES - 1)]
+            .read()
+            .get(&r.0)
+            .cloned()
+    }
+
+    /// Appends samples to one series under the append rules, calling
+    /// `logged` with every sample the WAL must hold (stored ones and exact
+    /// duplicates, whose first copy may not be durable yet).
+    pub fn append_samples(
+        &self,
+        series: &MemSeries,
+        samples: &[Sample],
+        mut logged: impl FnMut(Sample),
+    ) -> SeriesAppendResult {
+        let mut res = SeriesAppendResult::default();
+        let head_max = self.max_t.load(Ordering::Acquire);
+        let ooo_min_t = head_max.saturating_sub(self.opts.ooo_window_ms);
+        let min_valid_t = self.min_valid_t.load(Ordering::Acquire);
+        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+        {
+            let mut data = series.data.lock();
+            for &s in samples {
+                match data.append(s, ooo_min_t, min_valid_t, self.opts.chunk) {
+                    SampleOutcome::Appended => {
+                        res.appended += 1;
+                        lo = lo.min(s.t);
+                        hi = hi.max(s.t);
+                        logged(s);
+                    }
+                    SampleOutcome::Duplicate => {
+                        res.duplicates += 1;
+                        logged(s);
+                    }
+                    SampleOutcome::TooOld => {
+                        res.too_old += 1;
+                        res.first_rejected_t.get_or_insert(s.t);
+                    }
+                    SampleOutcome::DuplicateTimestamp => {
+                        res.duplicate_timestamp += 1;
+                        res.first_rejected_t.get_or_insert(s.t);
+                    }
+                }
+            }
+        }
+        if res.appended > 0 {
+            self.note_times(lo, hi, res.appended);
+        }
+        res
+    }
+
+    /// Applies a sample read back from the WAL: no window applies (it was
+    /// accepted once), and exact duplicates are no-ops.
+    pub fn replay_sample(&self, series: &MemSeries, s: Sample) -> SampleOutcome {
+        let mut res = [SampleOutcome::Appended];
+        self.replay_samples(series, std::iter::once(s), |o| res[0] = o);
+        res[0]
+    }
+
+    /// Applies samples of one series read back from the WAL under one lock
+    /// (see [`Head::replay_sample`]), reporting each outcome.
+    pub fn replay_samples(
+        &self,
+        series: &MemSeries,
+        samples: impl IntoIterator<Item = Sample>,
+        mut outcome: impl FnMut(SampleOutcome),
+    ) {
+        let (mut lo, mut hi, mut n) = (i64::MAX, i64::MIN, 0u64);
+        {
+            let mut data = series.data.lock();
+            for s in samples {
+                let out = data.append(s, i64::MIN, i64::MIN, self.opts.chunk);
+                if out == SampleOutcome::Appended {
+                    lo = lo.min(s.t);
+                    hi = hi.max(s.t);
+                    n += 1;
+                }
+                outcome(out);
+            }
+        }
+        if n > 0 {
+            self.note_times(lo, hi, n);
+        }
+    }
+
+    fn note_times(&self, lo: i64, hi: i64, n: u64) {
+        // Loads first: the common case changes nothing and then the shared
+        // cache line stays clean.
+        if hi > self.max_t.load(Ordering::Relaxed) {
+            self.max_t.fetch_max(hi, Ordering::AcqRel);
+        }
+        if lo < self.min_t.load(Ordering::Relaxed) {
+            self.min_t.fetch_min(lo, Ordering::AcqRel);
+        }
+        self.num_samples.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Newest sample timestamp in the head, if any.
+    pub fn max_time(&self) -> Option<i64> {
+        let t = self.max_t.load(Ordering::Acquire);
+        (t != i64::MIN).then_some(t)
+    }
+
+    /// Oldest sample timestamp in the head, if any.
+    pub fn min_time(&self) -> Option<i64> {
+        let t = self.min_t.load(Ordering::Acquire);
+        (t != i64::MAX).then_some(t)
+    }
+
+    /// True when the head holds samples in `[mint, maxt]` (by its bounds).
+    pub fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        match (self.min_time(), self.max_time()) {
+            (Some(lo), Some(hi)) => lo <= maxt && hi >= mint,
+            _ => false,
+        }
+    }
+
+    pub fn num_series(&self) -> u64 {
+        self.num_series.load(Ordering::Relaxed)
+    }
+
+    pub fn num_samples(&self) -> u64 {
+        self.num_samples.load(Ordering::Relaxed)
+    }
+
+    /// References of series matching `matchers` with samples in `[mint,
+    /// maxt]`; every series when `matchers` is empty and `all_if_empty`.
+    pub fn select_refs(
+        &self,
+        matchers: &[crate::matcher::Matcher],
+        mint: i64,
+        maxt: i64,
+        all_if_empty: bool,
+    ) -> RoaringBitmap {
+        if !self.overlaps(mint, maxt) {
+            return RoaringBitmap::new();
+        }
+        let mut bm = if matchers.is_empty() && all_if_empty {
+            self.postings.all()
+        } else {
+            self.postings.select(matchers)
+        };
+        let head_covered = matches!((self.min_time(), self.max_time()),
+            (Some(lo), Some(hi)) if mint <= lo && maxt >= hi);
+        if !head_covered {
+            bm.retain(|r| {
+                self.series(SeriesRef(r))
+                    .is_some_and(|s| s.data.lock().overlaps(mint, maxt))
+            });
+        }
+        bm
+    }
+
+    /// Visits every series (for stats and checkpoints).
+    pub fn for_each_series(&self, mut f: impl FnMut(&Arc<MemSeries>)) {
+        for shard in self.by_ref.iter() {
+            let snapshot: Vec<Arc<MemSeries>> = shard.read().values().cloned().collect();
+            for s in &snapshot {
+                f(s);
+            }
+        }
+    }
+
+    /// Approximate heap bytes of the registry and series (label ids,
+    /// chunks, buffers, map entries, the symbol table). Interned strings and
+    /// postings are counted by the index, not here.
+    pub fn memory_bytes(&self) -> (u64, u64) {
+        let mut bytes = 0usize;
+        let mut chunks = 0usize;
+        // Two hash maps hold an entry per series: (u64, Slot) and
+        // (u32, Arc), plus a control byte each, at most 8/7 full.
+        let per_map_entry =
+            (std::mem::size_of::<(u64, Slot)>() + std::mem::size_of::<(u32, Arc<MemSeries>)>() + 2)
+                * 8
+                / 7;
+        self.for_each_series(|s| {
+            let data = s.data.lock();
+            chunks += data.num_chunks();
+            bytes += 16 // Arc counts
+                + std::mem::size_of::<MemSeries>()
+                + s.label_ids.len() * std::mem::size_of::<u32>()
+                + data.heap_bytes()
+                + per_map_entry;
+        });
+        bytes += self.symbols.memory_bytes();
+        (bytes as u64, chunks as u64)
+    }
+}
+
+fn insert_slot(map: &mut IdentityMap<u64, Slot>, hash: u64, series: Arc<MemSeries>) {
+    use std::collections::hash_map::Entry;
+    match map.entry(hash) {
+        Entry::Vacant(v) => {
+            v.insert(Slot::One(series));
+        }
+        Entry::Occupied(mut o) => {
+            let slot = o.get_mut();
+            match slot {
+                Slot::One(first) => {
+                    let first = first.clone();
+                    *slot = Slot::Many(Box::new(vec![first, series]));
+                }
+                Slot::Many(v) => v.push(series),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
