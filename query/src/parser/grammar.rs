@@ -1094,7 +1094,7 @@ static REGEX_MATCHERS: std::sync::Mutex<Option<RegexCache>> = std::sync::Mutex::
 
 type RegexCache = std::collections::HashMap<(String, MatchOp, String), Matcher>;
 
-const REGEX_CACHE_ENTRIES: usize = 4096;
+const REGEX_CACHE_ENTRIES: usize = 512;
 
 /// `Matcher::new`, reusing compiled regular expressions.
 fn regex_matcher(op: MatchOp, name: String, value: String) -> cairn_engine::Result<Matcher> {
