@@ -208,6 +208,14 @@ fn bench_select(c: &mut Criterion) {
                 m(Equal, "region", "us-east-1"),
             ],
         ),
+        (
+            "drilldown_instance_3",
+            vec![
+                m(Equal, "__name__", "infer_latency_ms_bucket"),
+                m(Equal, "instance", "node-007:8080"),
+                m(RegexMatch, "model", "llama.*"),
+            ],
+        ),
         ("name_nonempty", vec![m(RegexMatch, "__name__", ".+")]),
     ];
     let mut g = c.benchmark_group("index_select_1M");

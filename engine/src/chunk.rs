@@ -133,9 +133,12 @@ impl ChunkEncoder {
     }
 
     /// Appends a sample. `t` must be greater than the last appended `t`
-    /// (the head guarantees it; out-of-order samples never reach a chunk).
+    /// (the head guarantees it; out-of-order samples never reach a chunk),
+    /// and a chunk holds at most [`MAX_CHUNK_SAMPLES`] samples (the head
+    /// cuts chunks at 120).
     pub fn append(&mut self, t: i64, v: f64) {
         debug_assert!(self.count == 0 || t > self.last.t, "samples out of order");
+        debug_assert!(self.count < MAX_CHUNK_SAMPLES, "chunk full");
         match &mut self.body {
             Body::Empty(e) => {
                 self.body = match e {

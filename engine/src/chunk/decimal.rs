@@ -70,12 +70,22 @@ fn unzigzag(v: u64) -> i64 {
 /// decoder computes the very same f64.
 #[inline]
 pub(crate) fn to_decimal(v: f64, e: u32) -> Option<i64> {
-    let m = (v * POW10[e as usize]).round();
-    if m.is_nan() || m.abs() > MAX_MANTISSA as f64 {
+    let x = v * POW10[e as usize];
+    if x.is_nan() || x.abs() > MAX_MANTISSA as f64 {
         return None;
     }
-    let mi = m as i64;
-    (from_decimal(mi, e).to_bits() == v.to_bits()).then_some(mi)
+    // Round half away from zero by hand: `f64::round` is a library call
+    // on baseline x86-64, and this runs for every appended value.
+    let t = x as i64;
+    let frac = x - t as f64;
+    let m = if frac >= 0.5 {
+        t + 1
+    } else if frac <= -0.5 {
+        t - 1
+    } else {
+        t
+    };
+    (from_decimal(m, e).to_bits() == v.to_bits()).then_some(m)
 }
 
 #[inline]
@@ -115,24 +125,16 @@ fn nominal_interval(delta: i64) -> i64 {
     delta
 }
 
-/// Adaptive Rice parameter: a moving average of recent `z`.
+/// Adaptive Rice parameter: a moving average of recent `z`. `ADOPT` says
+/// whether an escaped number resets the average (value streams: a new rate
+/// or a reset) or is ignored as an outlier (time streams: a missed scrape,
+/// a pause).
 #[derive(Debug, Clone, Copy, Default)]
-struct Rice {
+struct Rice<const ADOPT: bool> {
     avg: u64,
-    /// Whether an escaped number resets the average (value streams: a new
-    /// rate or a reset) or is ignored as an outlier (time streams: a missed
-    /// scrape, a pause).
-    adopt_escapes: bool,
 }
 
-impl Rice {
-    fn new(adopt_escapes: bool) -> Self {
-        Rice {
-            avg: 0,
-            adopt_escapes,
-        }
-    }
-
+impl<const ADOPT: bool> Rice<ADOPT> {
     #[inline]
     fn k(self) -> u32 {
         (64 - (self.avg >> (AVG_SHIFT + 1)).leading_zeros()).min(K_MAX)
@@ -142,7 +144,7 @@ impl Rice {
     fn update(&mut self, z: u64, escaped: bool) {
         let mean = self.avg >> AVG_SHIFT;
         if escaped {
-            if self.adopt_escapes {
+            if ADOPT {
                 self.avg = z.min(1 << 40) << AVG_SHIFT;
             }
             return;
@@ -163,18 +165,21 @@ impl Rice {
             w.write_bits(u64::from(len - 1), 6);
             w.write_bits(z, len);
         } else {
-            w.write_bits(1, q as u32 + 1);
-            w.write_bits(z, k);
+            // The unary part's terminating '1' and the k low bits in one
+            // write (at most 16 + 40 bits).
+            let low = z & ((1u64 << k) - 1);
+            w.write_bits((1u64 << k) | low, q as u32 + 1 + k);
         }
         self.update(z, escaped);
         escaped
     }
+}
 
-    fn write_raw(w: &mut BitWriter, bits: u64) {
-        w.write_bits(0, Q_ESCAPE);
-        w.write_bits(1, 1);
-        w.write_bits(bits, 64);
-    }
+/// A raw value in a value stream: the escape prefix, flag 1, 64 bits.
+fn write_raw(w: &mut BitWriter, bits: u64) {
+    w.write_bits(0, Q_ESCAPE);
+    w.write_bits(1, 1);
+    w.write_bits(bits, 64);
 }
 
 /// What a Rice code held.
@@ -184,7 +189,7 @@ enum Code {
     Raw(u64),
 }
 
-impl Rice {
+impl<const ADOPT: bool> Rice<ADOPT> {
     /// Reads one code. The common case (no escape) is a handful of shifts
     /// on the reader's 64-bit buffer; escapes take the cold path.
     #[inline(always)]
@@ -243,7 +248,7 @@ struct TimeState {
     t_prev: i64,
     interval: i64,
     next: i64,
-    rice: Rice,
+    rice: Rice<false>,
 }
 
 impl TimeState {
@@ -252,7 +257,7 @@ impl TimeState {
             t_prev: t0,
             interval: 0,
             next: t0,
-            rice: Rice::new(false),
+            rice: Rice::default(),
         }
     }
 }
@@ -274,22 +279,12 @@ impl TimeState {
 }
 
 /// Decimal value state, shared by encoder and decoder.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct DecimalState {
     m_prev: i64,
     /// `1 << DELTA_SHIFT` times the moving average of the deltas.
     delta_avg: i64,
-    rice: Rice,
-}
-
-impl Default for DecimalState {
-    fn default() -> Self {
-        DecimalState {
-            m_prev: 0,
-            delta_avg: 0,
-            rice: Rice::new(true),
-        }
-    }
+    rice: Rice<true>,
 }
 
 impl DecimalState {
@@ -318,7 +313,7 @@ impl DecimalState {
 #[derive(Debug, Clone, Default)]
 struct XorState {
     prev: u64,
-    window: Option<(u32, u32)>,
+    window: Option<(u8, u8)>,
 }
 
 impl XorState {
@@ -332,11 +327,11 @@ impl XorState {
         let lz = x.leading_zeros().min(31);
         let tz = x.trailing_zeros();
         if let Some((wl, wt)) = self.window
-            && lz >= wl
-            && tz >= wt
+            && lz >= u32::from(wl)
+            && tz >= u32::from(wt)
         {
             w.write_bits(0b10, 2);
-            w.write_bits(x >> wt, 64 - wl - wt);
+            w.write_bits(x >> wt, 64 - u32::from(wl) - u32::from(wt));
             return;
         }
         let sig = 64 - lz - tz;
@@ -344,7 +339,7 @@ impl XorState {
         w.write_bits(u64::from(lz), 5);
         w.write_bits(u64::from(sig & 63), 6);
         w.write_bits(x >> tz, sig);
-        self.window = Some((lz, tz));
+        self.window = Some((lz as u8, tz as u8));
     }
 
     #[inline]
@@ -354,7 +349,9 @@ impl XorState {
             0 => r.consume(1),
             1 => {
                 r.consume(2);
-                let (lz, tz) = self.window.unwrap_or((0, 0));
+                let (lz, tz) = self
+                    .window
+                    .map_or((0, 0), |(l, t)| (u32::from(l), u32::from(t)));
                 self.prev ^= r.read_bits(64 - lz - tz) << tz;
             }
             _ => {
@@ -369,7 +366,7 @@ impl XorState {
                     return Err(corrupt("XOR window wider than 64 bits"));
                 }
                 let tz = 64 - lz - sig;
-                self.window = Some((lz, tz));
+                self.window = Some((lz as u8, tz as u8));
                 self.prev ^= r.read_bits(sig) << tz;
             }
         }
@@ -383,11 +380,19 @@ pub(crate) struct DecimalEncoder {
     w: BitWriter,
     count: u32,
     time: TimeState,
-    mode: ValueMode,
-    dec: DecimalState,
-    xor: XorState,
-    /// Largest |m| so far, to know whether a larger exponent still fits.
-    max_abs_m: u64,
+    values: ValueState,
+}
+
+/// The encoder's value state for its mode.
+#[derive(Debug, Clone)]
+enum ValueState {
+    Decimal {
+        e: u8,
+        state: DecimalState,
+        /// Largest |m| so far, to know whether a larger exponent still fits.
+        max_abs_m: u64,
+    },
+    Float(XorState),
 }
 
 /// Outcome of an append: done, or the chunk must be re-encoded in another
@@ -411,32 +416,39 @@ impl DecimalEncoder {
             w,
             count: 0,
             time: TimeState::new(0),
-            mode,
-            dec: DecimalState::default(),
-            xor: XorState::default(),
-            max_abs_m: 0,
+            values: match mode {
+                ValueMode::Decimal(e) => ValueState::Decimal {
+                    e: e as u8,
+                    state: DecimalState::default(),
+                    max_abs_m: 0,
+                },
+                ValueMode::Float => ValueState::Float(XorState::default()),
+            },
         }
     }
 
     /// Appends a sample, unless its value needs another value mode.
     pub(crate) fn append(&mut self, t: i64, v: f64) -> Appended {
         // Decide the value's coding before writing anything.
-        let m = match self.mode {
-            ValueMode::Decimal(e) if !is_special(v) => match to_decimal(v, e) {
-                Some(m) => Some(m),
-                None => {
-                    let scale_fits = |e2: u32| {
-                        10u64
-                            .checked_pow(e2 - e)
-                            .and_then(|f| self.max_abs_m.checked_mul(f))
-                            .is_some_and(|x| x <= MAX_MANTISSA as u64)
-                    };
-                    return Appended::NeedsMode(match min_exponent(v, e + 1) {
-                        Some(e2) if scale_fits(e2) => ValueMode::Decimal(e2),
-                        _ => ValueMode::Float,
-                    });
+        let m = match self.values {
+            ValueState::Decimal { e, max_abs_m, .. } if !is_special(v) => {
+                match to_decimal(v, e.into()) {
+                    Some(m) => Some(m),
+                    None => {
+                        let e = u32::from(e);
+                        let scale_fits = |e2: u32| {
+                            10u64
+                                .checked_pow(e2 - e)
+                                .and_then(|f| max_abs_m.checked_mul(f))
+                                .is_some_and(|x| x <= MAX_MANTISSA as u64)
+                        };
+                        return Appended::NeedsMode(match min_exponent(v, e + 1) {
+                            Some(e2) if scale_fits(e2) => ValueMode::Decimal(e2),
+                            _ => ValueMode::Float,
+                        });
+                    }
                 }
-            },
+            }
             _ => None,
         };
 
@@ -454,26 +466,31 @@ impl DecimalEncoder {
             self.time.advance(t, r, escaped);
         }
 
-        match (self.mode, m) {
-            (ValueMode::Float, _) => self.xor.write(&mut self.w, v.to_bits()),
-            (ValueMode::Decimal(_), None) if self.count == 0 => {
+        match (&mut self.values, m) {
+            (ValueState::Float(xor), _) => xor.write(&mut self.w, v.to_bits()),
+            (ValueState::Decimal { .. }, None) if self.count == 0 => {
                 self.w.write_bits(1, 1);
                 self.w.write_bits(v.to_bits(), 64);
             }
-            (ValueMode::Decimal(_), None) => Rice::write_raw(&mut self.w, v.to_bits()),
-            (ValueMode::Decimal(_), Some(m)) => {
-                self.max_abs_m = self.max_abs_m.max(m.unsigned_abs());
-                let delta = m.wrapping_sub(self.dec.m_prev);
-                let res = delta.wrapping_sub(self.dec.predicted());
+            (ValueState::Decimal { .. }, None) => write_raw(&mut self.w, v.to_bits()),
+            (
+                ValueState::Decimal {
+                    state, max_abs_m, ..
+                },
+                Some(m),
+            ) => {
+                *max_abs_m = (*max_abs_m).max(m.unsigned_abs());
                 if self.count == 0 {
                     // The first value is not a delta: keep it out of the
                     // averages.
                     self.w.write_bits(0, 1);
                     write_signed_varbits(&mut self.w, m);
-                    self.dec.m_prev = m;
+                    state.m_prev = m;
                 } else {
-                    let escaped = self.dec.rice.write(&mut self.w, zigzag(res));
-                    self.dec.advance(m, escaped);
+                    let delta = m.wrapping_sub(state.m_prev);
+                    let res = delta.wrapping_sub(state.predicted());
+                    let escaped = state.rice.write(&mut self.w, zigzag(res));
+                    state.advance(m, escaped);
                 }
             }
         }

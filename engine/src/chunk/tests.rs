@@ -494,7 +494,7 @@ const GOLDEN: [(usize, Encoding, &str); 5] = [
             "f51f07662fbfd9000c99ade851",
         ),
     ),
-    (4, Encoding::DecimalGrid, concat!("0200",)),
+    (4, Encoding::DecimalGrid, "0200"),
 ];
 
 /// Samples of the golden chunks (see `GOLDEN`).
