@@ -325,6 +325,10 @@ def measure(db, args, summary):
                 elapsed, data = query(db, promql, kind, start_s, end_s, args.step)
                 times.append(elapsed)
                 result = data
+            except urllib.error.HTTPError as e:
+                body = e.read().decode(errors="replace")[:200]
+                error = f"HTTP {e.code}: {body}" if e.code != 404 else "no such endpoint (HTTP 404)"
+                break
             except (OSError, urllib.error.URLError, ValueError) as e:
                 error = str(e)[:300]
                 break
@@ -334,6 +338,12 @@ def measure(db, args, summary):
     if disk is None:
         disk = dir_bytes(db.dir, exclude={os.path.join(db.dir, "server.log")})
     out["disk_bytes"] = disk
+    data = os.path.join(db.dir, "data")
+    if os.path.isdir(data):
+        parts = sorted((dir_bytes(os.path.join(data, e)) if os.path.isdir(os.path.join(data, e))
+                        else os.lstat(os.path.join(data, e)).st_size, e) for e in os.listdir(data))
+        db.notes.append("data directory at the end: " + ", ".join(
+            f"{e} {b / 2**20:.1f} MiB" for b, e in reversed(parts) if b >= 2**16))
     out["bytes_per_sample"] = disk / accepted
     out["notes"] = db.notes
     return out
@@ -463,7 +473,7 @@ def render(results, summary, args, machine):
         for n in names:
             r = by.get(n)
             if r and r.get("available") and r["queries"][qname]["error"]:
-                cells.append("error")
+                cells.append("n/a (404)" if "404" in r["queries"][qname]["error"] else "error")
             else:
                 cells.append(fmt(q(n), "ms"))
         cells += [ratio(q("Cairn"), q("Prometheus")), ratio(q("Cairn"), q("VictoriaMetrics")),
@@ -482,6 +492,10 @@ def render(results, summary, args, machine):
             continue
         if not ref or not ref.get("available"):
             lines.append(f"- {n}: no Prometheus result to compare with")
+            continue
+        errors = {r["queries"][q]["error"] for q, _, _ in QUERIES}
+        if len(errors) == 1 and None not in errors:
+            lines.append(f"- {n}: no query answered ({errors.pop()})")
             continue
         agree, differ = [], []
         for qname, promql, _ in QUERIES:

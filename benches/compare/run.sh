@@ -51,13 +51,19 @@ fi
 
 target="${CARGO_TARGET_DIR:-$repo/target}"
 export CARGO_TARGET_DIR="$target"
+# The target directory may be shared with other work trees that build the
+# same binaries: run copies taken right after the build.
+bindir="$workdir/cairn-compare-bin"
+mkdir -p "$bindir"
 (cd "$repo" && cargo build --release -q -p cairn-workload)
-workload="$target/release/cairn-workload"
+cp "$target/release/cairn-workload" "$bindir/"
+workload="$bindir/cairn-workload"
 
 cairn_bin="" cairn_reason=""
 if [[ ",$dbs," == *",cairn,"* ]]; then
   if (cd "$repo" && cargo build --release -q -p cairn) 2>"$workdir/cairn-build.log"; then
-    cairn_bin="$target/release/cairn"
+    cp "$target/release/cairn" "$bindir/"
+    cairn_bin="$bindir/cairn"
   else
     cairn_reason="the cairn binary did not build (see $workdir/cairn-build.log)"
   fi

@@ -5,8 +5,8 @@
 //! from the instance), 20 models, 4 routes, 6 adapters, and per combination
 //! 33 series: 5 counters, 2 gauges and 2 classic histograms of 13 `le`
 //! buckets each; 10 to 11 labels per series. The first 1,000,000 series in
-//! scrape order (instance by instance, so refs of one instance are
-//! contiguous as the head would assign them) are indexed. Everything is
+//! scrape order (instance by instance, metric family by metric family, as
+//! the head would number them on a first scrape) are indexed. Everything is
 //! enumerated, no randomness, so every run indexes the same data.
 //!
 //! Run: `cargo bench -p cairn-engine --bench index`. The memory figures are
@@ -75,12 +75,15 @@ const PER_COMBO: usize = COUNTERS.len() + GAUGES.len() + HISTOGRAMS.len() * LE.l
 
 /// The label set of series number `n` of the fleet.
 fn fleet_series(n: usize) -> Labels {
-    let metric = n % PER_COMBO;
-    let combo = n / PER_COMBO;
+    // Scrape order: instance by instance, each target exposing metric by
+    // metric (one family's series together), then model, route, adapter.
+    let combos = MODELS.len() * ROUTES.len() * ADAPTERS.len();
+    let instance = n / (PER_COMBO * combos);
+    let metric = n / combos % PER_COMBO;
+    let combo = n % combos;
     let adapter = combo % ADAPTERS.len();
     let route = combo / ADAPTERS.len() % ROUTES.len();
-    let model = combo / (ADAPTERS.len() * ROUTES.len()) % MODELS.len();
-    let instance = combo / (ADAPTERS.len() * ROUTES.len() * MODELS.len());
+    let model = combo / (ADAPTERS.len() * ROUTES.len());
     let region = REGIONS[instance % REGIONS.len()];
     let mut pairs: Vec<(&str, String)> = vec![
         (
@@ -203,6 +206,14 @@ fn bench_select(c: &mut Criterion) {
                 m(Equal, "__name__", "infer_latency_ms_bucket"),
                 m(RegexMatch, "model", "llama.*"),
                 m(Equal, "region", "us-east-1"),
+            ],
+        ),
+        (
+            "drilldown_instance_3",
+            vec![
+                m(Equal, "__name__", "infer_latency_ms_bucket"),
+                m(Equal, "instance", "node-007:8080"),
+                m(RegexMatch, "model", "llama.*"),
             ],
         ),
         ("name_nonempty", vec![m(RegexMatch, "__name__", ".+")]),

@@ -33,6 +33,10 @@ pub enum Error {
     /// The query would hold more samples in memory than allowed.
     #[error("query processing would load too many samples into memory in {phase}")]
     TooManySamples { phase: &'static str },
+    /// The query uses a feature Cairn does not implement (yet), such as the
+    /// experimental `info()` function.
+    #[error("not supported: {what}")]
+    NotSupported { what: String },
     /// Reading from storage failed.
     #[error("expanding series: {0}")]
     Storage(#[from] cairn_engine::Error),

@@ -25,8 +25,8 @@ pub mod binary;
 pub mod evaluator;
 pub mod functions;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_engine::{Labels, Querier, Sample, TimestampMs};
@@ -49,6 +49,9 @@ pub struct EngineOptions {
     pub default_subquery_step_ms: i64,
     /// The most points per series a range query may return.
     pub max_points_per_series: i64,
+    /// The most queries evaluated at once; more wait for a slot (up to
+    /// their timeout).
+    pub max_concurrent_queries: usize,
 }
 
 impl Default for EngineOptions {
@@ -59,6 +62,7 @@ impl Default for EngineOptions {
             timeout: Some(Duration::from_secs(120)),
             default_subquery_step_ms: 60_000,
             max_points_per_series: 11_000,
+            max_concurrent_queries: 20,
         }
     }
 }
@@ -134,11 +138,53 @@ pub struct QueryResult {
     pub stats: QueryStats,
 }
 
-/// The query engine: stateless apart from its options, shareable across
-/// threads.
+/// The query engine: its options and the gate that caps concurrent
+/// queries. Cheap to clone (clones share the gate); shareable across threads.
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
     opts: EngineOptions,
+    gate: Arc<Gate>,
+}
+
+/// Counts running queries; a query waits while `max` are running.
+#[derive(Debug, Default)]
+struct Gate {
+    running: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// A slot of the gate, given back on drop.
+struct Slot<'a>(&'a Gate);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut n = self.0.running.lock().unwrap_or_else(|p| p.into_inner());
+        *n = n.saturating_sub(1);
+        self.0.freed.notify_one();
+    }
+}
+
+impl Gate {
+    /// Waits for a slot until `deadline`; `max == 0` means no cap.
+    fn enter(&self, max: usize, deadline: Option<Instant>) -> Result<Slot<'_>> {
+        let mut n = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        while max > 0 && *n >= max {
+            let wait = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
+            if wait.is_zero() {
+                return Err(Error::Timeout { phase: "queue" });
+            }
+            n = self
+                .freed
+                .wait_timeout(n, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        *n += 1;
+        Ok(Slot(self))
+    }
 }
 
 /// The sentinel stored in a step column where a series has no value. It is
@@ -208,7 +254,10 @@ impl Grid {
 
 impl Engine {
     pub fn new(opts: EngineOptions) -> Self {
-        Engine { opts }
+        Engine {
+            opts,
+            gate: Arc::default(),
+        }
     }
 
     pub fn options(&self) -> &EngineOptions {
@@ -263,6 +312,9 @@ impl Engine {
             step: 1,
         };
         let mut ev = self.evaluator(querier, opts, grid);
+        let _slot = self
+            .gate
+            .enter(self.opts.max_concurrent_queries, ev.deadline)?;
         let val = ev.eval(grid, expr)?;
         let value = match val {
             Val::Scalar(v) => Value::Scalar {
@@ -278,7 +330,7 @@ impl Engine {
                         continue;
                     }
                     let labels = if s.drop_name {
-                        s.labels.without_metric_name()
+                        drop_metadata(&s.labels)
                     } else {
                         s.labels
                     };
@@ -299,7 +351,7 @@ impl Engine {
                     .into_iter()
                     .map(|s| RangeSeries {
                         labels: if s.drop_name {
-                            s.labels.without_metric_name()
+                            drop_metadata(&s.labels)
                         } else {
                             s.labels
                         },
@@ -353,6 +405,9 @@ impl Engine {
         }
         let grid = Grid { start, end, step };
         let mut ev = self.evaluator(querier, opts, grid);
+        let _slot = self
+            .gate
+            .enter(self.opts.max_concurrent_queries, ev.deadline)?;
         let val = ev.eval(grid, expr)?;
         let mut out: Vec<RangeSeries> = Vec::new();
         match val {
@@ -377,7 +432,7 @@ impl Engine {
                         continue;
                     }
                     let labels = if s.drop_name {
-                        s.labels.without_metric_name()
+                        drop_metadata(&s.labels)
                     } else {
                         s.labels
                     };
@@ -418,6 +473,23 @@ impl Engine {
     }
 }
 
+/// The labels that describe what a metric is (its name, and the
+/// `__type__`/`__unit__` labels of Prometheus's type-and-unit feature):
+/// dropped together when an operation changes the metric's meaning.
+pub(crate) const METADATA_LABELS: [&str; 3] = ["__name__", "__type__", "__unit__"];
+
+/// A copy of `l` without the metadata labels.
+pub(crate) fn drop_metadata(l: &Labels) -> Labels {
+    if !l.iter().any(|x| METADATA_LABELS.contains(&&*x.name)) {
+        return l.clone();
+    }
+    let mut b = l.builder();
+    for n in METADATA_LABELS {
+        b.del(n);
+    }
+    b.build()
+}
+
 /// Series that have the same labels once names are dropped are merged if
 /// their samples do not overlap in time; an overlap is an error.
 fn merge_same_labels(mut v: Vec<RangeSeries>) -> Result<Vec<RangeSeries>> {
@@ -448,4 +520,30 @@ fn merge_same_labels(mut v: Vec<RangeSeries>) -> Result<Vec<RangeSeries>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gate_caps_concurrent_queries() {
+        let gate = Gate::default();
+        let first = gate.enter(1, None).unwrap();
+        let err = gate.enter(1, Some(Instant::now())).err().unwrap();
+        assert!(matches!(err, Error::Timeout { phase: "queue" }), "{err:?}");
+        drop(first);
+        let _second = gate.enter(1, Some(Instant::now())).unwrap();
+        // No cap: never waits.
+        let _a = gate.enter(0, Some(Instant::now())).unwrap();
+    }
+
+    #[test]
+    fn absent_sentinel_is_not_an_arithmetic_nan() {
+        assert!(is_absent(absent()));
+        assert!(!is_absent(f64::NAN));
+        assert!(!is_absent(absent() + 1.0));
+        assert!(!is_absent(-absent()));
+        assert!(!is_absent(f64::from_bits(cairn_engine::STALE_NAN_BITS)));
+    }
 }

@@ -46,6 +46,18 @@ fn test_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// A temporary directory, in memory (`/dev/shm`) where there is one: the
+/// scripts' many small loads each end in a WAL fsync.
+fn temp_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(d) = tempfile::tempdir_in(shm) {
+            return d;
+        }
+    }
+    tempfile::tempdir().expect("temp dir")
+}
+
 fn engine() -> Engine {
     Engine::new(EngineOptions {
         default_subquery_step_ms: 60_000,
@@ -69,7 +81,7 @@ fn promqltest_scripts() {
                 .unwrap_or_default();
             let src = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-            let tmp = tempfile::tempdir().expect("temp dir");
+            let tmp = temp_dir();
             let mut storage =
                 DbStorage::open(&tmp.path().join("db")).unwrap_or_else(|e| panic!("{e}"));
             let cases = match run_script(&src, &engine, &mut storage) {

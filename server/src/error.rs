@@ -91,6 +91,9 @@ pub enum Error {
     /// An error from the storage engine.
     #[error(transparent)]
     Engine(#[from] cairn_engine::Error),
+    /// An error from PromQL parsing or evaluation.
+    #[error(transparent)]
+    Query(#[from] cairn_query::Error),
     /// A blocking task panicked or was cancelled.
     #[error("internal error: {reason}")]
     Internal { reason: String },
@@ -148,6 +151,7 @@ impl Error {
             Execution { .. } => (StatusCode::UNPROCESSABLE_ENTITY, ErrorType::Execution),
             NotFound { .. } => (StatusCode::NOT_FOUND, ErrorType::NotFound),
             Engine(e) => engine_status(e),
+            Query(e) => query_status(e),
             Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, ErrorType::Internal),
         }
     }
@@ -160,6 +164,26 @@ impl Error {
     /// Prometheus's `errorType` of this error.
     pub fn error_type(&self) -> ErrorType {
         self.status_and_type().1
+    }
+}
+
+/// PromQL errors, classified as Prometheus's API classifies them.
+fn query_status(e: &cairn_query::Error) -> (StatusCode, ErrorType) {
+    use cairn_query::Error as Q;
+    match e {
+        Q::Parse { .. } | Q::BadData { .. } => (StatusCode::BAD_REQUEST, ErrorType::BadData),
+        Q::Execution { .. } | Q::TooManySamples { .. } => {
+            (StatusCode::UNPROCESSABLE_ENTITY, ErrorType::Execution)
+        }
+        Q::Timeout { .. } => (StatusCode::SERVICE_UNAVAILABLE, ErrorType::Timeout),
+        // 499 "client closed request", as Prometheus.
+        Q::Canceled { .. } => (
+            StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            ErrorType::Canceled,
+        ),
+        Q::Storage(_) | Q::Internal { .. } | Q::Script { .. } => {
+            (StatusCode::INTERNAL_SERVER_ERROR, ErrorType::Internal)
+        }
     }
 }
 

@@ -94,16 +94,111 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, g: Grid, a: &AggregateExpr) -> Result
     }
 }
 
-#[derive(Clone, Default)]
+/// The running state of one group at one step.
+#[derive(Clone, Copy, Default)]
 struct Acc {
     seen: bool,
+    incremental: bool,
     value: f64,
     comp: f64,
     mean: f64,
     count: f64,
-    incremental: bool,
-    values: Vec<f64>,
 }
+
+impl Acc {
+    /// Folds one sample in, exactly as Prometheus does (Kahan sums, an
+    /// incremental mean once a sum overflows, Welford for variance).
+    #[inline]
+    fn add(&mut self, op: AggregateOp, f: f64) {
+        if !self.seen {
+            *self = Acc {
+                seen: true,
+                incremental: false,
+                value: f,
+                comp: 0.0,
+                mean: f,
+                count: 1.0,
+            };
+            match op {
+                AggregateOp::Stddev | AggregateOp::Stdvar => {
+                    self.value = if f.is_nan() || f.is_infinite() {
+                        f64::NAN
+                    } else {
+                        0.0
+                    };
+                }
+                AggregateOp::Group => self.value = 1.0,
+                _ => {}
+            }
+            return;
+        }
+        match op {
+            AggregateOp::Sum => (self.value, self.comp) = kahan_inc(f, self.value, self.comp),
+            AggregateOp::Avg => {
+                self.count += 1.0;
+                if !self.incremental {
+                    let (nv, nc) = kahan_inc(f, self.value, self.comp);
+                    if !nv.is_infinite() {
+                        self.value = nv;
+                        self.comp = nc;
+                        return;
+                    }
+                    self.incremental = true;
+                    self.mean = self.value / (self.count - 1.0);
+                    self.comp /= self.count - 1.0;
+                }
+                let q = (self.count - 1.0) / self.count;
+                (self.mean, self.comp) = kahan_inc(f / self.count, q * self.mean, q * self.comp);
+            }
+            AggregateOp::Max => {
+                if self.value < f || self.value.is_nan() {
+                    self.value = f;
+                }
+            }
+            AggregateOp::Min => {
+                if self.value > f || self.value.is_nan() {
+                    self.value = f;
+                }
+            }
+            AggregateOp::Count => self.count += 1.0,
+            AggregateOp::Stddev | AggregateOp::Stdvar => {
+                self.count += 1.0;
+                let delta = f - self.mean;
+                self.mean += delta / self.count;
+                self.value += delta * (f - self.mean);
+            }
+            _ => {}
+        }
+    }
+
+    fn result(&self, op: AggregateOp) -> f64 {
+        match op {
+            AggregateOp::Sum => {
+                if self.value.is_infinite() {
+                    self.value
+                } else {
+                    self.value + self.comp
+                }
+            }
+            AggregateOp::Avg => {
+                if self.incremental {
+                    self.mean + self.comp
+                } else {
+                    self.value / self.count + self.comp / self.count
+                }
+            }
+            AggregateOp::Count => self.count,
+            AggregateOp::Stdvar => self.value / self.count,
+            AggregateOp::Stddev => (self.value / self.count).sqrt(),
+            _ => self.value,
+        }
+    }
+}
+
+/// Accumulator cells kept hot at once: steps are processed in blocks so
+/// that the input is read series by series (sequentially) while the
+/// groups' cells for the block stay in cache.
+const CELLS_PER_BLOCK: usize = 1 << 15;
 
 fn fold(
     ev: &mut Evaluator<'_>,
@@ -116,6 +211,8 @@ fn fold(
 ) -> Result<Val> {
     let n = g.len();
     let op = a.op;
+    let ngroups = groups.len();
+    ev.hold(ngroups * n)?;
     let mut out: Vec<Series> = groups
         .into_iter()
         .map(|labels| Series {
@@ -129,109 +226,49 @@ fn fold(
             out[gi].drop_name = true;
         }
     }
-    let mut accs: Vec<Acc> = vec![Acc::default(); out.len()];
-    for step in 0..n {
-        ev.tick()?;
-        for acc in accs.iter_mut() {
-            acc.seen = false;
-            acc.values.clear();
-        }
-        for (s, &gi) in input.iter().zip(group_of) {
-            let f = s.vals[step];
-            if is_absent(f) {
-                continue;
+    if op == AggregateOp::Quantile {
+        let mut values: Vec<Vec<f64>> = vec![Vec::new(); ngroups];
+        for step in 0..n {
+            ev.tick()?;
+            values.iter_mut().for_each(Vec::clear);
+            for (s, &gi) in input.iter().zip(group_of) {
+                let f = s.vals[step];
+                if !is_absent(f) {
+                    values[gi].push(f);
+                }
             }
-            let acc = &mut accs[gi];
-            if !acc.seen {
-                acc.seen = true;
-                acc.value = f;
-                acc.mean = f;
-                acc.comp = 0.0;
-                acc.count = 1.0;
-                acc.incremental = false;
-                match op {
-                    AggregateOp::Stddev | AggregateOp::Stdvar => {
-                        acc.value = if f.is_nan() || f.is_infinite() {
-                            f64::NAN
-                        } else {
-                            0.0
-                        };
-                    }
-                    AggregateOp::Quantile => acc.values.push(f),
-                    AggregateOp::Group => acc.value = 1.0,
-                    _ => {}
+            let q = param.map_or(f64::NAN, |p| p[step]);
+            for (gi, v) in values.iter_mut().enumerate() {
+                if !v.is_empty() {
+                    out[gi].vals[step] = quantile(q, v);
                 }
-                continue;
-            }
-            match op {
-                AggregateOp::Sum => (acc.value, acc.comp) = kahan_inc(f, acc.value, acc.comp),
-                AggregateOp::Avg => {
-                    acc.count += 1.0;
-                    if !acc.incremental {
-                        let (nv, nc) = kahan_inc(f, acc.value, acc.comp);
-                        if !nv.is_infinite() {
-                            acc.value = nv;
-                            acc.comp = nc;
-                            continue;
-                        }
-                        acc.incremental = true;
-                        acc.mean = acc.value / (acc.count - 1.0);
-                        acc.comp /= acc.count - 1.0;
-                    }
-                    let q = (acc.count - 1.0) / acc.count;
-                    (acc.mean, acc.comp) = kahan_inc(f / acc.count, q * acc.mean, q * acc.comp);
-                }
-                AggregateOp::Max => {
-                    if acc.value < f || acc.value.is_nan() {
-                        acc.value = f;
-                    }
-                }
-                AggregateOp::Min => {
-                    if acc.value > f || acc.value.is_nan() {
-                        acc.value = f;
-                    }
-                }
-                AggregateOp::Count => acc.count += 1.0,
-                AggregateOp::Group => {}
-                AggregateOp::Stddev | AggregateOp::Stdvar => {
-                    acc.count += 1.0;
-                    let delta = f - acc.mean;
-                    acc.mean += delta / acc.count;
-                    acc.value += delta * (f - acc.mean);
-                }
-                AggregateOp::Quantile => acc.values.push(f),
-                _ => return Err(Error::internal("unexpected aggregation")),
             }
         }
-        for (gi, acc) in accs.iter_mut().enumerate() {
-            if !acc.seen {
-                continue;
+    } else {
+        let block = (CELLS_PER_BLOCK / ngroups.max(1)).clamp(1, n.max(1));
+        let mut accs = vec![Acc::default(); ngroups * block];
+        let mut b0 = 0;
+        while b0 < n {
+            ev.check()?;
+            let b1 = (b0 + block).min(n);
+            let width = b1 - b0;
+            accs.iter_mut().for_each(|a| a.seen = false);
+            for (s, &gi) in input.iter().zip(group_of) {
+                let row = &mut accs[gi * block..gi * block + width];
+                for (acc, &f) in row.iter_mut().zip(&s.vals[b0..b1]) {
+                    if !is_absent(f) {
+                        acc.add(op, f);
+                    }
+                }
             }
-            let v = match op {
-                AggregateOp::Sum => {
-                    if acc.value.is_infinite() {
-                        acc.value
-                    } else {
-                        acc.value + acc.comp
+            for (gi, o) in out.iter_mut().enumerate() {
+                for (k, acc) in accs[gi * block..gi * block + width].iter().enumerate() {
+                    if acc.seen {
+                        o.vals[b0 + k] = acc.result(op);
                     }
                 }
-                AggregateOp::Avg => {
-                    if acc.incremental {
-                        acc.mean + acc.comp
-                    } else {
-                        acc.value / acc.count + acc.comp / acc.count
-                    }
-                }
-                AggregateOp::Count => acc.count,
-                AggregateOp::Stdvar => acc.value / acc.count,
-                AggregateOp::Stddev => (acc.value / acc.count).sqrt(),
-                AggregateOp::Quantile => {
-                    let q = param.map_or(f64::NAN, |p| p[step]);
-                    quantile(q, &mut acc.values)
-                }
-                _ => acc.value,
-            };
-            out[gi].vals[step] = v;
+            }
+            b0 = b1;
         }
     }
     out.retain(|s| s.vals.iter().any(|v| !is_absent(*v)));

@@ -245,7 +245,9 @@ fn match_labels(l: &Labels, m: &VectorMatching) -> Labels {
 fn result_labels(many: &Labels, one: &Labels, op: BinaryOp, m: &VectorMatching) -> Labels {
     let mut b = many.builder();
     if changes_metric_schema(op) {
-        b.del("__name__");
+        for n in super::METADATA_LABELS {
+            b.del(n);
+        }
     }
     if m.card == VectorMatchCardinality::OneToOne {
         if m.on {

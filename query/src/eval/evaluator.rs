@@ -99,9 +99,19 @@ impl Evaluator<'_> {
         })
     }
 
+    /// Evaluates `e` over `g`. The tree walk recurses once per level; the
+    /// stack is grown on demand so that the deepest tree the parser accepts
+    /// evaluates on any thread.
     pub(crate) fn eval(&mut self, g: Grid, e: &Expr) -> Result<Val> {
+        stacker::maybe_grow(128 * 1024, 4 * 1024 * 1024, || self.eval_node(g, e))
+    }
+
+    fn eval_node(&mut self, g: Grid, e: &Expr) -> Result<Val> {
         self.check()?;
         let n = g.len();
+        // A step column is allocated per series: refuse grids (a subquery
+        // with a tiny step over a long range) that could not fit.
+        self.hold(n)?;
         let v = match e {
             Expr::Number(x) => Val::Scalar(vec![x.value; n]),
             Expr::String(s) => Val::String(s.value.clone()),
@@ -165,10 +175,14 @@ impl Evaluator<'_> {
     ) -> Result<Vec<(Labels, Vec<Sample>)>> {
         let series = self.querier.select(matchers, mint, maxt)?;
         let mut out = Vec::with_capacity(series.len());
+        let mut loaded = 0usize;
         for s in series {
             self.tick()?;
             let mut buf = Vec::new();
             s.read_samples(mint, maxt, &mut buf);
+            loaded += buf.len();
+            // The decoded samples of one selector are held at once.
+            self.hold(loaded)?;
             self.stats.samples_read += buf.len();
             out.push((s.labels, buf));
         }
@@ -198,6 +212,7 @@ impl Evaluator<'_> {
         let mut out = Vec::with_capacity(raw.len());
         for (labels, samples) in raw {
             self.tick()?;
+            self.hold((out.len() + 1) * n)?;
             let mut vals = vec![absent(); n];
             let mut any = false;
             let mut hi = 0;
@@ -548,7 +563,9 @@ impl Evaluator<'_> {
                 let _ = self.vector_arg(g, &c.args[0])?;
                 Ok(Val::Vector(Vec::new()))
             }
-            other => Err(Error::exec(format!("function {other:?} is not supported"))),
+            other => Err(Error::NotSupported {
+                what: format!("function {other}()"),
+            }),
         }
     }
 
@@ -564,17 +581,37 @@ impl Evaluator<'_> {
                 params.push(self.scalar_arg(g, a)?);
             }
         }
+        let Some(func) = RangeFn::from_name(name) else {
+            return Err(Error::NotSupported {
+                what: format!("function {name}()"),
+            });
+        };
         let src = self.matrix_source(g, &c.args[mi])?;
         let keep_name = matches!(name, "last_over_time" | "first_over_time");
+        let mut reset_prefix: Vec<u32> = Vec::new();
         let mut out: Vec<Series> = Vec::with_capacity(src.series.len());
         let mut present_any = vec![false; n];
         let counter_check = matches!(name, "rate" | "increase");
         for s in &src.series {
             self.tick()?;
+            self.hold((out.len() + 1) * n)?;
             let mut vals = vec![absent(); n];
             let mut any = false;
             let (mut lo, mut hi) = (0usize, 0usize);
             let samples = &s.samples;
+            if matches!(func, RangeFn::Rate | RangeFn::Increase) {
+                // reset_prefix[k]: counter drops between samples j and j+1 for j < k;
+                // a window without drops needs no per-sample pass.
+                reset_prefix.clear();
+                reset_prefix.push(0);
+                let mut acc = 0u32;
+                for w in samples.windows(2) {
+                    if w[1].v < w[0].v {
+                        acc += 1;
+                    }
+                    reset_prefix.push(acc);
+                }
+            }
             for (i, slot) in vals.iter_mut().enumerate() {
                 let eval_t = src.at.unwrap_or_else(|| g.ts(i));
                 let end = eval_t - src.offset_ms;
@@ -598,33 +635,40 @@ impl Evaluator<'_> {
                     range_ms: src.range_ms,
                     eval_t: g.ts(i),
                 };
-                let v = match name {
-                    "rate" => rate::extrapolated_rate(w, win, true, true),
-                    "increase" => rate::extrapolated_rate(w, win, true, false),
-                    "delta" => rate::extrapolated_rate(w, win, false, false),
-                    "irate" => rate::instant_value(w, true),
-                    "idelta" => rate::instant_value(w, false),
-                    "deriv" => rate::deriv(w),
-                    "predict_linear" => rate::predict_linear(w, g.ts(i), params[0][i]),
-                    "resets" => rate::resets(w),
-                    "changes" => rate::changes(w),
-                    "avg_over_time" => over_time::avg(w),
-                    "sum_over_time" => over_time::sum(w),
-                    "count_over_time" => over_time::count(w),
-                    "min_over_time" => over_time::min(w),
-                    "max_over_time" => over_time::max(w),
-                    "last_over_time" => over_time::last(w),
-                    "first_over_time" => over_time::first(w),
-                    "ts_of_max_over_time" => over_time::ts_of_max(w),
-                    "ts_of_min_over_time" => over_time::ts_of_min(w),
-                    "ts_of_last_over_time" => over_time::ts_of_last(w),
-                    "ts_of_first_over_time" => over_time::ts_of_first(w),
-                    "present_over_time" => over_time::present(w),
-                    "absent_over_time" => None,
-                    "stddev_over_time" => over_time::stddev(w),
-                    "stdvar_over_time" => over_time::variance(w),
-                    "mad_over_time" => over_time::mad(w),
-                    "quantile_over_time" => {
+                let v = match func {
+                    RangeFn::Rate | RangeFn::Increase => {
+                        let no_resets = reset_prefix[hi - 1] == reset_prefix[lo];
+                        let kind = if no_resets {
+                            rate::Kind::CounterNoResets
+                        } else {
+                            rate::Kind::Counter
+                        };
+                        rate::extrapolated_rate(w, win, kind, func == RangeFn::Rate)
+                    }
+                    RangeFn::Delta => rate::extrapolated_rate(w, win, rate::Kind::Gauge, false),
+                    RangeFn::Irate => rate::instant_value(w, true),
+                    RangeFn::Idelta => rate::instant_value(w, false),
+                    RangeFn::Deriv => rate::deriv(w),
+                    RangeFn::PredictLinear => rate::predict_linear(w, g.ts(i), params[0][i]),
+                    RangeFn::Resets => rate::resets(w),
+                    RangeFn::Changes => rate::changes(w),
+                    RangeFn::AvgOverTime => over_time::avg(w),
+                    RangeFn::SumOverTime => over_time::sum(w),
+                    RangeFn::CountOverTime => over_time::count(w),
+                    RangeFn::MinOverTime => over_time::min(w),
+                    RangeFn::MaxOverTime => over_time::max(w),
+                    RangeFn::LastOverTime => over_time::last(w),
+                    RangeFn::FirstOverTime => over_time::first(w),
+                    RangeFn::TsOfMaxOverTime => over_time::ts_of_max(w),
+                    RangeFn::TsOfMinOverTime => over_time::ts_of_min(w),
+                    RangeFn::TsOfLastOverTime => over_time::ts_of_last(w),
+                    RangeFn::TsOfFirstOverTime => over_time::ts_of_first(w),
+                    RangeFn::PresentOverTime => over_time::present(w),
+                    RangeFn::AbsentOverTime => None,
+                    RangeFn::StddevOverTime => over_time::stddev(w),
+                    RangeFn::StdvarOverTime => over_time::variance(w),
+                    RangeFn::MadOverTime => over_time::mad(w),
+                    RangeFn::QuantileOverTime => {
                         let q = params[0][i];
                         if q.is_nan() || !(0.0..=1.0).contains(&q) {
                             self.annotations.warn(
@@ -637,7 +681,7 @@ impl Evaluator<'_> {
                         }
                         over_time::quantile_over(w, q)
                     }
-                    "double_exponential_smoothing" => {
+                    RangeFn::DoubleExponentialSmoothing => {
                         let (sf, tf) = (params[0][i], params[1][i]);
                         if !(sf > 0.0 && sf < 1.0) {
                             return Err(Error::exec(format!(
@@ -650,9 +694,6 @@ impl Evaluator<'_> {
                             )));
                         }
                         over_time::double_exponential_smoothing(w, sf, tf)
-                    }
-                    other => {
-                        return Err(Error::exec(format!("function {other:?} is not supported")));
                     }
                 };
                 if let Some(v) = v {
@@ -683,7 +724,7 @@ impl Evaluator<'_> {
                 });
             }
         }
-        if name == "absent_over_time" {
+        if func == RangeFn::AbsentOverTime {
             if present_any.iter().all(|p| *p) {
                 return Ok(Val::Vector(Vec::new()));
             }
@@ -958,6 +999,73 @@ impl Evaluator<'_> {
             }
         }
         Ok(Val::Vector(out))
+    }
+}
+
+/// The range-vector functions, resolved from the name once per call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RangeFn {
+    Rate,
+    Increase,
+    Delta,
+    Irate,
+    Idelta,
+    Deriv,
+    PredictLinear,
+    Resets,
+    Changes,
+    AvgOverTime,
+    SumOverTime,
+    CountOverTime,
+    MinOverTime,
+    MaxOverTime,
+    LastOverTime,
+    FirstOverTime,
+    TsOfMaxOverTime,
+    TsOfMinOverTime,
+    TsOfLastOverTime,
+    TsOfFirstOverTime,
+    PresentOverTime,
+    AbsentOverTime,
+    StddevOverTime,
+    StdvarOverTime,
+    MadOverTime,
+    QuantileOverTime,
+    DoubleExponentialSmoothing,
+}
+
+impl RangeFn {
+    fn from_name(name: &str) -> Option<RangeFn> {
+        Some(match name {
+            "rate" => RangeFn::Rate,
+            "increase" => RangeFn::Increase,
+            "delta" => RangeFn::Delta,
+            "irate" => RangeFn::Irate,
+            "idelta" => RangeFn::Idelta,
+            "deriv" => RangeFn::Deriv,
+            "predict_linear" => RangeFn::PredictLinear,
+            "resets" => RangeFn::Resets,
+            "changes" => RangeFn::Changes,
+            "avg_over_time" => RangeFn::AvgOverTime,
+            "sum_over_time" => RangeFn::SumOverTime,
+            "count_over_time" => RangeFn::CountOverTime,
+            "min_over_time" => RangeFn::MinOverTime,
+            "max_over_time" => RangeFn::MaxOverTime,
+            "last_over_time" => RangeFn::LastOverTime,
+            "first_over_time" => RangeFn::FirstOverTime,
+            "ts_of_max_over_time" => RangeFn::TsOfMaxOverTime,
+            "ts_of_min_over_time" => RangeFn::TsOfMinOverTime,
+            "ts_of_last_over_time" => RangeFn::TsOfLastOverTime,
+            "ts_of_first_over_time" => RangeFn::TsOfFirstOverTime,
+            "present_over_time" => RangeFn::PresentOverTime,
+            "absent_over_time" => RangeFn::AbsentOverTime,
+            "stddev_over_time" => RangeFn::StddevOverTime,
+            "stdvar_over_time" => RangeFn::StdvarOverTime,
+            "mad_over_time" => RangeFn::MadOverTime,
+            "quantile_over_time" => RangeFn::QuantileOverTime,
+            "double_exponential_smoothing" => RangeFn::DoubleExponentialSmoothing,
+            _ => return None,
+        })
     }
 }
 

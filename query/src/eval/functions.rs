@@ -14,7 +14,7 @@ pub mod time;
 /// One step of Kahan-Babuska-Neumaier summation: adds `inc` to the running
 /// `sum` with compensation `c`; returns the new pair. Once the sum is
 /// infinite the compensation is reset so that `sum + c` stays infinite.
-#[inline(never)]
+#[inline]
 pub fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     let t = sum + inc;
     let c = if t.is_infinite() {

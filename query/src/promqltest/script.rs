@@ -10,6 +10,30 @@ use super::storage::TestStorage;
 use crate::ast::{AtModifier, Expr};
 use crate::eval::{Engine, QueryOptions, QueryResult, Value};
 
+/// The line patterns of the script language, compiled once.
+struct Patterns {
+    instant: Regex,
+    range: Regex,
+    expect: Regex,
+    range_vector: Regex,
+    context_funcs: Regex,
+}
+
+fn patterns() -> &'static Patterns {
+    static P: std::sync::OnceLock<Patterns> = std::sync::OnceLock::new();
+    P.get_or_init(|| {
+        // The patterns are constants: a failure here is a bug caught by every test run.
+        let re = |p: &str| Regex::new(p).unwrap_or_else(|e| panic!("bad built-in pattern {p}: {e}"));
+        Patterns {
+            instant: re(r"^eval(?:_(fail|warn|ordered|info))?\s+instant\s+(?:at\s+(.+?))?\s+(.+)$"),
+            range: re(r"^eval(?:_(fail|warn|info))?\s+range\s+from\s+(.+)\s+to\s+(.+)\s+step\s+(.+?)\s+(.+)$"),
+            expect: re(r"^expect\s+(ordered|fail|warn|no_warn|info|no_info)(?:\s+(regex|msg):(.+))?$"),
+            range_vector: re(r"^\s+from\s+(.+)\s+to\s+(.+)\s+step\s+(.+)$"),
+            context_funcs: re(r"(start|end|range|step)\(\)"),
+        }
+    })
+}
+
 /// Relative tolerance of value comparisons (Prometheus's `defaultEpsilon`).
 const EPSILON: f64 = 1e-6;
 
@@ -218,13 +242,8 @@ fn load(
 
 fn parse_eval(lines: &[String], i: usize) -> Result<(usize, Eval), String> {
     let l = &lines[i];
-    let re_instant =
-        Regex::new(r"^eval(?:_(fail|warn|ordered|info))?\s+instant\s+(?:at\s+(.+?))?\s+(.+)$")
-            .map_err(|e| e.to_string())?;
-    let re_range = Regex::new(
-        r"^eval(?:_(fail|warn|info))?\s+range\s+from\s+(.+)\s+to\s+(.+)\s+step\s+(.+?)\s+(.+)$",
-    )
-    .map_err(|e| e.to_string())?;
+    let re_instant = &patterns().instant;
+    let re_range = &patterns().range;
     let bad = |m: String| format!("line {}: {m}", i + 1);
     let dur = |s: &str| parse_duration_ms(s).map_err(|e| bad(e.to_string()));
     let (modifier, expr, range, at) = if let Some(c) = re_instant.captures(l) {
@@ -271,9 +290,7 @@ fn parse_eval(lines: &[String], i: usize) -> Result<(usize, Eval), String> {
         Some("ordered") => ev.expect.ordered = true,
         _ => {}
     }
-    let re_expect =
-        Regex::new(r"^expect\s+(ordered|fail|warn|no_warn|info|no_info)(?:\s+(regex|msg):(.+))?$")
-            .map_err(|e| e.to_string())?;
+    let re_expect = &patterns().expect;
     let mut j = i + 1;
     while j < lines.len() && !lines[j].is_empty() {
         let d = &lines[j];
@@ -288,9 +305,8 @@ fn parse_eval(lines: &[String], i: usize) -> Result<(usize, Eval), String> {
             break;
         }
         if let Some(rest) = d.strip_prefix("expect range vector") {
-            let re = Regex::new(r"^\s+from\s+(.+)\s+to\s+(.+)\s+step\s+(.+)$")
-                .map_err(|e| e.to_string())?;
-            let c = re
+            let c = patterns()
+                .range_vector
                 .captures(rest)
                 .ok_or_else(|| bad(format!("invalid range vector definition {d:?}")))?;
             let (from, to, step) = (dur(&c[1])?, dur(&c[2])?, dur(&c[3])?);
@@ -464,9 +480,11 @@ fn run_eval(
         }
         Err(e) => {
             let msg = e.to_string();
+            let unsupported = msg.contains("not supported") || msg.contains("experimental");
             if ev.is_fail() {
                 return match check_failure(ev, &msg) {
                     Ok(()) => Outcome::Passed,
+                    Err(_) if unsupported => Outcome::NotSupported(msg),
                     Err(m) => Outcome::Failed(m),
                 };
             }
@@ -494,6 +512,7 @@ fn run_eval(
     };
     match result {
         Ok(()) => Outcome::Passed,
+        Err(m) if m.contains("not supported: ") => Outcome::NotSupported(m),
         Err(m) => Outcome::Failed(m),
     }
 }
@@ -517,7 +536,7 @@ fn run_instant(
         }
     }
     let q = storage.querier();
-    let ctx_funcs = Regex::new(r"(start|end|range|step)\(\)").map_err(|e| e.to_string())?;
+    let ctx_funcs = &patterns().context_funcs;
     for (e, t) in &runs {
         let r = engine.instant_query_expr(q, e, &ev.expr, *t, &QueryOptions::default());
         let is_scalar = matches!(

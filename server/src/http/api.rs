@@ -274,7 +274,7 @@ pub(super) async fn query_exemplars(
     struct Ex<'a> {
         labels: BTreeMap<&'a str, &'a str>,
         value: String,
-        timestamp: f64,
+        timestamp: serde_json::Number,
     }
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
@@ -302,7 +302,7 @@ pub(super) async fn query_exemplars(
             groups.entry(&ex.series).or_default().push(Ex {
                 labels: labels_json(&ex.labels),
                 value: crate::format::float(ex.value),
-                timestamp: ex.t as f64 / 1000.0,
+                timestamp: timestamp_number(ex.t),
             });
         }
     }
@@ -314,6 +314,15 @@ pub(super) async fn query_exemplars(
         })
         .collect();
     Ok(success(data))
+}
+
+/// A millisecond timestamp as the JSON number Prometheus writes (seconds,
+/// `1700000000` or `1700000000.250`).
+fn timestamp_number(t: TimestampMs) -> serde_json::Number {
+    let mut s = String::new();
+    super::query::write_timestamp(&mut s, t);
+    s.parse()
+        .unwrap_or_else(|_| serde_json::Number::from(t / 1000))
 }
 
 pub(super) async fn rules() -> Response {
@@ -372,6 +381,14 @@ pub(super) async fn flags(State(state): State<Arc<AppState>>) -> Response {
 
 pub(super) async fn status_config(State(state): State<Arc<AppState>>) -> Response {
     success(serde_json::json!({ "yaml": state.config.to_yaml() }))
+}
+
+/// WAL replay progress in Prometheus's shape. Cairn replays before it
+/// serves data endpoints, so once this answers with storage open the replay
+/// is complete; before that `current` is 0 of 1.
+pub(super) async fn walreplay(State(state): State<Arc<AppState>>) -> Response {
+    let done = u8::from(state.is_ready());
+    success(serde_json::json!({ "min": 0, "max": 1, "current": done }))
 }
 
 pub(super) async fn tsdb(

@@ -22,16 +22,29 @@ pub struct Window {
     pub eval_t: i64,
 }
 
-/// `rate`/`increase` (`is_counter`) and `delta`: the change over the window,
-/// extrapolated towards the window's edges, per second when `is_rate`.
-pub fn extrapolated_rate(s: &[Sample], w: Window, is_counter: bool, is_rate: bool) -> Option<f64> {
+/// What kind of series a rate is taken of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A counter: drops are resets, and it never extrapolates below zero.
+    Counter,
+    /// A counter known to have no drop inside the window (the caller
+    /// tracks drops incrementally), so the per-sample pass is skipped.
+    CounterNoResets,
+    /// A gauge (`delta`).
+    Gauge,
+}
+
+/// `rate`/`increase` (counters) and `delta` (gauges): the change over the
+/// window, extrapolated towards the window's edges, per second when `is_rate`.
+pub fn extrapolated_rate(s: &[Sample], w: Window, kind: Kind, is_rate: bool) -> Option<f64> {
     if s.len() < 2 {
         return None;
     }
+    let is_counter = kind != Kind::Gauge;
     let first = s[0];
     let last = s[s.len() - 1];
     let mut result = last.v - first.v;
-    if is_counter {
+    if kind == Kind::Counter {
         for pair in s.windows(2) {
             if pair[1].v < pair[0].v {
                 result += pair[0].v;
@@ -182,9 +195,9 @@ mod tests {
             range_ms: 300_000,
             eval_t: 120_000,
         };
-        let inc = extrapolated_rate(&s, w, true, false).unwrap();
+        let inc = extrapolated_rate(&s, w, Kind::Counter, false).unwrap();
         assert!((inc - 20.0).abs() < 1e-9, "{inc}");
-        let rate = extrapolated_rate(&s, w, true, true).unwrap();
+        let rate = extrapolated_rate(&s, w, Kind::Counter, true).unwrap();
         assert!((rate - 20.0 / 300.0).abs() < 1e-12, "{rate}");
     }
 
@@ -198,7 +211,13 @@ mod tests {
             eval_t: 20_000,
         };
         // increase = 2 - 5 + 8 = 5 over 20s sampled, start gap 0.
-        assert_eq!(extrapolated_rate(&s, w, true, false), Some(5.0));
+        assert_eq!(extrapolated_rate(&s, w, Kind::Counter, false), Some(5.0));
+        // Without the reset pass the drop is taken as a decrease.
+        assert_eq!(
+            extrapolated_rate(&s, w, Kind::CounterNoResets, false),
+            Some(-3.0)
+        );
+        assert_eq!(extrapolated_rate(&s, w, Kind::Gauge, false), Some(-3.0));
         assert_eq!(resets(&s), Some(1.0));
         assert_eq!(changes(&s), Some(2.0));
         assert_eq!(instant_value(&s, true), Some(0.2));
