@@ -78,16 +78,98 @@ fn rss_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
-/// Head memory per active series, printed once.
-fn head_memory(_c: &mut Criterion) {
-    const SERIES: u64 = 100_000;
-    // Criterion passes name filters as free arguments; skip this report
-    // when a filter is given that does not select it.
+/// CPU seconds (user + system, all threads) this process has used, from
+/// /proc/self/stat (clock ticks of 1/100 s).
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised command name; utime and stime
+            // are fields 14 and 15 of the whole line.
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = f.get(11)?.parse().ok()?;
+            let stime: f64 = f.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+/// Samples per CPU-second through `Db::append` (WAL and fsync included, the
+/// WAL thread's CPU counted), which is what "per core" means on a machine
+/// shared with other work where wall-clock rates mostly measure the queue
+/// for the CPU. Printed once.
+fn cpu_per_sample(_c: &mut Criterion) {
+    if !report_selected("cpu_per_sample") {
+        return;
+    }
+    for (n_series, per_series, rounds) in [(10_000u64, 1i64, 300i64), (1_000, 10, 300)] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::open(dir.path(), DbOptions::default()).expect("open");
+        let labels: Vec<Labels> = (0..n_series).map(fleet_labels).collect();
+        let batches: Vec<Vec<WriteSeries>> = (0..rounds)
+            .map(|r| {
+                labels
+                    .iter()
+                    .map(|l| WriteSeries {
+                        labels: l.clone(),
+                        samples: (0..per_series)
+                            .map(|j| Sample::new(r * per_series + j, (r * 7 + j) as f64))
+                            .collect(),
+                    })
+                    .collect()
+            })
+            .collect();
+        db.append(&batches[0]).expect("create series");
+        let cpu0 = cpu_seconds();
+        let wall0 = std::time::Instant::now();
+        for b in &batches[1..] {
+            black_box(db.append(b).expect("append"));
+        }
+        let cpu = cpu_seconds() - cpu0;
+        let wall = wall0.elapsed().as_secs_f64();
+        let samples = (n_series * per_series as u64 * (rounds as u64 - 1)) as f64;
+        println!(
+            "Db::append {n_series} series x {per_series} samples per batch: \
+             {:.2} M samples per CPU-second ({:.2} M/s wall, {:.1} CPU-s, {} fsyncs)",
+            samples / cpu / 1e6,
+            samples / wall / 1e6,
+            cpu,
+            db.stats().wal.fsyncs,
+        );
+        // Restart: replaying the WAL into a fresh head.
+        let total = db.stats().samples;
+        db.close().expect("close");
+        let t0 = std::time::Instant::now();
+        let cpu0 = cpu_seconds();
+        let db = Db::open(dir.path(), DbOptions::default()).expect("reopen");
+        let cpu = cpu_seconds() - cpu0;
+        let secs = t0.elapsed().as_secs_f64();
+        assert_eq!(db.stats().samples, total);
+        println!(
+            "  reopen replays {total} samples in {:.0} ms wall, {:.2} CPU-s \
+             ({:.2} M samples per CPU-second)",
+            secs * 1e3,
+            cpu,
+            total as f64 / cpu / 1e6
+        );
+    }
+}
+
+/// Whether a once-printed report runs: criterion passes name filters as
+/// free arguments; a report runs when there is none or one selects it.
+fn report_selected(name: &str) -> bool {
     let filters: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    if !filters.is_empty() && !filters.iter().any(|f| "head_memory".contains(f.as_str())) {
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+}
+
+/// Head memory per active series, printed once.
+fn head_memory(_c: &mut Criterion) {
+    const SERIES: u64 = 100_000;
+    if !report_selected("head_memory") {
         return;
     }
     let rss0 = rss_bytes();
@@ -263,5 +345,5 @@ fn append(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, head_memory, append);
+criterion_group!(benches, head_memory, cpu_per_sample, append);
 criterion_main!(benches);

@@ -295,7 +295,11 @@ impl Db {
         }
         let mut buf = RecordBuf::new();
         for part in to_log.chunks(SERIES_PER_RECORD) {
-            buf.push_series(part.iter().map(|s| (s.series_ref.0, &s.labels)));
+            let labels: Vec<(u32, Labels)> = part
+                .iter()
+                .map(|s| (s.series_ref.0, self.head.series_labels(s)))
+                .collect();
+            buf.push_series(labels.iter().map(|(r, l)| (*r, l)));
         }
         for part in samples.chunks(SAMPLES_PER_RECORD) {
             buf.push_samples(part);
@@ -369,10 +373,30 @@ pub fn validate_labels(labels: &Labels) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Fibonacci hashing for dense series references.
+#[derive(Default, Clone, Copy)]
+struct RefHasherImpl(u64);
+
+impl std::hash::Hasher for RefHasherImpl {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.0 = u64::from(x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type RefHasher = std::hash::BuildHasherDefault<RefHasherImpl>;
+
 /// Rebuilds the head from WAL records.
 struct Replay<'a> {
     head: &'a Head,
-    refs: std::collections::HashMap<u32, Arc<MemSeries>>,
+    refs: std::collections::HashMap<u32, Arc<MemSeries>, RefHasher>,
     samples: u64,
     unknown_ref: u64,
     conflicts: u64,
@@ -385,13 +409,13 @@ impl Replay<'_> {
             Record::Series(series) => {
                 for (r, labels) in series {
                     if let Some(known) = self.refs.get(&r) {
-                        if known.labels != labels {
+                        if !self.head.series_has_labels(known, &labels) {
                             return Err(Error::Corrupted {
                                 path: self.wal_dir.to_path_buf(),
                                 offset: 0,
                                 reason: format!(
                                     "series reference {r} recorded for {} and for {labels}",
-                                    known.labels
+                                    self.head.series_labels(known)
                                 ),
                             });
                         }
@@ -402,18 +426,25 @@ impl Replay<'_> {
                 }
             }
             Record::Samples(samples) => {
-                for s in samples {
-                    let Some(series) = self.refs.get(&s.series_ref) else {
-                        self.unknown_ref += 1;
+                // An append logs each series' samples contiguously: apply
+                // each run under one lock.
+                for run in samples.chunk_by(|a, b| a.series_ref == b.series_ref) {
+                    let Some(series) = self.refs.get(&run[0].series_ref) else {
+                        self.unknown_ref += run.len() as u64;
                         continue;
                     };
-                    match self.head.replay_sample(series, Sample { t: s.t, v: s.v }) {
-                        SampleOutcome::Appended => self.samples += 1,
-                        SampleOutcome::Duplicate => {}
-                        SampleOutcome::DuplicateTimestamp | SampleOutcome::TooOld => {
-                            self.conflicts += 1
-                        }
-                    }
+                    let (applied, conflicts) = (&mut self.samples, &mut self.conflicts);
+                    self.head.replay_samples(
+                        series,
+                        run.iter().map(|s| Sample { t: s.t, v: s.v }),
+                        |out| match out {
+                            SampleOutcome::Appended => *applied += 1,
+                            SampleOutcome::Duplicate => {}
+                            SampleOutcome::DuplicateTimestamp | SampleOutcome::TooOld => {
+                                *conflicts += 1
+                            }
+                        },
+                    );
                 }
             }
         }
@@ -427,12 +458,13 @@ struct HeadQuerier {
 }
 
 impl HeadQuerier {
-    fn sorted_series(&self, refs: &RoaringBitmap) -> Vec<Arc<MemSeries>> {
-        let mut v: Vec<Arc<MemSeries>> = refs
+    fn sorted_series(&self, refs: &RoaringBitmap) -> Vec<(Labels, Arc<MemSeries>)> {
+        let mut v: Vec<(Labels, Arc<MemSeries>)> = refs
             .iter()
             .filter_map(|r| self.head.series(SeriesRef(r)))
+            .map(|s| (self.head.series_labels(&s), s))
             .collect();
-        v.sort_by(|a, b| a.labels.cmp(&b.labels));
+        v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
 }
@@ -446,11 +478,11 @@ impl Querier for HeadQuerier {
     ) -> Result<Vec<Series>> {
         let refs = self.head.select_refs(matchers, mint, maxt, false);
         let mut out = Vec::with_capacity(refs.len() as usize);
-        for s in self.sorted_series(&refs) {
+        for (labels, s) in self.sorted_series(&refs) {
             let snap = s.data.lock().snapshot(mint, maxt);
             if let Some(snap) = snap {
                 out.push(Series::from_chunks(
-                    s.labels.clone(),
+                    labels,
                     snap.chunks,
                     snap.tail,
                     !snap.needs_sort,
@@ -472,7 +504,7 @@ impl Querier for HeadQuerier {
         Ok(self
             .sorted_series(&refs)
             .into_iter()
-            .map(|s| s.labels.clone())
+            .map(|(labels, _)| labels)
             .collect())
     }
 

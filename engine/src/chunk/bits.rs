@@ -15,7 +15,7 @@ pub(crate) struct BitWriter {
     bytes: Vec<u8>,
     /// Bits still free in the last byte of `bytes` (0 when it is full or
     /// when there are no bytes).
-    free: u32,
+    free: u8,
 }
 
 impl BitWriter {
@@ -73,12 +73,13 @@ impl BitWriter {
         let v = if n == 64 { v } else { v & ((1u64 << n) - 1) };
         let mut left = n;
         // Fill the partial last byte first.
-        if self.free > 0 {
-            let take = left.min(self.free);
+        let free = u32::from(self.free);
+        if free > 0 {
+            let take = left.min(free);
             let chunk = (v >> (left - take)) as u8 & (((1u16 << take) - 1) as u8);
             let last = self.bytes.len() - 1;
-            self.bytes[last] |= chunk << (self.free - take);
-            self.free -= take;
+            self.bytes[last] |= chunk << (free - take);
+            self.free = (free - take) as u8;
             left -= take;
         }
         // Whole bytes.
@@ -90,7 +91,7 @@ impl BitWriter {
         if left > 0 {
             let chunk = (v as u8) & (((1u16 << left) - 1) as u8);
             self.push_byte(chunk << (8 - left));
-            self.free = 8 - left;
+            self.free = (8 - left) as u8;
         }
     }
 }
@@ -120,7 +121,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// Tops `buf` up to at least 56 valid bits.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn refill(&mut self) {
         let word = match self.data.get(self.pos..self.pos + 8) {
             Some(s) => {
@@ -149,7 +150,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// Ensures at least `n` (<= 56) bits are buffered.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn ensure(&mut self, n: u32) {
         if self.avail < n {
             self.refill();
@@ -157,13 +158,13 @@ impl<'a> BitReader<'a> {
     }
 
     /// The buffered bits, left-aligned; valid for the top `avail` bits.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn peek_word(&self) -> u64 {
         self.buf
     }
 
     /// Drops `n` (<= buffered) bits.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn consume(&mut self, n: u32) {
         debug_assert!(n <= self.avail);
         self.buf = if n >= 64 { 0 } else { self.buf << n };
@@ -172,7 +173,7 @@ impl<'a> BitReader<'a> {
 
     /// Reads `n` bits, `n` in 1..=56, without refilling; the caller has
     /// called [`ensure`](Self::ensure) for at least `n`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take_buffered(&mut self, n: u32) -> u64 {
         debug_assert!((1..=56).contains(&n) && n <= self.avail);
         let v = self.buf >> (64 - n);

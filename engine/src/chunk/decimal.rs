@@ -37,7 +37,7 @@ const Q_ESCAPE: u32 = 16;
 /// Largest Rice parameter; larger numbers are escaped.
 const K_MAX: u32 = 40;
 /// The moving average keeps `1 << AVG_SHIFT` times the mean of `z`.
-const AVG_SHIFT: u32 = 4;
+const AVG_SHIFT: u32 = 3;
 /// Grid correction: the predicted grid moves by `residual >> GRID_GAIN`.
 const GRID_GAIN: u32 = 2;
 /// A non-escaped `z` adds at most `RICE_CAP_MUL * mean + RICE_CAP_ADD`.
@@ -103,8 +103,10 @@ pub(crate) fn min_exponent(v: f64, from: u32) -> Option<u32> {
 /// evaluation intervals are round and the first delta carries jitter.
 fn nominal_interval(delta: i64) -> i64 {
     for unit in [60_000i64, 10_000, 5_000, 1_000, 500, 100, 50, 10] {
-        if delta >= unit / 2 {
-            let rounded = (delta + unit / 2) / unit * unit;
+        if delta >= unit / 2
+            && let Some(up) = delta.checked_add(unit / 2)
+        {
+            let rounded = up / unit * unit;
             if (delta - rounded).abs() <= unit / 20 {
                 return rounded;
             }
@@ -113,24 +115,16 @@ fn nominal_interval(delta: i64) -> i64 {
     delta
 }
 
-/// Adaptive Rice parameter: a moving average of recent `z`.
+/// Adaptive Rice parameter: a moving average of recent `z`. `ADOPT` says
+/// whether an escaped number resets the average (value streams: a new rate
+/// or a reset) or is ignored as an outlier (time streams: a missed scrape,
+/// a pause).
 #[derive(Debug, Clone, Copy, Default)]
-struct Rice {
+struct Rice<const ADOPT: bool> {
     avg: u64,
-    /// Whether an escaped number resets the average (value streams: a new
-    /// rate or a reset) or is ignored as an outlier (time streams: a missed
-    /// scrape, a pause).
-    adopt_escapes: bool,
 }
 
-impl Rice {
-    fn new(adopt_escapes: bool) -> Self {
-        Rice {
-            avg: 0,
-            adopt_escapes,
-        }
-    }
-
+impl<const ADOPT: bool> Rice<ADOPT> {
     #[inline]
     fn k(self) -> u32 {
         (64 - (self.avg >> (AVG_SHIFT + 1)).leading_zeros()).min(K_MAX)
@@ -140,7 +134,7 @@ impl Rice {
     fn update(&mut self, z: u64, escaped: bool) {
         let mean = self.avg >> AVG_SHIFT;
         if escaped {
-            if self.adopt_escapes {
+            if ADOPT {
                 self.avg = z.min(1 << 40) << AVG_SHIFT;
             }
             return;
@@ -167,12 +161,13 @@ impl Rice {
         self.update(z, escaped);
         escaped
     }
+}
 
-    fn write_raw(w: &mut BitWriter, bits: u64) {
-        w.write_bits(0, Q_ESCAPE);
-        w.write_bits(1, 1);
-        w.write_bits(bits, 64);
-    }
+/// A raw value in a value stream: the escape prefix, flag 1, 64 bits.
+fn write_raw(w: &mut BitWriter, bits: u64) {
+    w.write_bits(0, Q_ESCAPE);
+    w.write_bits(1, 1);
+    w.write_bits(bits, 64);
 }
 
 /// What a Rice code held.
@@ -182,25 +177,30 @@ enum Code {
     Raw(u64),
 }
 
-impl Rice {
-    #[inline]
+impl<const ADOPT: bool> Rice<ADOPT> {
+    /// Reads one code. The common case (no escape) is a handful of shifts
+    /// on the reader's 64-bit buffer; escapes take the cold path.
+    #[inline(always)]
     fn read(&mut self, r: &mut BitReader<'_>) -> Code {
         r.ensure(56);
-        let q = r.peek_word().leading_zeros();
-        let k = self.k();
+        let w = r.peek_word();
+        let q = w.leading_zeros();
         if q < Q_ESCAPE {
-            r.consume(q + 1);
-            let low = if k == 0 {
-                0
-            } else if k <= 56 - Q_ESCAPE {
-                r.take_buffered(k)
-            } else {
-                r.read_bits(k)
-            };
-            let z = (u64::from(q) << k) | low;
+            let k = self.k();
+            // `w << q` starts with the terminating '1'; keeping it in the
+            // shift avoids a special case for k = 0.
+            let x = (w << q) >> (63 - k);
+            let z = (x ^ (1 << k)) | (u64::from(q) << k);
+            r.consume(q + 1 + k);
             self.update(z, false);
             return Code::Small(z);
         }
+        self.read_escape(r)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read_escape(&mut self, r: &mut BitReader<'_>) -> Code {
         r.consume(Q_ESCAPE);
         if r.read_bits(1) == 1 {
             return Code::Raw(r.read_bits(64));
@@ -236,7 +236,7 @@ struct TimeState {
     t_prev: i64,
     interval: i64,
     next: i64,
-    rice: Rice,
+    rice: Rice<false>,
 }
 
 impl TimeState {
@@ -245,7 +245,7 @@ impl TimeState {
             t_prev: t0,
             interval: 0,
             next: t0,
-            rice: Rice::new(false),
+            rice: Rice::default(),
         }
     }
 }
@@ -267,22 +267,12 @@ impl TimeState {
 }
 
 /// Decimal value state, shared by encoder and decoder.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct DecimalState {
     m_prev: i64,
     /// `1 << DELTA_SHIFT` times the moving average of the deltas.
     delta_avg: i64,
-    rice: Rice,
-}
-
-impl Default for DecimalState {
-    fn default() -> Self {
-        DecimalState {
-            m_prev: 0,
-            delta_avg: 0,
-            rice: Rice::new(true),
-        }
-    }
+    rice: Rice<true>,
 }
 
 impl DecimalState {
@@ -311,7 +301,7 @@ impl DecimalState {
 #[derive(Debug, Clone, Default)]
 struct XorState {
     prev: u64,
-    window: Option<(u32, u32)>,
+    window: Option<(u8, u8)>,
 }
 
 impl XorState {
@@ -325,11 +315,11 @@ impl XorState {
         let lz = x.leading_zeros().min(31);
         let tz = x.trailing_zeros();
         if let Some((wl, wt)) = self.window
-            && lz >= wl
-            && tz >= wt
+            && lz >= u32::from(wl)
+            && tz >= u32::from(wt)
         {
             w.write_bits(0b10, 2);
-            w.write_bits(x >> wt, 64 - wl - wt);
+            w.write_bits(x >> wt, 64 - u32::from(wl) - u32::from(wt));
             return;
         }
         let sig = 64 - lz - tz;
@@ -337,7 +327,7 @@ impl XorState {
         w.write_bits(u64::from(lz), 5);
         w.write_bits(u64::from(sig & 63), 6);
         w.write_bits(x >> tz, sig);
-        self.window = Some((lz, tz));
+        self.window = Some((lz as u8, tz as u8));
     }
 
     #[inline]
@@ -347,7 +337,9 @@ impl XorState {
             0 => r.consume(1),
             1 => {
                 r.consume(2);
-                let (lz, tz) = self.window.unwrap_or((0, 0));
+                let (lz, tz) = self
+                    .window
+                    .map_or((0, 0), |(l, t)| (u32::from(l), u32::from(t)));
                 self.prev ^= r.read_bits(64 - lz - tz) << tz;
             }
             _ => {
@@ -362,7 +354,7 @@ impl XorState {
                     return Err(corrupt("XOR window wider than 64 bits"));
                 }
                 let tz = 64 - lz - sig;
-                self.window = Some((lz, tz));
+                self.window = Some((lz as u8, tz as u8));
                 self.prev ^= r.read_bits(sig) << tz;
             }
         }
@@ -376,11 +368,19 @@ pub(crate) struct DecimalEncoder {
     w: BitWriter,
     count: u32,
     time: TimeState,
-    mode: ValueMode,
-    dec: DecimalState,
-    xor: XorState,
-    /// Largest |m| so far, to know whether a larger exponent still fits.
-    max_abs_m: u64,
+    values: ValueState,
+}
+
+/// The encoder's value state for its mode.
+#[derive(Debug, Clone)]
+enum ValueState {
+    Decimal {
+        e: u8,
+        state: DecimalState,
+        /// Largest |m| so far, to know whether a larger exponent still fits.
+        max_abs_m: u64,
+    },
+    Float(XorState),
 }
 
 /// Outcome of an append: done, or the chunk must be re-encoded in another
@@ -404,32 +404,39 @@ impl DecimalEncoder {
             w,
             count: 0,
             time: TimeState::new(0),
-            mode,
-            dec: DecimalState::default(),
-            xor: XorState::default(),
-            max_abs_m: 0,
+            values: match mode {
+                ValueMode::Decimal(e) => ValueState::Decimal {
+                    e: e as u8,
+                    state: DecimalState::default(),
+                    max_abs_m: 0,
+                },
+                ValueMode::Float => ValueState::Float(XorState::default()),
+            },
         }
     }
 
     /// Appends a sample, unless its value needs another value mode.
     pub(crate) fn append(&mut self, t: i64, v: f64) -> Appended {
         // Decide the value's coding before writing anything.
-        let m = match self.mode {
-            ValueMode::Decimal(e) if !is_special(v) => match to_decimal(v, e) {
-                Some(m) => Some(m),
-                None => {
-                    let scale_fits = |e2: u32| {
-                        10u64
-                            .checked_pow(e2 - e)
-                            .and_then(|f| self.max_abs_m.checked_mul(f))
-                            .is_some_and(|x| x <= MAX_MANTISSA as u64)
-                    };
-                    return Appended::NeedsMode(match min_exponent(v, e + 1) {
-                        Some(e2) if scale_fits(e2) => ValueMode::Decimal(e2),
-                        _ => ValueMode::Float,
-                    });
+        let m = match self.values {
+            ValueState::Decimal { e, max_abs_m, .. } if !is_special(v) => {
+                match to_decimal(v, e.into()) {
+                    Some(m) => Some(m),
+                    None => {
+                        let e = u32::from(e);
+                        let scale_fits = |e2: u32| {
+                            10u64
+                                .checked_pow(e2 - e)
+                                .and_then(|f| max_abs_m.checked_mul(f))
+                                .is_some_and(|x| x <= MAX_MANTISSA as u64)
+                        };
+                        return Appended::NeedsMode(match min_exponent(v, e + 1) {
+                            Some(e2) if scale_fits(e2) => ValueMode::Decimal(e2),
+                            _ => ValueMode::Float,
+                        });
+                    }
                 }
-            },
+            }
             _ => None,
         };
 
@@ -447,26 +454,31 @@ impl DecimalEncoder {
             self.time.advance(t, r, escaped);
         }
 
-        match (self.mode, m) {
-            (ValueMode::Float, _) => self.xor.write(&mut self.w, v.to_bits()),
-            (ValueMode::Decimal(_), None) if self.count == 0 => {
+        match (&mut self.values, m) {
+            (ValueState::Float(xor), _) => xor.write(&mut self.w, v.to_bits()),
+            (ValueState::Decimal { .. }, None) if self.count == 0 => {
                 self.w.write_bits(1, 1);
                 self.w.write_bits(v.to_bits(), 64);
             }
-            (ValueMode::Decimal(_), None) => Rice::write_raw(&mut self.w, v.to_bits()),
-            (ValueMode::Decimal(_), Some(m)) => {
-                self.max_abs_m = self.max_abs_m.max(m.unsigned_abs());
-                let delta = m.wrapping_sub(self.dec.m_prev);
-                let res = delta.wrapping_sub(self.dec.predicted());
+            (ValueState::Decimal { .. }, None) => write_raw(&mut self.w, v.to_bits()),
+            (
+                ValueState::Decimal {
+                    state, max_abs_m, ..
+                },
+                Some(m),
+            ) => {
+                *max_abs_m = (*max_abs_m).max(m.unsigned_abs());
                 if self.count == 0 {
                     // The first value is not a delta: keep it out of the
                     // averages.
                     self.w.write_bits(0, 1);
                     write_signed_varbits(&mut self.w, m);
-                    self.dec.m_prev = m;
+                    state.m_prev = m;
                 } else {
-                    let escaped = self.dec.rice.write(&mut self.w, zigzag(res));
-                    self.dec.advance(m, escaped);
+                    let delta = m.wrapping_sub(state.m_prev);
+                    let res = delta.wrapping_sub(state.predicted());
+                    let escaped = state.rice.write(&mut self.w, zigzag(res));
+                    state.advance(m, escaped);
                 }
             }
         }
@@ -510,6 +522,61 @@ fn read_signed_varbits(r: &mut BitReader<'_>) -> i64 {
     unzigzag(r.read_bits(len))
 }
 
+/// Value decoding for one value mode, so that the sample loop is compiled
+/// once per mode without a per-sample mode check.
+trait Values {
+    /// The first value (sample 0).
+    fn first(&mut self, r: &mut BitReader<'_>) -> Result<u64>;
+    /// The value of each later sample.
+    fn next(&mut self, r: &mut BitReader<'_>) -> Result<u64>;
+}
+
+struct DecimalValues {
+    e: u32,
+    state: DecimalState,
+}
+
+impl Values for DecimalValues {
+    fn first(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        if r.read_bits(1) == 1 {
+            return Ok(r.read_bits(64));
+        }
+        let m = read_signed_varbits(r);
+        self.state.m_prev = m;
+        Ok(from_decimal(m, self.e).to_bits())
+    }
+
+    #[inline(always)]
+    fn next(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        let (z, escaped) = match self.state.rice.read(r) {
+            Code::Small(z) => (z, false),
+            Code::Escaped(z) => (z, true),
+            Code::Raw(bits) => return Ok(bits),
+        };
+        let m = self
+            .state
+            .m_prev
+            .wrapping_add(self.state.predicted())
+            .wrapping_add(unzigzag(z));
+        self.state.advance(m, escaped);
+        Ok(from_decimal(m, self.e).to_bits())
+    }
+}
+
+struct FloatValues(XorState);
+
+impl Values for FloatValues {
+    fn first(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        // The encoder XORs the first value with 0, like every other.
+        self.0.read(r)
+    }
+
+    #[inline(always)]
+    fn next(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        self.0.read(r)
+    }
+}
+
 /// Decodes `count` samples of a body whose first timestamp is `t0` and last
 /// is `t_last`, pushing those inside `[mint, maxt]` to `out`.
 pub(crate) fn decode(
@@ -525,72 +592,70 @@ pub(crate) fn decode(
         return Ok(());
     }
     let mut r = BitReader::new(body);
-    let mode = if r.read_bits(1) == 0 {
+    let full = mint <= t0 && t_last <= maxt;
+    if r.read_bits(1) == 0 {
         let e = r.read_bits(5) as u32;
         if e > MAX_EXPONENT {
             return Err(corrupt("decimal exponent out of range"));
         }
-        ValueMode::Decimal(e)
-    } else {
-        ValueMode::Float
-    };
-    let full = mint <= t0 && t_last <= maxt;
-    let mut time = TimeState::new(t0);
-    let mut dec = DecimalState::default();
-    let mut xor = XorState::default();
-    let mut t = t0;
-
-    for i in 0..count {
-        if i > 0 {
-            if i == 1 {
-                time.interval = read_signed_varbits(&mut r);
-                time.next = t0.wrapping_add(time.interval);
-            }
-            let (z, escaped) = match time.rice.read(&mut r) {
-                Code::Small(z) => (z, false),
-                Code::Escaped(z) => (z, true),
-                Code::Raw(_) => return Err(corrupt("raw value in the time stream")),
-            };
-            let res = unzigzag(z);
-            let t_next = time.next.wrapping_add(res);
-            if t_next <= t {
-                return Err(corrupt("timestamps not increasing"));
-            }
-            t = t_next;
-            time.advance(t, res, escaped);
-        }
-        let v = match mode {
-            ValueMode::Float => xor.read(&mut r)?,
-            ValueMode::Decimal(e) => {
-                if i == 0 {
-                    if r.read_bits(1) == 1 {
-                        r.read_bits(64)
-                    } else {
-                        let m = read_signed_varbits(&mut r);
-                        dec.m_prev = m;
-                        from_decimal(m, e).to_bits()
-                    }
-                } else {
-                    let (z, escaped) = match dec.rice.read(&mut r) {
-                        Code::Raw(bits) => (bits, None),
-                        Code::Small(z) => (z, Some(false)),
-                        Code::Escaped(z) => (z, Some(true)),
-                    };
-                    match escaped {
-                        None => z,
-                        Some(escaped) => {
-                            let m = dec
-                                .m_prev
-                                .wrapping_add(dec.predicted())
-                                .wrapping_add(unzigzag(z));
-                            dec.advance(m, escaped);
-                            from_decimal(m, e).to_bits()
-                        }
-                    }
-                }
-            }
+        let vals = DecimalValues {
+            e,
+            state: DecimalState::default(),
         };
         if full {
+            decode_samples::<_, true>(r, vals, body, count, t0, t_last, mint, maxt, out)
+        } else {
+            decode_samples::<_, false>(r, vals, body, count, t0, t_last, mint, maxt, out)
+        }
+    } else {
+        let vals = FloatValues(XorState::default());
+        if full {
+            decode_samples::<_, true>(r, vals, body, count, t0, t_last, mint, maxt, out)
+        } else {
+            decode_samples::<_, false>(r, vals, body, count, t0, t_last, mint, maxt, out)
+        }
+    }
+}
+
+/// The sample loop; `FULL` when every sample is inside `[mint, maxt]`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn decode_samples<V: Values, const FULL: bool>(
+    mut r: BitReader<'_>,
+    mut vals: V,
+    body: &[u8],
+    count: usize,
+    t0: i64,
+    t_last: i64,
+    mint: i64,
+    maxt: i64,
+    out: &mut impl Sink,
+) -> Result<()> {
+    let mut t = t0;
+    let v = vals.first(&mut r)?;
+    if FULL || t >= mint {
+        out.push(t, v);
+    }
+    let mut time = TimeState::new(t0);
+    if count > 1 {
+        time.interval = read_signed_varbits(&mut r);
+        time.next = t0.wrapping_add(time.interval);
+    }
+    for _ in 1..count {
+        let (z, escaped) = match time.rice.read(&mut r) {
+            Code::Small(z) => (z, false),
+            Code::Escaped(z) => (z, true),
+            Code::Raw(_) => return Err(corrupt("raw value in the time stream")),
+        };
+        let res = unzigzag(z);
+        let t_next = time.next.wrapping_add(res);
+        if t_next <= t {
+            return Err(corrupt("timestamps not increasing"));
+        }
+        t = t_next;
+        time.advance(t, res, escaped);
+        let v = vals.next(&mut r)?;
+        if FULL {
             out.push(t, v);
         } else if t > maxt {
             break;
@@ -601,7 +666,7 @@ pub(crate) fn decode(
     if r.overran() {
         return Err(corrupt("body shorter than its sample count"));
     }
-    if full {
+    if FULL {
         if t != t_last {
             return Err(corrupt("last timestamp differs from the header's max time"));
         }
@@ -610,4 +675,59 @@ pub(crate) fn decode(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nominal_interval_rounds_jittered_scrape_intervals() {
+        let cases: [(i64, i64); 14] = [
+            (15_000, 15_000),
+            (15_003, 15_000),
+            (14_950, 15_000),
+            (15_300, 15_300),
+            (30_002, 30_000),
+            (60_500, 60_000),
+            (1_008, 1_000),
+            (997, 1_000),
+            (137, 137),
+            (1, 1),
+            (0, 0),
+            (-15_000, -15_000),
+            (i64::MAX, i64::MAX),
+            (i64::MAX - 20_000, i64::MAX - 20_000),
+        ];
+        for (delta, want) in cases {
+            assert_eq!(nominal_interval(delta), want, "delta {delta}");
+        }
+    }
+
+    #[test]
+    fn decimals_are_detected_exactly() {
+        let cases: [(f64, Option<(u32, i64)>); 11] = [
+            (0.0, Some((0, 0))),
+            (42.0, Some((0, 42))),
+            (45.5, Some((1, 455))),
+            (0.1, Some((1, 1))),
+            (0.3, Some((1, 3))),
+            (123.456, Some((3, 123_456))),
+            (-7.25, Some((2, -725))),
+            (9_007_199_254_740_992.0, Some((0, 1 << 53))),
+            // 16 significant digits still fit in 2^53.
+            (std::f64::consts::PI, Some((15, 3_141_592_653_589_793))),
+            // 17 significant digits do not.
+            (0.1 + 0.2, None),
+            (1e300, None),
+        ];
+        for (v, want) in cases {
+            let got = min_exponent(v, 0).map(|e| (e, to_decimal(v, e).expect("exponent found")));
+            assert_eq!(got, want, "value {v}");
+        }
+        for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(min_exponent(v, 0), None, "value {v}");
+        }
+        assert!(is_special(-0.0) && !is_special(0.0));
+    }
 }

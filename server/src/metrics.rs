@@ -1,0 +1,256 @@
+//! Self-monitoring: the metrics Cairn exposes about itself at `/metrics`,
+//! in the Prometheus/OpenMetrics text format (the `prometheus-client`
+//! crate does the encoding).
+//!
+//! Counters and histograms are updated on the request path; gauges that
+//! mirror storage state (head series, ...) are refreshed from storage
+//! statistics when `/metrics` is scraped.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::remote_write::{Protocol, RejectReason};
+
+/// Labels of the HTTP latency histogram: the route pattern (not the raw
+/// path, which would explode cardinality) and the status code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub handler: String,
+    pub code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabels {
+    pub protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+/// Every metric Cairn exposes.
+pub struct Metrics {
+    registry: Registry,
+    pub http_duration: Family<HttpLabels, Histogram>,
+    pub ingested_samples: Family<ProtocolLabels, Counter>,
+    pub rejected_samples: Family<ReasonLabels, Counter>,
+    pub ingested_exemplars: Counter,
+    pub append_duration: Histogram,
+    pub head_series: Gauge,
+    pub head_samples: Gauge,
+    pub head_memory_bytes: Gauge,
+    pub wal_fsyncs: Gauge,
+    pub wal_written_bytes: Gauge,
+    pub metadata_families: Gauge,
+    pub resident_memory_bytes: Gauge,
+    pub start_time_seconds: Gauge,
+    pub ready: Gauge,
+}
+
+fn latency_buckets() -> Histogram {
+    // 0.5 ms .. ~65 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let http_duration = Family::<HttpLabels, Histogram>::new_with_constructor(latency_buckets);
+        registry.register(
+            "cairn_http_request_duration_seconds",
+            "Latency of HTTP requests by route pattern and status code",
+            http_duration.clone(),
+        );
+        let ingested_samples = Family::<ProtocolLabels, Counter>::default();
+        registry.register(
+            "cairn_ingested_samples",
+            "Samples appended to storage (durable in the WAL), by write protocol",
+            ingested_samples.clone(),
+        );
+        let rejected_samples = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "cairn_rejected_samples",
+            "Samples and histograms rejected on write, by reason",
+            rejected_samples.clone(),
+        );
+        let ingested_exemplars = Counter::default();
+        registry.register(
+            "cairn_ingested_exemplars",
+            "Exemplars kept in the in-memory exemplar store",
+            ingested_exemplars.clone(),
+        );
+        let append_duration = latency_buckets();
+        registry.register(
+            "cairn_storage_append_duration_seconds",
+            "Time to append one write request to storage, WAL fsync included",
+            append_duration.clone(),
+        );
+        let head_series = Gauge::default();
+        registry.register(
+            "cairn_head_series",
+            "Series in the head (in-memory) part of storage",
+            head_series.clone(),
+        );
+        let head_samples = Gauge::default();
+        registry.register(
+            "cairn_head_samples",
+            "Samples in the head (in-memory) part of storage",
+            head_samples.clone(),
+        );
+        let head_memory_bytes = Gauge::default();
+        registry.register(
+            "cairn_head_memory_bytes",
+            "Estimated bytes of the head: series, chunks, interned strings, postings",
+            head_memory_bytes.clone(),
+        );
+        // The WAL reports totals since start; exposed as gauges read at
+        // scrape time (rate() works on them all the same).
+        let wal_fsyncs = Gauge::default();
+        registry.register(
+            "cairn_wal_fsyncs",
+            "WAL fsyncs since start (one per group commit)",
+            wal_fsyncs.clone(),
+        );
+        let wal_written_bytes = Gauge::default();
+        registry.register(
+            "cairn_wal_written_bytes",
+            "Bytes written to the WAL since start",
+            wal_written_bytes.clone(),
+        );
+        let metadata_families = Gauge::default();
+        registry.register(
+            "cairn_metadata_families",
+            "Metric families with TYPE/HELP/UNIT metadata",
+            metadata_families.clone(),
+        );
+        let ready = Gauge::default();
+        registry.register(
+            "cairn_ready",
+            "1 once the WAL is replayed and Cairn serves reads and writes",
+            ready.clone(),
+        );
+        let resident_memory_bytes = Gauge::default();
+        let start_time_seconds = Gauge::default();
+        // Process metrics keep their conventional names, without `cairn_`.
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            resident_memory_bytes.clone(),
+        );
+        registry.register(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch in seconds",
+            start_time_seconds.clone(),
+        );
+        start_time_seconds.set(chrono::Utc::now().timestamp());
+        Metrics {
+            registry,
+            http_duration,
+            ingested_samples,
+            rejected_samples,
+            ingested_exemplars,
+            append_duration,
+            head_series,
+            head_samples,
+            head_memory_bytes,
+            wal_fsyncs,
+            wal_written_bytes,
+            metadata_families,
+            resident_memory_bytes,
+            start_time_seconds,
+            ready,
+        }
+    }
+
+    /// Refreshes the gauges that mirror storage state.
+    pub fn set_storage_stats(&self, s: &crate::storage::StorageStats) {
+        let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.head_series.set(g(s.head_stats.num_series));
+        self.head_samples.set(g(s.samples));
+        self.head_memory_bytes.set(g(s.memory_bytes));
+        self.wal_fsyncs.set(g(s.wal_fsyncs));
+        self.wal_written_bytes.set(g(s.wal_bytes_written));
+    }
+
+    pub fn count_ingested(&self, protocol: Protocol, n: u64) {
+        self.ingested_samples
+            .get_or_create(&ProtocolLabels {
+                protocol: protocol.as_str(),
+            })
+            .inc_by(n);
+    }
+
+    pub fn count_rejected(&self, reason: RejectReason, n: u64) {
+        self.rejected_samples
+            .get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            })
+            .inc_by(n);
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> String {
+        if let Some(rss) = resident_memory_bytes() {
+            self.resident_memory_bytes.set(rss);
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Resident set size from `/proc/self/statm` (Linux); None elsewhere.
+fn resident_memory_bytes() -> Option<i64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // The page size is 4 KiB on every platform Cairn is built for.
+    Some(pages * 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_and_labels() {
+        let m = Metrics::new();
+        m.count_ingested(Protocol::V2, 5);
+        m.count_rejected(RejectReason::TooOld, 2);
+        m.http_duration
+            .get_or_create(&HttpLabels {
+                handler: "/api/v1/write".into(),
+                code: 204,
+            })
+            .observe(0.01);
+        let text = m.encode();
+        assert!(
+            text.contains("cairn_ingested_samples_total{protocol=\"v2\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cairn_rejected_samples_total{reason=\"too_old\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cairn_http_request_duration_seconds_count{handler=\"/api/v1/write\",code=\"204\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE process_resident_memory_bytes gauge"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,197 @@
+//! The lifecycle of `cairn serve`: logging, binding, opening storage (WAL
+//! replay) in the background while `/-/healthy` answers and `/-/ready`
+//! says 503, serving (the OTLP receivers on their own ports too), and
+//! graceful shutdown on SIGINT/SIGTERM: stop
+//! accepting, finish in-flight requests, save metadata, close the WAL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, LogConfig, LogFormat};
+use crate::error::{Error, Result};
+use crate::http::{AppState, router};
+use crate::metadata::MetadataStore;
+use crate::otlp::{self, OtlpReceiver};
+use crate::storage::DbStorage;
+
+/// How often changed metadata is written to the data directory.
+const METADATA_SAVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Installs the global `tracing` subscriber (text or JSON lines on stderr).
+pub fn init_logging(log: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // A second initialisation (tests) is not an error worth stopping for.
+    let _ = match log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Runs the server until SIGINT/SIGTERM or a fatal start-up error.
+pub async fn run(config: Config) -> Result<()> {
+    let addr = config.listen.http;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })?;
+    let data_dir = config.storage.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|e| {
+        Error::Engine(cairn_engine::Error::Io {
+            path: data_dir.clone(),
+            source: e,
+        })
+    })?;
+    tracing::info!(
+        http = %listener.local_addr().unwrap_or(addr),
+        data_dir = %data_dir.display(),
+        "Cairn listening; opening storage"
+    );
+
+    let otlp_grpc_addr = config.listen.otlp_grpc;
+    let otlp_http_addr = config.listen.otlp_http;
+    let state = Arc::new(AppState::new(config, MetadataStore::load(&data_dir)));
+
+    // OTLP: its own gRPC and HTTP ports, and `/otlp/v1/metrics` (and
+    // Prometheus's `/api/v1/otlp/v1/metrics`) on the main port.
+    let otlp = Arc::new(OtlpReceiver::new(state.clone()));
+    let (otlp_stop, otlp_stop_rx) = tokio::sync::watch::channel(false);
+    let (otlp_addrs, otlp_tasks) =
+        otlp::spawn_listeners(otlp.clone(), otlp_grpc_addr, otlp_http_addr, otlp_stop_rx).await?;
+    tracing::info!(
+        otlp_grpc = %otlp_addrs.grpc,
+        otlp_http = %otlp_addrs.http,
+        "OTLP receivers listening"
+    );
+    let fatal: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
+    let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<()>();
+
+    // Open storage in the background: replaying a long WAL must not keep
+    // the health endpoint from answering.
+    {
+        let state = state.clone();
+        let fatal = fatal.clone();
+        tokio::spawn(async move {
+            let st = state.clone();
+            let opened = tokio::task::spawn_blocking(move || DbStorage::open(&st.config)).await;
+            match opened {
+                Ok(Ok(storage)) => {
+                    state.set_storage(Arc::new(storage));
+                    tracing::info!("storage open, WAL replayed: ready");
+                }
+                Ok(Err(e)) => {
+                    *fatal.lock() = Some(e);
+                    let _ = fail_tx.send(());
+                }
+                Err(e) => {
+                    *fatal.lock() = Some(Error::Internal {
+                        reason: format!("storage open task failed: {e}"),
+                    });
+                    let _ = fail_tx.send(());
+                }
+            }
+        });
+    }
+
+    // Save metadata periodically.
+    let saver = {
+        let state = state.clone();
+        let dir = data_dir.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(METADATA_SAVE_INTERVAL);
+            loop {
+                tick.tick().await;
+                let (st, d) = (state.clone(), dir.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Err(e) = st.metadata.save_if_dirty(&d) {
+                        tracing::warn!(error = %e, "cannot save metadata");
+                    }
+                })
+                .await;
+            }
+        })
+    };
+
+    let shutdown = async move {
+        tokio::select! {
+            _ = shutdown_signal() => tracing::info!("shutdown requested: finishing in-flight requests"),
+            _ = async {
+                // The sender is dropped without a message once storage is
+                // open: then only a signal ends the server.
+                if fail_rx.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            } => tracing::error!("storage failed to open: stopping"),
+        }
+    };
+    let app = router(state.clone())
+        .nest("/otlp", otlp::otlp_router(otlp.clone()))
+        .nest("/api/v1/otlp", otlp::otlp_router(otlp));
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    let _ = otlp_stop.send(true);
+    for t in otlp_tasks {
+        let _ = t.await;
+    }
+    saver.abort();
+    state
+        .shutting_down
+        .store(true, std::sync::atomic::Ordering::Release);
+
+    // Close what was opened, whatever happened.
+    let st = state.clone();
+    let closed = tokio::task::spawn_blocking(move || -> Result<()> {
+        if let Err(e) = st.metadata.save_if_dirty(&data_dir) {
+            tracing::warn!(error = %e, "cannot save metadata");
+        }
+        match st.storage_for_close() {
+            Some(storage) => storage.close(),
+            None => Ok(()),
+        }
+    })
+    .await
+    .map_err(|e| Error::Internal {
+        reason: format!("close task failed: {e}"),
+    })?;
+
+    if let Some(e) = fatal.lock().take() {
+        return Err(e);
+    }
+    served.map_err(|e| Error::Internal {
+        reason: format!("HTTP server failed: {e}"),
+    })?;
+    closed?;
+    tracing::info!("storage closed: bye");
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

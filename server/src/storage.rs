@@ -1,0 +1,199 @@
+//! The server's view of storage: the few operations the HTTP layer needs,
+//! as a trait so that handlers do not depend on how the engine is opened.
+//!
+//! **Architecture Invariant:** the only implementation used by `cairn serve`
+//! is the engine's `Db` (see `serve.rs`); this trait is a seam, not a second
+//! storage engine. It exists so that the HTTP layer was buildable before the
+//! engine's `Db` landed and so that each engine call is made in one place.
+
+use std::sync::Arc;
+
+use cairn_engine::{Labels, Querier, TimestampMs};
+
+use crate::error::Result;
+use crate::remote_write::{IncomingSeries, RejectReason};
+
+/// What storage did with one write.
+#[derive(Debug, Default)]
+pub struct AppendReport {
+    /// Samples appended and durable in the WAL.
+    pub appended: u64,
+    /// Series with rejected samples: labels, reason, count, detail.
+    pub rejected: Vec<(Labels, RejectReason, u64, String)>,
+}
+
+/// One entry of a cardinality top list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Stat {
+    pub name: String,
+    pub value: u64,
+}
+
+/// Head statistics and the cardinality top lists of `/api/v1/status/tsdb`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageStats {
+    pub head_stats: HeadStats,
+    pub series_count_by_metric_name: Vec<Stat>,
+    pub label_value_count_by_label_name: Vec<Stat>,
+    pub memory_in_bytes_by_label_name: Vec<Stat>,
+    pub series_count_by_label_value_pair: Vec<Stat>,
+    /// Not part of Prometheus's response: for `/metrics`.
+    #[serde(skip)]
+    pub samples: u64,
+    #[serde(skip)]
+    pub memory_bytes: u64,
+    #[serde(skip)]
+    pub wal_fsyncs: u64,
+    #[serde(skip)]
+    pub wal_bytes_written: u64,
+}
+
+/// Prometheus's `headStats`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeadStats {
+    pub num_series: u64,
+    pub num_label_pairs: u64,
+    pub chunk_count: u64,
+    /// Oldest and newest sample time in the head, ms (0 when empty).
+    pub min_time: TimestampMs,
+    pub max_time: TimestampMs,
+}
+
+/// The storage operations the server uses.
+pub trait Storage: Send + Sync + 'static {
+    /// Appends the series' samples; returns once they are durable in the
+    /// WAL. Per-series rejections (out of order, too old ...) are reported,
+    /// not returned as errors; an `Err` means nothing may be assumed
+    /// written and the sender should retry.
+    fn append(&self, series: Vec<IncomingSeries>) -> Result<AppendReport>;
+
+    /// A querier over everything stored (head and blocks).
+    fn querier(&self) -> Result<Arc<dyn Querier>>;
+
+    /// Head statistics and the top `limit` entries of each cardinality list.
+    fn stats(&self, limit: usize) -> Result<StorageStats>;
+
+    /// Flushes and closes the WAL; called once at shutdown.
+    fn close(&self) -> Result<()>;
+}
+
+/// The engine's [`cairn_engine::Db`] as the server's storage.
+///
+/// `Db::close` consumes the database, so it sits in an `RwLock<Option<_>>`:
+/// appends and reads share the read lock, `close` takes the write lock
+/// (waiting for in-flight appends) and leaves `None`, after which every
+/// call answers "shutting down".
+pub struct DbStorage {
+    db: parking_lot::RwLock<Option<cairn_engine::Db>>,
+}
+
+impl DbStorage {
+    /// Opens the database in the configured data directory, replaying the
+    /// WAL (this is what `/-/ready` waits for).
+    pub fn open(config: &crate::config::Config) -> Result<DbStorage> {
+        let opts = cairn_engine::DbOptions {
+            ooo_window_ms: config.storage.ooo_window.as_millis_i64(),
+            ..Default::default()
+        };
+        let db = cairn_engine::Db::open(&config.storage.data_dir, opts)?;
+        Ok(DbStorage {
+            db: parking_lot::RwLock::new(Some(db)),
+        })
+    }
+
+    fn with_db<T>(&self, f: impl FnOnce(&cairn_engine::Db) -> Result<T>) -> Result<T> {
+        let guard = self.db.read();
+        match guard.as_ref() {
+            Some(db) => f(db),
+            None => Err(crate::error::Error::Unavailable {
+                reason: "storage is closed (shutting down)".into(),
+            }),
+        }
+    }
+}
+
+impl Storage for DbStorage {
+    fn append(&self, series: Vec<IncomingSeries>) -> Result<AppendReport> {
+        let batch: Vec<cairn_engine::WriteSeries> = series
+            .into_iter()
+            .map(|s| cairn_engine::WriteSeries {
+                labels: s.labels,
+                samples: s.samples,
+            })
+            .collect();
+        let outcome = self.with_db(|db| Ok(db.append(&batch)?))?;
+        let rejected = outcome
+            .rejected
+            .into_iter()
+            .map(|r| {
+                let labels = batch
+                    .get(r.index)
+                    .map(|s| s.labels.clone())
+                    .unwrap_or_default();
+                let first = r
+                    .first_t
+                    .map(|t| format!("first rejected timestamp {t}"))
+                    .unwrap_or_default();
+                let (reason, detail) = match r.reason {
+                    cairn_engine::RejectReason::TooOld => (RejectReason::TooOld, first),
+                    cairn_engine::RejectReason::DuplicateSampleForTimestamp => {
+                        (RejectReason::DuplicateSample, first)
+                    }
+                    cairn_engine::RejectReason::InvalidLabels(why) => {
+                        (RejectReason::InvalidLabels, why)
+                    }
+                };
+                (labels, reason, r.samples, detail)
+            })
+            .collect();
+        Ok(AppendReport {
+            appended: outcome.samples_appended + outcome.samples_duplicate,
+            rejected,
+        })
+    }
+
+    fn querier(&self) -> Result<Arc<dyn Querier>> {
+        self.with_db(|db| Ok(db.querier()))
+    }
+
+    fn stats(&self, limit: usize) -> Result<StorageStats> {
+        self.with_db(|db| {
+            let s = db.stats_with_top(limit);
+            let list = |v: &[cairn_engine::index::Stat]| -> Vec<Stat> {
+                v.iter()
+                    .map(|e| Stat {
+                        name: e.name.clone(),
+                        value: e.count,
+                    })
+                    .collect()
+            };
+            let c = &s.cardinality;
+            Ok(StorageStats {
+                head_stats: HeadStats {
+                    num_series: s.series,
+                    num_label_pairs: c.num_label_pairs,
+                    chunk_count: s.chunks,
+                    min_time: s.min_time.unwrap_or(0),
+                    max_time: s.max_time.unwrap_or(0),
+                },
+                series_count_by_metric_name: list(&c.series_count_by_metric_name),
+                label_value_count_by_label_name: list(&c.label_value_count_by_label_name),
+                memory_in_bytes_by_label_name: list(&c.memory_in_bytes_by_label_name),
+                series_count_by_label_value_pair: list(&c.series_count_by_label_value_pair),
+                samples: s.samples,
+                memory_bytes: s.memory_bytes,
+                wal_fsyncs: s.wal.fsyncs,
+                wal_bytes_written: s.wal.bytes_written,
+            })
+        })
+    }
+
+    fn close(&self) -> Result<()> {
+        match self.db.write().take() {
+            Some(db) => Ok(db.close()?),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! Shared helpers of the integration tests: start the real `cairn` binary
+//! on 127.0.0.1 with a temporary data directory, speak remote-write and
+//! remote-read to it, stop it with SIGTERM.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_proto::prometheus as pb;
+use cairn_proto::prost::Message;
+
+/// Polls of at most this many times 50 ms (start-up, readiness).
+const MAX_POLLS: usize = 600;
+
+/// A running `cairn serve`.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+    /// `host:port` of the OTLP/gRPC and OTLP/HTTP listeners.
+    pub otlp_grpc: String,
+    pub otlp_http: String,
+    pub data_dir: PathBuf,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts `cairn serve` on an ephemeral port of 127.0.0.1 with the data
+    /// in `data_dir` and the extra flags, and waits until it is ready.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--http-listen", "127.0.0.1:0", "--log-level", "info"])
+            .args(["--otlp-grpc-listen", "127.0.0.1:0"])
+            .args(["--otlp-http-listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start cairn");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let (otlp_tx, otlp_rx) = std::sync::mpsc::channel::<(String, String)>();
+        {
+            let log = log.clone();
+            // Keeps draining stderr so the server never blocks on a full pipe.
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let field = |key: &str| {
+                        line.split(key)
+                            .nth(1)
+                            .map(|a| a.split_whitespace().next().unwrap_or("").to_string())
+                    };
+                    if let (Some(g), Some(h)) = (field("otlp_grpc="), field("otlp_http=")) {
+                        let _ = otlp_tx.send((g, h));
+                    } else if let Some(addr) = field(" http=") {
+                        let _ = tx.send(addr);
+                    }
+                    log.lock().expect("log lock").push(line);
+                }
+            });
+        }
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server printed its listen address");
+        let (otlp_grpc, otlp_http) = otlp_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server printed its OTLP listen addresses");
+        let server = Server {
+            child,
+            addr,
+            otlp_grpc,
+            otlp_http,
+            data_dir: data_dir.to_path_buf(),
+            log,
+        };
+        server.wait_ready();
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    fn wait_ready(&self) {
+        let client = client();
+        for _ in 0..MAX_POLLS {
+            if let Ok(r) = client.get(self.url("/-/ready")).send()
+                && r.status().as_u16() == 200
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server never became ready; log:\n{}", self.log());
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn stop(mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let exit = self.child.wait().expect("wait");
+        // Let the drain thread flush the last lines.
+        std::thread::sleep(Duration::from_millis(50));
+        exit
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+/// A v1 series from `(name, value)` label pairs and `(t, v)` samples.
+pub fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> pb::TimeSeries {
+    pb::TimeSeries {
+        labels: labels
+            .iter()
+            .map(|(n, v)| pb::Label {
+                name: n.to_string(),
+                value: v.to_string(),
+            })
+            .collect(),
+        samples: samples
+            .iter()
+            .map(|&(t, v)| pb::Sample {
+                value: v,
+                timestamp: t,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+pub fn snappy(bytes: &[u8]) -> Vec<u8> {
+    snap::raw::Encoder::new()
+        .compress_vec(bytes)
+        .expect("snappy")
+}
+
+/// What the server answered.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+/// POSTs a raw body to `/api/v1/write` with the given headers.
+pub fn post_write(server: &Server, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
+    let mut req = client().post(server.url("/api/v1/write"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.body(body).send().expect("write request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    Answer {
+        status,
+        headers,
+        body: resp.text().unwrap_or_default(),
+    }
+}
+
+pub const V1_HEADERS: &[(&str, &str)] = &[
+    ("Content-Type", "application/x-protobuf"),
+    ("Content-Encoding", "snappy"),
+    ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+];
+
+pub const V2_HEADERS: &[(&str, &str)] = &[
+    (
+        "Content-Type",
+        "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+    ),
+    ("Content-Encoding", "snappy"),
+    ("X-Prometheus-Remote-Write-Version", "2.0.0"),
+];
+
+/// Remote-writes a v1 request; returns the answer.
+pub fn write_v1(server: &Server, series: Vec<pb::TimeSeries>) -> Answer {
+    let req = pb::WriteRequest {
+        timeseries: series,
+        metadata: vec![],
+    };
+    post_write(server, V1_HEADERS, snappy(&req.encode_to_vec()))
+}
+
+/// Reads every series matching `name="value"` equality matchers in
+/// `[mint, maxt]` by remote-read: labels and samples exactly as stored.
+pub fn read(
+    server: &Server,
+    matchers: &[(&str, &str)],
+    mint: i64,
+    maxt: i64,
+) -> Vec<(Vec<(String, String)>, Vec<(i64, u64)>)> {
+    let req = pb::ReadRequest {
+        queries: vec![pb::Query {
+            start_timestamp_ms: mint,
+            end_timestamp_ms: maxt,
+            matchers: matchers
+                .iter()
+                .map(|(n, v)| pb::LabelMatcher {
+                    r#type: pb::label_matcher::Type::Eq as i32,
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            hints: None,
+        }],
+        accepted_response_types: vec![pb::read_request::ResponseType::Samples as i32],
+    };
+    let resp = client()
+        .post(server.url("/api/v1/read"))
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .body(snappy(&req.encode_to_vec()))
+        .send()
+        .expect("read request");
+    assert_eq!(resp.status().as_u16(), 200, "remote-read failed");
+    let body = resp.bytes().expect("body");
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(&body)
+        .expect("snappy response");
+    let r = pb::ReadResponse::decode(raw.as_slice()).expect("ReadResponse");
+    r.results[0]
+        .timeseries
+        .iter()
+        .map(|ts| {
+            (
+                ts.labels
+                    .iter()
+                    .map(|l| (l.name.clone(), l.value.clone()))
+                    .collect(),
+                // Values as bits, so NaN payloads (stale markers) compare.
+                ts.samples
+                    .iter()
+                    .map(|s| (s.timestamp, s.value.to_bits()))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// GETs a JSON API path and returns (status, parsed body).
+pub fn get_json(server: &Server, path_and_query: &str) -> (u16, serde_json::Value) {
+    let resp = client()
+        .get(server.url(path_and_query))
+        .send()
+        .expect("GET");
+    let status = resp.status().as_u16();
+    let text = resp.text().expect("text");
+    let json = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{path_and_query}: body is not JSON ({e}): {text}"));
+    (status, json)
+}
+
+/// Sends raw bytes over TCP and returns the response's status line and
+/// headers (for requests a normal client cannot make, like a huge
+/// declared Content-Length).
+pub fn raw_http(addr: &str, request_head: &str, body_prefix: &[u8]) -> String {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.write_all(request_head.as_bytes()).expect("write head");
+    s.write_all(body_prefix).expect("write body");
+    let mut buf = [0u8; 4096];
+    let mut out = Vec::new();
+    // Read until the end of the headers (or the connection closes).
+    for _ in 0..64 {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                if out.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
