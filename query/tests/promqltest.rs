@@ -122,7 +122,10 @@ fn promqltest_scripts() {
                 let mut why: BTreeSet<String> = BTreeSet::new();
                 for c in &cases {
                     if let Outcome::NotSupported(w) = &c.outcome {
-                        why.insert(w.split(" (").next().unwrap_or(w).to_string());
+                        // One entry per reason: without the position or series.
+                        let w = w.split(" (").next().unwrap_or(w);
+                        let w = w.split("parse error: ").last().unwrap_or(w);
+                        why.insert(w.to_string());
                     }
                 }
                 println!(
