@@ -50,10 +50,10 @@ fn test_files(dir: &Path) -> Vec<PathBuf> {
 /// scripts' many small loads each end in a WAL fsync.
 fn temp_dir() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
-        if let Ok(d) = tempfile::tempdir_in(shm) {
-            return d;
-        }
+    if shm.is_dir()
+        && let Ok(d) = tempfile::tempdir_in(shm)
+    {
+        return d;
     }
     tempfile::tempdir().expect("temp dir")
 }

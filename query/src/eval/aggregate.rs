@@ -65,28 +65,28 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, g: Grid, a: &AggregateExpr) -> Result
             select_k(ev, g, a, input, &group_of, groups.len(), &p)
         }
         _ => {
-            if a.op == AggregateOp::Quantile {
-                if let Some(p) = &param {
-                    let mut warn = |q: f64| {
-                        ev.annotations.warn(
-                            format!(
-                                "quantile value should be between 0 and 1, got {}",
-                                super::annotations::go_g(q)
-                            ),
-                            a.param.as_ref().map(|p| p.span()).unwrap_or(a.span),
-                        )
-                    };
-                    if p.iter().any(|q| q.is_nan()) {
-                        warn(f64::NAN);
-                    }
-                    let max = p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    let min = p.iter().copied().fold(f64::INFINITY, f64::min);
-                    if max > 1.0 {
-                        warn(max);
-                    }
-                    if min < 0.0 {
-                        warn(min);
-                    }
+            if a.op == AggregateOp::Quantile
+                && let Some(p) = &param
+            {
+                let mut warn = |q: f64| {
+                    ev.annotations.warn(
+                        format!(
+                            "quantile value should be between 0 and 1, got {}",
+                            super::annotations::go_g(q)
+                        ),
+                        a.param.as_ref().map(|p| p.span()).unwrap_or(a.span),
+                    )
+                };
+                if p.iter().any(|q| q.is_nan()) {
+                    warn(f64::NAN);
+                }
+                let max = p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let min = p.iter().copied().fold(f64::INFINITY, f64::min);
+                if max > 1.0 {
+                    warn(max);
+                }
+                if min < 0.0 {
+                    warn(min);
                 }
             }
             fold(ev, g, a, &input, &group_of, groups, param.as_deref())
@@ -150,15 +150,11 @@ impl Acc {
                 let q = (self.count - 1.0) / self.count;
                 (self.mean, self.comp) = kahan_inc(f / self.count, q * self.mean, q * self.comp);
             }
-            AggregateOp::Max => {
-                if self.value < f || self.value.is_nan() {
-                    self.value = f;
-                }
+            AggregateOp::Max if (self.value < f || self.value.is_nan()) => {
+                self.value = f;
             }
-            AggregateOp::Min => {
-                if self.value > f || self.value.is_nan() {
-                    self.value = f;
-                }
+            AggregateOp::Min if (self.value > f || self.value.is_nan()) => {
+                self.value = f;
             }
             AggregateOp::Count => self.count += 1.0,
             AggregateOp::Stddev | AggregateOp::Stdvar => {

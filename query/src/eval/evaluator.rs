@@ -14,6 +14,11 @@ use super::{
 use crate::ast::{AtModifier, Call, Expr, MatrixSelector, Span, SubqueryExpr, VectorSelector};
 use crate::error::{Error, Result};
 
+/// One classic histogram of a vector: its labels (without `le`), whether
+/// any member asks for its name to be dropped, and its members (series
+/// index, upper bound).
+type BucketGroup = (Labels, bool, Vec<(usize, f64)>);
+
 /// State of one query evaluation.
 pub struct Evaluator<'a> {
     pub(crate) querier: &'a dyn Querier,
@@ -53,19 +58,19 @@ impl Evaluator<'_> {
 
     /// Checks cancellation and the deadline.
     pub(crate) fn check(&mut self) -> Result<()> {
-        if let Some(c) = &self.cancel {
-            if c.is_canceled() {
-                return Err(Error::Canceled {
-                    phase: "expression evaluation",
-                });
-            }
+        if let Some(c) = &self.cancel
+            && c.is_canceled()
+        {
+            return Err(Error::Canceled {
+                phase: "expression evaluation",
+            });
         }
-        if let Some(d) = self.deadline {
-            if Instant::now() >= d {
-                return Err(Error::Timeout {
-                    phase: "expression evaluation",
-                });
-            }
+        if let Some(d) = self.deadline
+            && Instant::now() >= d
+        {
+            return Err(Error::Timeout {
+                phase: "expression evaluation",
+            });
         }
         Ok(())
     }
@@ -74,7 +79,7 @@ impl Evaluator<'_> {
     #[inline]
     pub(crate) fn tick(&mut self) -> Result<()> {
         self.ticks = self.ticks.wrapping_add(1);
-        if self.ticks % 1024 == 0 {
+        if self.ticks.is_multiple_of(1024) {
             self.check()?;
         }
         Ok(())
@@ -435,10 +440,8 @@ impl Evaluator<'_> {
                             found = Some(s.vals[i]);
                         }
                     }
-                    if !many {
-                        if let Some(v) = found {
-                            *slot = v;
-                        }
+                    if !many && let Some(v) = found {
+                        *slot = v;
                     }
                 }
                 return Ok(Val::Scalar(out));
@@ -702,20 +705,18 @@ impl Evaluator<'_> {
                 }
             }
             if any {
-                if counter_check {
-                    if let Some(mn) = s.labels.metric_name() {
-                        if !["_total", "_sum", "_count", "_bucket"]
-                            .iter()
-                            .any(|sfx| mn.ends_with(sfx))
-                        {
-                            self.annotations.info(
+                if counter_check
+                    && let Some(mn) = s.labels.metric_name()
+                    && !["_total", "_sum", "_count", "_bucket"]
+                        .iter()
+                        .any(|sfx| mn.ends_with(sfx))
+                {
+                    self.annotations.info(
                                 format!(
                                     "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {mn:?}"
                                 ),
                                 c.args[mi].span(),
                             );
-                        }
-                    }
                 }
                 out.push(Series {
                     labels: s.labels.clone(),
@@ -831,13 +832,9 @@ impl Evaluator<'_> {
     /// Groups a vector's series into classic histograms by their labels
     /// without `le`; returns the groups (output labels, member series with
     /// their upper bounds). Series with a bad `le` are reported and skipped.
-    fn bucket_groups(
-        &mut self,
-        ss: &[Series],
-        arg_span: Span,
-    ) -> Vec<(Labels, bool, Vec<(usize, f64)>)> {
+    fn bucket_groups(&mut self, ss: &[Series], arg_span: Span) -> Vec<BucketGroup> {
         let mut index: HashMap<Labels, usize> = HashMap::new();
-        let mut groups: Vec<(Labels, bool, Vec<(usize, f64)>)> = Vec::new();
+        let mut groups: Vec<BucketGroup> = Vec::new();
         for (si, s) in ss.iter().enumerate() {
             let le = s.labels.get("le").unwrap_or("");
             let Some(ub) = crate::promqltest::notation::parse_number(le) else {
