@@ -172,7 +172,7 @@ fn query_status(e: &cairn_query::Error) -> (StatusCode, ErrorType) {
     use cairn_query::Error as Q;
     match e {
         Q::Parse { .. } | Q::BadData { .. } => (StatusCode::BAD_REQUEST, ErrorType::BadData),
-        Q::Execution { .. } | Q::TooManySamples { .. } => {
+        Q::Execution { .. } | Q::TooManySamples { .. } | Q::NotSupported { .. } => {
             (StatusCode::UNPROCESSABLE_ENTITY, ErrorType::Execution)
         }
         Q::Timeout { .. } => (StatusCode::SERVICE_UNAVAILABLE, ErrorType::Timeout),
