@@ -38,8 +38,12 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     cairn_server::serve::init_logging(&config.log);
+    // PromQL parsing and evaluation recurse over the syntax tree; the
+    // parser caps the depth, and 8 MiB stacks leave room for that cap in
+    // unoptimised builds too (tokio's default is 2 MiB).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(8 << 20)
         .build()
     {
         Ok(rt) => rt,

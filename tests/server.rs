@@ -228,13 +228,22 @@ fn remote_write_2_resolves_symbols_and_reports_written_counts() {
     let (_, j) = get_json(
         &server,
         &format!(
-            "/api/v1/query_exemplars?query=tokens_total&start={}&end={}",
+            "/api/v1/query_exemplars?query=sum(rate(tokens_total%5B5m%5D))&start={}&end={}",
             T0 / 1000 - 1,
             T0 / 1000 + 1
         ),
     );
     assert_eq!(j["data"][0]["exemplars"][0]["labels"]["trace_id"], "abc");
     assert_eq!(j["data"][0]["exemplars"][0]["value"], "1");
+    assert_eq!(
+        j["data"][0]["exemplars"][0]["timestamp"],
+        serde_json::json!(T0 / 1000)
+    );
+    assert_eq!(j["data"][0]["seriesLabels"]["model"], "llama");
+    let (s, j) = get_json(&server, "/api/v1/query_exemplars?query=test&start=0&end=1");
+    assert_eq!((s, &j["data"]), (200, &serde_json::json!([])));
+    let (s, j) = get_json(&server, "/api/v1/query_exemplars?query=sum(");
+    assert_eq!((s, &j["errorType"]), (400, &serde_json::json!("bad_data")));
 
     // A v2 series with a reference outside the symbol table: 400, counted.
     let bad = v2::Request {
@@ -442,6 +451,10 @@ fn malformed_writes_get_documented_statuses_and_change_nothing() {
     let resp = raw_http(&server.addr, &head, &[0u8; 1024]);
     assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
 
+    // A resent identical write (a sender retrying after a lost answer) is
+    // accepted and changes nothing.
+    first_write(&server);
+
     // Still up, and nothing written before changed.
     assert!(server.is_running());
     check_first_write(&server);
@@ -470,6 +483,8 @@ fn api_envelope_errors_and_status_endpoints() {
         ("/api/v1/labels?start=10&end=5", 400, "bad_data"),
         ("/api/v1/label/job/values?limit=-1", 400, "bad_data"),
         ("/api/v1/no_such_endpoint", 404, "not_found"),
+        ("/api/v1/format_query?query=sum(rate(x[5m]", 400, "bad_data"),
+        ("/api/v1/parse_query", 400, "bad_data"),
     ];
     for (path, status, kind) in table {
         let (s, j) = get_json(&server, path);
@@ -495,6 +510,29 @@ fn api_envelope_errors_and_status_endpoints() {
     );
     let (_, j) = get_json(&server, "/api/v1/status/runtimeinfo");
     assert_eq!(j["data"]["storageRetention"], "30d");
+    let (s, j) = get_json(
+        &server,
+        "/api/v1/format_query?query=sum(rate(x[5m]))by(job)",
+    );
+    assert_eq!(
+        (s, &j["data"]),
+        (200, &serde_json::json!("sum by (job) (rate(x[5m]))"))
+    );
+    let (_, j) = get_json(&server, "/api/v1/format_query?query=1%2B");
+    assert!(
+        j["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("parse error")),
+        "{j}"
+    );
+    let (_, j) = get_json(&server, "/api/v1/parse_query?query=up%7Bjob%3D%22a%22%7D");
+    assert_eq!(j["data"]["type"], "vectorSelector");
+    assert_eq!(j["data"]["name"], "up");
+    let (_, j) = get_json(&server, "/api/v1/status/walreplay");
+    assert_eq!(
+        j["data"],
+        serde_json::json!({"min": 0, "max": 1, "current": 1})
+    );
     let (_, j) = get_json(&server, "/api/v1/rules");
     assert_eq!(j["data"]["groups"], serde_json::json!([]));
 
@@ -542,4 +580,95 @@ fn bad_configuration_stops_startup_naming_the_key() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(key), "{yaml:?}: {err}");
     }
+}
+
+#[test]
+fn text_format_import_writes_with_plain_curl() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let body = format!(
+        "# TYPE gpu_util gauge\n# HELP gpu_util GPU utilisation.\n\
+         gpu_util{{model=\"llama\",gpu=\"0\"}} 0.75 {T0}\ngpu_util{{model=\"llama\",gpu=\"0\"}} 0.5 {}\n",
+        T0 + 15_000
+    );
+    let resp = client()
+        .post(server.url("/api/v1/import/prometheus"))
+        .body(body)
+        .send()
+        .expect("import");
+    assert_eq!(resp.status().as_u16(), 204);
+    let got = read(&server, &[("__name__", "gpu_util")], 0, i64::MAX);
+    assert_eq!(
+        got[0].1,
+        vec![(T0, 0.75f64.to_bits()), (T0 + 15_000, 0.5f64.to_bits())]
+    );
+    let (_, j) = get_json(&server, "/api/v1/metadata?metric=gpu_util");
+    assert_eq!(j["data"]["gpu_util"][0]["type"], "gauge");
+
+    let resp = client()
+        .post(server.url("/api/v1/import/prometheus"))
+        .body("ok_line 1\nbroken{ 2\n")
+        .send()
+        .expect("import");
+    assert_eq!(resp.status().as_u16(), 400);
+    assert!(resp.text().expect("text").contains("line 2"));
+    assert!(
+        read(&server, &[("__name__", "ok_line")], 0, i64::MAX).is_empty(),
+        "nothing written"
+    );
+}
+
+#[test]
+fn writes_beyond_max_in_flight_get_503_with_retry_after() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("cairn.yml");
+    std::fs::write(&cfg, "remote_write:\n  max_in_flight: 1\n").expect("config");
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--config", cfg.to_str().expect("utf-8")],
+    );
+
+    // A write whose body never finishes holds the only permit.
+    let mut held = std::net::TcpStream::connect(&server.addr).expect("connect");
+    let head = format!(
+        "POST /api/v1/write HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-protobuf\r\n\
+         Content-Encoding: snappy\r\nContent-Length: 1000\r\n\r\n",
+        server.addr
+    );
+    held.write_all(head.as_bytes()).expect("write head");
+    held.write_all(&[0u8; 10]).expect("write some body");
+
+    let small = || vec![series(&[("__name__", "shed")], &[(T0, 1.0)])];
+    let mut shed = None;
+    for _ in 0..200 {
+        let a = write_v1(&server, small());
+        if a.status == 503 {
+            shed = Some(a);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let a = shed.expect("a write was shed while the permit was held");
+    assert_eq!(
+        a.headers.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    assert!(
+        a.body.contains("too many concurrent remote-write requests"),
+        "{}",
+        a.body
+    );
+
+    // Once the slow request is gone, writes succeed again.
+    drop(held);
+    let mut ok = false;
+    for _ in 0..200 {
+        if write_v1(&server, small()).status == 204 {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(ok, "writes recover after the slow request ends");
 }

@@ -23,6 +23,7 @@
 //! [`Error::CorruptChunk`].
 
 mod bits;
+mod decimal;
 mod xor;
 
 use std::sync::Arc;
@@ -39,11 +40,14 @@ use crate::sample::Sample;
 pub enum Encoding {
     /// Delta-of-delta timestamps and Gorilla XOR values, as in Prometheus.
     XorDod = 1,
+    /// Timestamps on a tracked scrape grid, values as decimal integers
+    /// (Gorilla XOR when they are not), adaptive Rice codes.
+    DecimalGrid = 2,
 }
 
 impl Encoding {
     /// Every encoding, in number order.
-    pub const ALL: [Encoding; 1] = [Encoding::XorDod];
+    pub const ALL: [Encoding; 2] = [Encoding::XorDod, Encoding::DecimalGrid];
 
     /// The encoding for a byte, if it is one.
     pub fn from_u8(b: u8) -> Option<Encoding> {
@@ -52,7 +56,7 @@ impl Encoding {
 }
 
 /// The encoding new chunks are written in.
-pub const DEFAULT_ENCODING: Encoding = Encoding::XorDod;
+pub const DEFAULT_ENCODING: Encoding = Encoding::DecimalGrid;
 
 /// Where decoders put samples; values arrive as raw bits so that NaN
 /// payloads are never touched by float arithmetic.
@@ -84,6 +88,7 @@ pub(crate) fn corrupt(reason: &str) -> Error {
 enum Body {
     Empty(Encoding),
     Xor(xor::XorEncoder),
+    Decimal(decimal::DecimalEncoder),
 }
 
 /// The open, appendable chunk of a head series.
@@ -123,24 +128,71 @@ impl ChunkEncoder {
         match &self.body {
             Body::Empty(e) => *e,
             Body::Xor(_) => Encoding::XorDod,
+            Body::Decimal(_) => Encoding::DecimalGrid,
         }
     }
 
     /// Appends a sample. `t` must be greater than the last appended `t`
-    /// (the head guarantees it; out-of-order samples never reach a chunk).
+    /// (the head guarantees it; out-of-order samples never reach a chunk),
+    /// and a chunk holds at most [`MAX_CHUNK_SAMPLES`] samples (the head
+    /// cuts chunks at 120).
     pub fn append(&mut self, t: i64, v: f64) {
         debug_assert!(self.count == 0 || t > self.last.t, "samples out of order");
+        debug_assert!(self.count < MAX_CHUNK_SAMPLES, "chunk full");
         match &mut self.body {
             Body::Empty(e) => {
                 self.body = match e {
                     Encoding::XorDod => Body::Xor(xor::XorEncoder::new(t, v)),
+                    Encoding::DecimalGrid => {
+                        let mut d = decimal::DecimalEncoder::new(decimal::mode_for(v));
+                        let done = matches!(d.append(t, v), decimal::Appended::Done);
+                        debug_assert!(done, "a fresh chunk takes any first value");
+                        Body::Decimal(d)
+                    }
                 };
                 self.min_time = t;
             }
             Body::Xor(x) => x.append(t, v),
+            Body::Decimal(d) => {
+                if let decimal::Appended::NeedsMode(mode) = d.append(t, v) {
+                    self.reencode(mode, t, v);
+                }
+            }
         }
         self.count += 1;
         self.last = Sample { t, v };
+    }
+
+    /// Rewrites a decimal chunk in another value mode (a value needed more
+    /// decimals, or is not a decimal), then appends `(t, v)`. Happens at
+    /// most a few times per chunk: the exponent only grows, and float mode
+    /// takes every value.
+    #[cold]
+    fn reencode(&mut self, mut mode: decimal::ValueMode, t: i64, v: f64) {
+        let mut samples = Vec::with_capacity(self.count as usize + 1);
+        self.decode_into(i64::MIN, i64::MAX, &mut samples);
+        samples.push(Sample { t, v });
+        // Bounded: each failed try moves to a larger exponent or to float
+        // mode, which never fails.
+        for _ in 0..=decimal::MAX_EXPONENT + 1 {
+            let mut d = decimal::DecimalEncoder::new(mode);
+            let next = samples.iter().find_map(|s| match d.append(s.t, s.v) {
+                decimal::Appended::Done => None,
+                decimal::Appended::NeedsMode(m) => Some(m),
+            });
+            match next {
+                None => {
+                    self.body = Body::Decimal(d);
+                    return;
+                }
+                Some(m) => mode = m,
+            }
+        }
+        let mut d = decimal::DecimalEncoder::new(decimal::ValueMode::Float);
+        for s in &samples {
+            let _ = d.append(s.t, s.v);
+        }
+        self.body = Body::Decimal(d);
     }
 
     /// Number of samples.
@@ -171,6 +223,7 @@ impl ChunkEncoder {
         match &self.body {
             Body::Empty(_) => 0,
             Body::Xor(x) => x.heap_bytes(),
+            Body::Decimal(d) => d.heap_bytes(),
         }
     }
 
@@ -201,6 +254,15 @@ impl ChunkEncoder {
                 maxt,
                 out,
             ),
+            Body::Decimal(d) => decimal::decode(
+                d.body(),
+                self.count as usize,
+                self.min_time,
+                self.last.t,
+                mint,
+                maxt,
+                out,
+            ),
         }
     }
 
@@ -210,6 +272,7 @@ impl ChunkEncoder {
         let body = match self.body {
             Body::Empty(_) => Vec::new(),
             Body::Xor(x) => x.into_body(),
+            Body::Decimal(d) => d.into_body(),
         };
         let mut bytes = Vec::with_capacity(body.len() + 24);
         bytes.push(encoding as u8);
@@ -352,6 +415,15 @@ impl Chunk {
         out.reserve(self.count as usize);
         match self.encoding {
             Encoding::XorDod => xor::decode(
+                body,
+                self.count as usize,
+                self.min_time,
+                self.max_time,
+                mint,
+                maxt,
+                out,
+            ),
+            Encoding::DecimalGrid => decimal::decode(
                 body,
                 self.count as usize,
                 self.min_time,

@@ -19,7 +19,10 @@
 //!   timestamp, so replay in any order rebuilds the same set of samples.
 //!
 //! If a WAL write or fsync fails, the WAL refuses all further writes and
-//! every later append returns an error until the process restarts.
+//! every later append returns an error, before touching the head, until the
+//! process restarts. (Appends already past that check when the failure
+//! happens may leave samples in the head that are not durable; they were
+//! never acknowledged.)
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -245,6 +248,11 @@ impl Db {
     /// and samples are reported in the outcome; `Err` means the batch may
     /// not be durable (I/O failure) and must not be acknowledged.
     pub fn append(&self, batch: &[WriteSeries]) -> Result<AppendOutcome> {
+        if !self.wal.is_available() {
+            return Err(Error::WalUnavailable {
+                reason: "the WAL is closed or failed; restart to recover".into(),
+            });
+        }
         let mut out = AppendOutcome::default();
         let mut to_log: Vec<Arc<MemSeries>> = Vec::new();
         let mut samples: Vec<RefSample> = Vec::new();
@@ -295,7 +303,11 @@ impl Db {
         }
         let mut buf = RecordBuf::new();
         for part in to_log.chunks(SERIES_PER_RECORD) {
-            buf.push_series(part.iter().map(|s| (s.series_ref.0, &s.labels)));
+            let labels: Vec<(u32, Labels)> = part
+                .iter()
+                .map(|s| (s.series_ref.0, self.head.series_labels(s)))
+                .collect();
+            buf.push_series(labels.iter().map(|(r, l)| (*r, l)));
         }
         for part in samples.chunks(SAMPLES_PER_RECORD) {
             buf.push_samples(part);
@@ -355,6 +367,14 @@ impl Db {
     pub fn close(self) -> Result<()> {
         self.wal.close()
     }
+
+    /// Like [`Db::close`] for a database shared by `Arc`: flushes, fsyncs
+    /// and stops the WAL; later appends fail with
+    /// [`Error::WalUnavailable`] while queries keep working. The directory
+    /// lock is released when the last reference is dropped.
+    pub fn shutdown(&self) -> Result<()> {
+        self.wal.close()
+    }
 }
 
 /// Validates a label set for storage: at least one label, no empty name.
@@ -369,10 +389,30 @@ pub fn validate_labels(labels: &Labels) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Fibonacci hashing for dense series references.
+#[derive(Default, Clone, Copy)]
+struct RefHasherImpl(u64);
+
+impl std::hash::Hasher for RefHasherImpl {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.0 = u64::from(x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type RefHasher = std::hash::BuildHasherDefault<RefHasherImpl>;
+
 /// Rebuilds the head from WAL records.
 struct Replay<'a> {
     head: &'a Head,
-    refs: std::collections::HashMap<u32, Arc<MemSeries>>,
+    refs: std::collections::HashMap<u32, Arc<MemSeries>, RefHasher>,
     samples: u64,
     unknown_ref: u64,
     conflicts: u64,
@@ -385,13 +425,13 @@ impl Replay<'_> {
             Record::Series(series) => {
                 for (r, labels) in series {
                     if let Some(known) = self.refs.get(&r) {
-                        if known.labels != labels {
+                        if !self.head.series_has_labels(known, &labels) {
                             return Err(Error::Corrupted {
                                 path: self.wal_dir.to_path_buf(),
                                 offset: 0,
                                 reason: format!(
                                     "series reference {r} recorded for {} and for {labels}",
-                                    known.labels
+                                    self.head.series_labels(known)
                                 ),
                             });
                         }
@@ -402,18 +442,25 @@ impl Replay<'_> {
                 }
             }
             Record::Samples(samples) => {
-                for s in samples {
-                    let Some(series) = self.refs.get(&s.series_ref) else {
-                        self.unknown_ref += 1;
+                // An append logs each series' samples contiguously: apply
+                // each run under one lock.
+                for run in samples.chunk_by(|a, b| a.series_ref == b.series_ref) {
+                    let Some(series) = self.refs.get(&run[0].series_ref) else {
+                        self.unknown_ref += run.len() as u64;
                         continue;
                     };
-                    match self.head.replay_sample(series, Sample { t: s.t, v: s.v }) {
-                        SampleOutcome::Appended => self.samples += 1,
-                        SampleOutcome::Duplicate => {}
-                        SampleOutcome::DuplicateTimestamp | SampleOutcome::TooOld => {
-                            self.conflicts += 1
-                        }
-                    }
+                    let (applied, conflicts) = (&mut self.samples, &mut self.conflicts);
+                    self.head.replay_samples(
+                        series,
+                        run.iter().map(|s| Sample { t: s.t, v: s.v }),
+                        |out| match out {
+                            SampleOutcome::Appended => *applied += 1,
+                            SampleOutcome::Duplicate => {}
+                            SampleOutcome::DuplicateTimestamp | SampleOutcome::TooOld => {
+                                *conflicts += 1
+                            }
+                        },
+                    );
                 }
             }
         }
@@ -427,12 +474,13 @@ struct HeadQuerier {
 }
 
 impl HeadQuerier {
-    fn sorted_series(&self, refs: &RoaringBitmap) -> Vec<Arc<MemSeries>> {
-        let mut v: Vec<Arc<MemSeries>> = refs
+    fn sorted_series(&self, refs: &RoaringBitmap) -> Vec<(Labels, Arc<MemSeries>)> {
+        let mut v: Vec<(Labels, Arc<MemSeries>)> = refs
             .iter()
             .filter_map(|r| self.head.series(SeriesRef(r)))
+            .map(|s| (self.head.series_labels(&s), s))
             .collect();
-        v.sort_by(|a, b| a.labels.cmp(&b.labels));
+        v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
 }
@@ -446,11 +494,11 @@ impl Querier for HeadQuerier {
     ) -> Result<Vec<Series>> {
         let refs = self.head.select_refs(matchers, mint, maxt, false);
         let mut out = Vec::with_capacity(refs.len() as usize);
-        for s in self.sorted_series(&refs) {
+        for (labels, s) in self.sorted_series(&refs) {
             let snap = s.data.lock().snapshot(mint, maxt);
             if let Some(snap) = snap {
                 out.push(Series::from_chunks(
-                    s.labels.clone(),
+                    labels,
                     snap.chunks,
                     snap.tail,
                     !snap.needs_sort,
@@ -472,7 +520,7 @@ impl Querier for HeadQuerier {
         Ok(self
             .sorted_series(&refs)
             .into_iter()
-            .map(|s| s.labels.clone())
+            .map(|(labels, _)| labels)
             .collect())
     }
 

@@ -13,6 +13,7 @@
 //! postings always finds the series.
 
 pub mod series;
+pub mod symbols;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -26,6 +27,7 @@ use crate::index::{Interner, Postings, SeriesRef};
 use crate::labels::Labels;
 use crate::sample::Sample;
 pub use series::{ChunkPolicy, MemSeries, SampleOutcome, SeriesSnapshot};
+use symbols::SymbolTable;
 
 /// Number of registry stripes (a power of two).
 const STRIPES: usize = 256;
@@ -51,7 +53,7 @@ impl Default for HeadOptions {
     }
 }
 
-/// A hasher for keys that already are hashes.
+/// A hasher for keys that already are hashes (u64) or dense ids (u32).
 #[derive(Default)]
 struct IdentityHasher(u64);
 
@@ -68,7 +70,9 @@ impl Hasher for IdentityHasher {
         self.0 = x;
     }
     fn write_u32(&mut self, x: u32) {
-        self.0 = u64::from(x);
+        // Series references are small dense integers: spread them over all
+        // 64 bits (Fibonacci hashing), since the map uses the top bits too.
+        self.0 = u64::from(x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
@@ -84,24 +88,25 @@ enum Slot {
 }
 
 impl Slot {
-    fn find(&self, labels: &Labels) -> Option<&Arc<MemSeries>> {
+    fn find(&self, syms: &SymbolTable, labels: &Labels) -> Option<&Arc<MemSeries>> {
         match self {
-            Slot::One(s) => (s.labels == *labels).then_some(s),
-            Slot::Many(v) => v.iter().find(|s| s.labels == *labels),
+            Slot::One(s) => syms.equals(&s.label_ids, labels).then_some(s),
+            Slot::Many(v) => v.iter().find(|s| syms.equals(&s.label_ids, labels)),
         }
     }
 }
 
-/// The stable hash of a label set that keys the registry.
+/// The hash of a label set that keys the registry: xxh3 of each name and
+/// value, each seeded with the hash so far (lengths are part of each
+/// string's hash, so `("ab", "c")` and `("a", "bc")` differ). Chaining
+/// avoids copying the strings into one buffer first.
 pub fn labels_hash(labels: &Labels) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3Default::new();
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
     for l in labels {
-        h.update(l.name.as_bytes());
-        h.update(&[0xff]);
-        h.update(l.value.as_bytes());
-        h.update(&[0xff]);
+        h = xxhash_rust::xxh3::xxh3_64_with_seed(l.name.as_bytes(), h);
+        h = xxhash_rust::xxh3::xxh3_64_with_seed(l.value.as_bytes(), h);
     }
-    h.digest()
+    h
 }
 
 /// The head.
@@ -113,6 +118,7 @@ pub struct Head {
     by_ref: Box<[RwLock<RefMap>]>,
     next_ref: AtomicU32,
     interner: Interner,
+    symbols: SymbolTable,
     postings: Postings,
     /// Newest and oldest sample timestamps in the head (i64::MIN / MAX
     /// while empty).
@@ -149,6 +155,7 @@ impl Head {
                 .collect(),
             next_ref: AtomicU32::new(0),
             interner: Interner::default(),
+            symbols: SymbolTable::default(),
             postings: Postings::new(),
             max_t: AtomicI64::new(i64::MIN),
             min_t: AtomicI64::new(i64::MAX),
@@ -184,19 +191,26 @@ impl Head {
     pub fn get_or_create(&self, labels: &Labels) -> (Arc<MemSeries>, bool) {
         let hash = (self.hash)(labels);
         let stripe = &self.stripes[hash as usize & (STRIPES - 1)];
-        if let Some(s) = stripe.lock().get(&hash).and_then(|slot| slot.find(labels)) {
+        if let Some(s) = stripe
+            .lock()
+            .get(&hash)
+            .and_then(|slot| slot.find(&self.symbols, labels))
+        {
             return (s.clone(), false);
         }
-        let interned = self.interner.intern_labels(labels);
+        let (ids, interned) = self.symbols.encode(&self.interner, labels);
         let mut map = stripe.lock();
-        if let Some(s) = map.get(&hash).and_then(|slot| slot.find(labels)) {
+        if let Some(s) = map
+            .get(&hash)
+            .and_then(|slot| slot.find(&self.symbols, labels))
+        {
             return (s.clone(), false);
         }
         let r = SeriesRef(self.next_ref.fetch_add(1, Ordering::Relaxed));
-        let series = Arc::new(MemSeries::new(r, interned));
+        let series = Arc::new(MemSeries::new(r, ids));
         insert_slot(&mut map, hash, series.clone());
         drop(map);
-        self.publish(&series);
+        self.publish(&series, &interned);
         (series, true)
     }
 
@@ -207,11 +221,14 @@ impl Head {
         let hash = (self.hash)(labels);
         let stripe = &self.stripes[hash as usize & (STRIPES - 1)];
         let mut map = stripe.lock();
-        if let Some(s) = map.get(&hash).and_then(|slot| slot.find(labels)) {
+        if let Some(s) = map
+            .get(&hash)
+            .and_then(|slot| slot.find(&self.symbols, labels))
+        {
             return s.clone();
         }
-        let interned = self.interner.intern_labels(labels);
-        let series = Arc::new(MemSeries::new(r, interned));
+        let (ids, interned) = self.symbols.encode(&self.interner, labels);
+        let series = Arc::new(MemSeries::new(r, ids));
         // Replayed series are durable already.
         series
             .wal_pending
@@ -220,17 +237,27 @@ impl Head {
         drop(map);
         self.next_ref
             .fetch_max(r.0.saturating_add(1), Ordering::Relaxed);
-        self.publish(&series);
+        self.publish(&series, &interned);
         series
     }
 
-    fn publish(&self, series: &Arc<MemSeries>) {
+    fn publish(&self, series: &Arc<MemSeries>, labels: &Labels) {
         let r = series.series_ref;
         self.by_ref[r.0 as usize & (STRIPES - 1)]
             .write()
             .insert(r.0, series.clone());
-        self.postings.add(r, &series.labels);
+        self.postings.add(r, labels);
         self.num_series.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The label set of a series of this head.
+    pub fn series_labels(&self, s: &MemSeries) -> Labels {
+        self.symbols.decode(&s.label_ids)
+    }
+
+    /// Whether a series of this head has exactly these labels.
+    pub fn series_has_labels(&self, s: &MemSeries, labels: &Labels) -> bool {
+        self.symbols.equals(&s.label_ids, labels)
     }
 
     /// The series with reference `r`.
@@ -289,14 +316,35 @@ impl Head {
     /// Applies a sample read back from the WAL: no window applies (it was
     /// accepted once), and exact duplicates are no-ops.
     pub fn replay_sample(&self, series: &MemSeries, s: Sample) -> SampleOutcome {
-        let out = series
-            .data
-            .lock()
-            .append(s, i64::MIN, i64::MIN, self.opts.chunk);
-        if out == SampleOutcome::Appended {
-            self.note_times(s.t, s.t, 1);
+        let mut res = [SampleOutcome::Appended];
+        self.replay_samples(series, std::iter::once(s), |o| res[0] = o);
+        res[0]
+    }
+
+    /// Applies samples of one series read back from the WAL under one lock
+    /// (see [`Head::replay_sample`]), reporting each outcome.
+    pub fn replay_samples(
+        &self,
+        series: &MemSeries,
+        samples: impl IntoIterator<Item = Sample>,
+        mut outcome: impl FnMut(SampleOutcome),
+    ) {
+        let (mut lo, mut hi, mut n) = (i64::MAX, i64::MIN, 0u64);
+        {
+            let mut data = series.data.lock();
+            for s in samples {
+                let out = data.append(s, i64::MIN, i64::MIN, self.opts.chunk);
+                if out == SampleOutcome::Appended {
+                    lo = lo.min(s.t);
+                    hi = hi.max(s.t);
+                    n += 1;
+                }
+                outcome(out);
+            }
         }
-        out
+        if n > 0 {
+            self.note_times(lo, hi, n);
+        }
     }
 
     fn note_times(&self, lo: i64, hi: i64, n: u64) {
@@ -377,9 +425,9 @@ impl Head {
         }
     }
 
-    /// Approximate heap bytes of the registry and series (labels vectors,
-    /// chunks, buffers, map entries). Interned strings and postings are
-    /// counted by the index, not here.
+    /// Approximate heap bytes of the registry and series (label ids,
+    /// chunks, buffers, map entries, the symbol table). Interned strings and
+    /// postings are counted by the index, not here.
     pub fn memory_bytes(&self) -> (u64, u64) {
         let mut bytes = 0usize;
         let mut chunks = 0usize;
@@ -394,10 +442,11 @@ impl Head {
             chunks += data.num_chunks();
             bytes += 16 // Arc counts
                 + std::mem::size_of::<MemSeries>()
-                + s.labels.len() * std::mem::size_of::<crate::labels::Label>()
+                + s.label_ids.len() * std::mem::size_of::<u32>()
                 + data.heap_bytes()
                 + per_map_entry;
         });
+        bytes += self.symbols.memory_bytes();
         (bytes as u64, chunks as u64)
     }
 }

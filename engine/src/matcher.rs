@@ -404,4 +404,63 @@ mod tests {
         let err = Matcher::new(MatchOp::RegexMatch, "job", "(").unwrap_err();
         assert!(err.to_string().contains("label \"job\""), "{err}");
     }
+
+    /// Random patterns over a small grammar: literals, classes, `.`, `.*`,
+    /// `.+`, groups, alternations, repetitions, case folding.
+    fn arb_pattern() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just("a".to_string()),
+            Just("b".to_string()),
+            Just("ab".to_string()),
+            Just("fo".to_string()),
+            Just(String::new()),
+            Just("[ab]".to_string()),
+            Just(".".to_string()),
+            Just(".*".to_string()),
+            Just(".+".to_string()),
+            Just("\\n".to_string()),
+        ];
+        leaf.prop_recursive(4, 24, 3, |inner| {
+            prop_oneof![
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a}{b}")),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a}|{b}")),
+                inner.clone().prop_map(|a| format!("({a})")),
+                inner.clone().prop_map(|a| format!("(?:{a})?")),
+                inner.clone().prop_map(|a| format!("(?:{a})+")),
+                inner.clone().prop_map(|a| format!("(?i:{a})")),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// The shape never claims more than the regex: literal shapes match
+        /// exactly the same strings, `.+` the non-empty ones, and a general
+        /// shape's prefix starts every match.
+        #[test]
+        fn regex_shape_agrees_with_the_regex(
+            pattern in arb_pattern(),
+            inputs in proptest::collection::vec("[abfoAB\n]{0,6}", 1..24),
+        ) {
+            let m = Matcher::new(MatchOp::RegexMatch, "l", pattern.as_str()).unwrap();
+            let shape = m.regex_shape().cloned().unwrap();
+            for s in &inputs {
+                let want = m.matches(s);
+                match &shape {
+                    RegexShape::Literals { exact, prefixes } => {
+                        let got = exact.iter().any(|e| e == s)
+                            || prefixes.iter().any(|p| s.starts_with(p.as_str()));
+                        proptest::prop_assert_eq!(got, want, "{:?} on {:?}: {:?}", pattern, s, shape);
+                    }
+                    RegexShape::NonEmpty => proptest::prop_assert_eq!(!s.is_empty(), want),
+                    RegexShape::General { prefix } => {
+                        proptest::prop_assert!(!want || s.starts_with(prefix.as_str()),
+                            "{:?} on {:?}: {:?}", pattern, s, shape);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -92,6 +92,8 @@ enum Cmd {
 
 #[derive(Default)]
 struct Counters {
+    /// Set once the WAL stops taking writes (closed or failed).
+    unavailable: std::sync::atomic::AtomicBool,
     fsyncs: AtomicU64,
     bytes_written: AtomicU64,
     writes: AtomicU64,
@@ -282,6 +284,13 @@ impl Wal {
         checkpoint::create(&self.dir, open - 1, &keep_series, mint)
     }
 
+    /// False once the WAL was closed or a write failed: every later
+    /// [`Wal::log`] fails. Appenders check it first so that they do not
+    /// change the head for a write that cannot become durable.
+    pub fn is_available(&self) -> bool {
+        !self.counters.unavailable.load(Ordering::Acquire)
+    }
+
     pub fn stats(&self) -> WalStats {
         WalStats {
             fsyncs: self.counters.fsyncs.load(Ordering::Relaxed),
@@ -292,6 +301,7 @@ impl Wal {
 
     /// Flushes, fsyncs and stops the writer.
     pub fn close(&self) -> Result<()> {
+        self.counters.unavailable.store(true, Ordering::Release);
         let Some(handle) = self.writer.lock().take() else {
             return Ok(());
         };
@@ -433,6 +443,7 @@ impl Writer {
                         "WAL write failed; refusing all further writes until restart"
                     );
                     self.failed = Some((e.kind(), e.to_string()));
+                    self.counters.unavailable.store(true, Ordering::Release);
                 }
             }
         }
@@ -456,6 +467,7 @@ impl Writer {
         }
         if let Err(e) = self.file.sync_all() {
             self.failed = Some((e.kind(), e.to_string()));
+            self.counters.unavailable.store(true, Ordering::Release);
             return;
         }
         match segment::create_segment(&self.dir, self.segment + 1) {
@@ -467,6 +479,7 @@ impl Writer {
             Err(e) => {
                 tracing::error!(error = %e, "WAL: cannot start a new segment");
                 self.failed = Some((std::io::ErrorKind::Other, e.to_string()));
+                self.counters.unavailable.store(true, Ordering::Release);
             }
         }
     }

@@ -45,7 +45,7 @@ fn batch_samples(k: u64) -> Vec<(Labels, i64, f64)> {
     let base = (k * 100) as i64;
     for j in 0..8u64 {
         let id = (k * 3 + j) % 64;
-        let v = if k % 5 == 0 && j == 0 {
+        let v = if k.is_multiple_of(5) && j == 0 {
             f64::from_bits(STALE_NAN_BITS)
         } else {
             (k * 1000 + j) as f64 / 7.0

@@ -10,9 +10,11 @@
 //! |---|---|---|
 //! | [`prometheus`] | `prometheus` | remote-write 1.0 (`WriteRequest`), remote-read (`ReadRequest`, `ReadResponse`, `ChunkedReadResponse`) |
 //! | [`write_v2`] | `io.prometheus.write.v2` | remote-write 2.0 (`Request` with its symbol table) |
+//! | [`opentelemetry::proto`] | `opentelemetry.proto.{common,resource,metrics,collector.metrics}.v1` | OTLP metrics: `ExportMetricsServiceRequest`, the `MetricsService` gRPC server stub; serde for OTLP/JSON |
+//! | [`google::rpc`] | `google.rpc` | `Status`, the body of OTLP/HTTP failures |
 //!
-//! OTLP's metrics messages and Cairn's gRPC query service will be added as
-//! further modules (and files in `build.rs`'s list).
+//! Cairn's gRPC query service will be added as a further module (and files
+//! in `build.rs`'s list).
 //!
 //! Remote-write bodies are these messages encoded with [`prost::Message`]
 //! and then compressed with snappy's *block* format; this crate does only
@@ -33,6 +35,80 @@ pub mod prometheus {
 pub mod write_v2 {
     include!(concat!(env!("OUT_DIR"), "/io.prometheus.write.v2.rs"));
 }
+
+/// OpenTelemetry's OTLP messages (metrics only), in the module tree of
+/// their protobuf packages so that the generated cross-references resolve.
+#[allow(clippy::all, missing_docs)]
+pub mod opentelemetry {
+    pub mod proto {
+        pub mod common {
+            pub mod v1 {
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.common.v1.rs"
+                ));
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.common.v1.serde.rs"
+                ));
+            }
+        }
+        pub mod resource {
+            pub mod v1 {
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.resource.v1.rs"
+                ));
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.resource.v1.serde.rs"
+                ));
+            }
+        }
+        pub mod metrics {
+            pub mod v1 {
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.metrics.v1.rs"
+                ));
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.metrics.v1.serde.rs"
+                ));
+            }
+        }
+        pub mod collector {
+            pub mod metrics {
+                pub mod v1 {
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/opentelemetry.proto.collector.metrics.v1.rs"
+                    ));
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/opentelemetry.proto.collector.metrics.v1.serde.rs"
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// `google.rpc.Status` (without `details`), for OTLP/HTTP error bodies.
+#[allow(clippy::all, missing_docs)]
+pub mod google {
+    pub mod rpc {
+        include!(concat!(env!("OUT_DIR"), "/google.rpc.rs"));
+        include!(concat!(env!("OUT_DIR"), "/google.rpc.serde.rs"));
+    }
+}
+
+pub mod codec;
+
+/// `pbjson`, re-exported for the generated serde code's users.
+pub use pbjson;
+/// `tonic`, re-exported so the server uses the version the stubs need.
+pub use tonic;
 
 /// The `Content-Type` a remote-write 1.0 sender uses (also accepted with
 /// `;proto=prometheus.WriteRequest`).

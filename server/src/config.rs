@@ -35,7 +35,7 @@ pub const DEFAULT_OTLP_GRPC_LISTEN: &str = "127.0.0.1:4317";
 pub const DEFAULT_OTLP_HTTP_LISTEN: &str = "127.0.0.1:4318";
 
 /// The whole configuration of a running server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Prometheus's `global` section.
@@ -52,23 +52,10 @@ pub struct Config {
     pub query: QueryConfig,
     /// The remote-write receiver.
     pub remote_write: RemoteWriteConfig,
+    /// The OTLP receiver (translation options and limits).
+    pub otlp: crate::otlp::OtlpConfig,
     /// Logging.
     pub log: LogConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            global: GlobalConfig::default(),
-            rule_files: Vec::new(),
-            alerting: AlertingConfig::default(),
-            listen: ListenConfig::default(),
-            storage: StorageConfig::default(),
-            query: QueryConfig::default(),
-            remote_write: RemoteWriteConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
 }
 
 /// Prometheus's `global` section. `scrape_interval` and `scrape_timeout`

@@ -76,9 +76,6 @@ pub enum Error {
     /// Not ready yet (WAL replay in progress) or shutting down.
     #[error("service unavailable: {reason}")]
     Unavailable { reason: String },
-    /// The query ran out of time.
-    #[error("query timed out in {phase}")]
-    Timeout { phase: String },
     /// The query failed at run time (too many samples, bad regex in a
     /// function argument, ...).
     #[error("{reason}")]
@@ -91,6 +88,9 @@ pub enum Error {
     /// An error from the storage engine.
     #[error(transparent)]
     Engine(#[from] cairn_engine::Error),
+    /// An error from PromQL parsing or evaluation.
+    #[error(transparent)]
+    Query(#[from] cairn_query::Error),
     /// A blocking task panicked or was cancelled.
     #[error("internal error: {reason}")]
     Internal { reason: String },
@@ -144,10 +144,10 @@ impl Error {
             Overloaded { .. } | Unavailable { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, ErrorType::Unavailable)
             }
-            Timeout { .. } => (StatusCode::SERVICE_UNAVAILABLE, ErrorType::Timeout),
             Execution { .. } => (StatusCode::UNPROCESSABLE_ENTITY, ErrorType::Execution),
             NotFound { .. } => (StatusCode::NOT_FOUND, ErrorType::NotFound),
             Engine(e) => engine_status(e),
+            Query(e) => query_status(e),
             Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, ErrorType::Internal),
         }
     }
@@ -160,6 +160,30 @@ impl Error {
     /// Prometheus's `errorType` of this error.
     pub fn error_type(&self) -> ErrorType {
         self.status_and_type().1
+    }
+}
+
+/// PromQL errors, classified as Prometheus's API classifies them.
+fn query_status(e: &cairn_query::Error) -> (StatusCode, ErrorType) {
+    use cairn_query::Error as Q;
+    match e {
+        // A feature Cairn does not evaluate yet is refused like a disabled
+        // experimental function in Prometheus: the query is at fault.
+        Q::Parse { .. } | Q::BadData { .. } | Q::NotSupported { .. } => {
+            (StatusCode::BAD_REQUEST, ErrorType::BadData)
+        }
+        Q::Execution { .. } | Q::TooManySamples { .. } => {
+            (StatusCode::UNPROCESSABLE_ENTITY, ErrorType::Execution)
+        }
+        Q::Timeout { .. } => (StatusCode::SERVICE_UNAVAILABLE, ErrorType::Timeout),
+        // 499 "client closed request", as Prometheus.
+        Q::Canceled { .. } => (
+            StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            ErrorType::Canceled,
+        ),
+        Q::Storage(_) | Q::Internal { .. } | Q::Script { .. } => {
+            (StatusCode::INTERNAL_SERVER_ERROR, ErrorType::Internal)
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 //!
 //! | module | endpoints |
 //! |---|---|
-//! | `write` | `POST /api/v1/write` (remote-write 1.0 and 2.0) |
+//! | `write` | `POST /api/v1/write` (remote-write 1.0 and 2.0), `POST /api/v1/import/prometheus` (text format) |
+//! | `query` | `/api/v1/query`, `/api/v1/query_range` |
+//! | `promql` | `/api/v1/format_query`, `/api/v1/parse_query` |
 //! | `read` | `POST /api/v1/read` (remote-read, SAMPLES responses) |
 //! | `api` | `/api/v1/{series,labels,label/<n>/values,metadata,query_exemplars,rules,alerts}`, `/api/v1/status/*` |
 //! | here | `/-/healthy`, `/-/ready`, `/metrics` |
@@ -14,6 +16,8 @@
 //! [`Error::status_and_type`], the one mapping.
 
 mod api;
+mod promql;
+mod query;
 mod read;
 mod write;
 
@@ -55,6 +59,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Permits for concurrent write requests (load shedding).
     pub write_slots: Arc<Semaphore>,
+    /// Permits for concurrent queries (further queries wait).
+    pub query_slots: Arc<Semaphore>,
     pub started: chrono::DateTime<chrono::Utc>,
     pub shutting_down: AtomicBool,
 }
@@ -63,6 +69,7 @@ impl AppState {
     pub fn new(config: Config, metadata: MetadataStore) -> Self {
         let slots = config.remote_write.max_in_flight;
         AppState {
+            query_slots: Arc::new(Semaphore::new(config.query.max_concurrency)),
             config,
             storage: OnceLock::new(),
             metadata,
@@ -108,6 +115,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/v1/write", post(write::remote_write))
         .route("/api/v1/read", post(read::remote_read))
+        .route("/api/v1/import/prometheus", post(write::import_prometheus))
+        .route("/api/v1/query", get(query::instant).post(query::instant))
+        .route("/api/v1/query_range", get(query::range).post(query::range))
         .route("/api/v1/series", get(api::series).post(api::series))
         .route("/api/v1/labels", get(api::labels).post(api::labels))
         .route("/api/v1/label/{name}/values", get(api::label_values))
@@ -116,6 +126,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/query_exemplars",
             get(api::query_exemplars).post(api::query_exemplars),
         )
+        .route(
+            "/api/v1/format_query",
+            get(promql::format_query).post(promql::format_query),
+        )
+        .route(
+            "/api/v1/parse_query",
+            get(promql::parse_query).post(promql::parse_query),
+        )
         .route("/api/v1/rules", get(api::rules))
         .route("/api/v1/alerts", get(api::alerts))
         .route("/api/v1/status/buildinfo", get(api::buildinfo))
@@ -123,6 +141,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/status/flags", get(api::flags))
         .route("/api/v1/status/config", get(api::status_config))
         .route("/api/v1/status/tsdb", get(api::tsdb))
+        .route("/api/v1/status/walreplay", get(api::walreplay))
         .route("/-/healthy", any(healthy))
         .route("/-/ready", any(ready))
         .route("/metrics", get(metrics))

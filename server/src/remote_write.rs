@@ -22,6 +22,9 @@ use crate::error::{Error, Result};
 pub enum Protocol {
     V1,
     V2,
+    /// Not remote-write: the text exposition import endpoint, counted with
+    /// the same metrics.
+    Import,
 }
 
 impl Protocol {
@@ -29,6 +32,7 @@ impl Protocol {
         match self {
             Protocol::V1 => "v1",
             Protocol::V2 => "v2",
+            Protocol::Import => "import",
         }
     }
 }
@@ -285,6 +289,9 @@ pub fn decode(protocol: Protocol, buf: &[u8], limits: DecodeLimits) -> Result<De
             })?;
             decode_v2(req, limits)
         }
+        Protocol::Import => Err(Error::Internal {
+            reason: "the import format is not protobuf".into(),
+        }),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The lifecycle of `cairn serve`: logging, binding, opening storage (WAL
 //! replay) in the background while `/-/healthy` answers and `/-/ready`
-//! says 503, serving, and graceful shutdown on SIGINT/SIGTERM: stop
+//! says 503, serving (the OTLP receivers on their own ports too), and
+//! graceful shutdown on SIGINT/SIGTERM: stop
 //! accepting, finish in-flight requests, save metadata, close the WAL.
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use crate::config::{Config, LogConfig, LogFormat};
 use crate::error::{Error, Result};
 use crate::http::{AppState, router};
 use crate::metadata::MetadataStore;
+use crate::otlp::{self, OtlpReceiver};
 use crate::storage::DbStorage;
 
 /// How often changed metadata is written to the data directory.
@@ -52,7 +54,21 @@ pub async fn run(config: Config) -> Result<()> {
         "Cairn listening; opening storage"
     );
 
+    let otlp_grpc_addr = config.listen.otlp_grpc;
+    let otlp_http_addr = config.listen.otlp_http;
     let state = Arc::new(AppState::new(config, MetadataStore::load(&data_dir)));
+
+    // OTLP: its own gRPC and HTTP ports, and `/otlp/v1/metrics` (and
+    // Prometheus's `/api/v1/otlp/v1/metrics`) on the main port.
+    let otlp = Arc::new(OtlpReceiver::new(state.clone()));
+    let (otlp_stop, otlp_stop_rx) = tokio::sync::watch::channel(false);
+    let (otlp_addrs, otlp_tasks) =
+        otlp::spawn_listeners(otlp.clone(), otlp_grpc_addr, otlp_http_addr, otlp_stop_rx).await?;
+    tracing::info!(
+        otlp_grpc = %otlp_addrs.grpc,
+        otlp_http = %otlp_addrs.http,
+        "OTLP receivers listening"
+    );
     let fatal: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
     let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<()>();
 
@@ -114,9 +130,16 @@ pub async fn run(config: Config) -> Result<()> {
             } => tracing::error!("storage failed to open: stopping"),
         }
     };
-    let served = axum::serve(listener, router(state.clone()))
+    let app = router(state.clone())
+        .nest("/otlp", otlp::otlp_router(otlp.clone()))
+        .nest("/api/v1/otlp", otlp::otlp_router(otlp));
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
+    let _ = otlp_stop.send(true);
+    for t in otlp_tasks {
+        let _ = t.await;
+    }
     saver.abort();
     state
         .shutting_down

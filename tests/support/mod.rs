@@ -19,6 +19,9 @@ const MAX_POLLS: usize = 600;
 pub struct Server {
     child: Child,
     pub addr: String,
+    /// `host:port` of the OTLP/gRPC and OTLP/HTTP listeners.
+    pub otlp_grpc: String,
+    pub otlp_http: String,
     pub data_dir: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -32,6 +35,8 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--http-listen", "127.0.0.1:0", "--log-level", "info"])
+            .args(["--otlp-grpc-listen", "127.0.0.1:0"])
+            .args(["--otlp-http-listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -40,13 +45,21 @@ impl Server {
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let (otlp_tx, otlp_rx) = std::sync::mpsc::channel::<(String, String)>();
         {
             let log = log.clone();
             // Keeps draining stderr so the server never blocks on a full pipe.
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Some(addr) = line.split("http=").nth(1) {
-                        let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_string());
+                    let field = |key: &str| {
+                        line.split(key)
+                            .nth(1)
+                            .map(|a| a.split_whitespace().next().unwrap_or("").to_string())
+                    };
+                    if let (Some(g), Some(h)) = (field("otlp_grpc="), field("otlp_http=")) {
+                        let _ = otlp_tx.send((g, h));
+                    } else if let Some(addr) = field(" http=") {
+                        let _ = tx.send(addr);
                     }
                     log.lock().expect("log lock").push(line);
                 }
@@ -55,9 +68,14 @@ impl Server {
         let addr = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("server printed its listen address");
+        let (otlp_grpc, otlp_http) = otlp_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server printed its OTLP listen addresses");
         let server = Server {
             child,
             addr,
+            otlp_grpc,
+            otlp_http,
             data_dir: data_dir.to_path_buf(),
             log,
         };

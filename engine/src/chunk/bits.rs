@@ -15,7 +15,7 @@ pub(crate) struct BitWriter {
     bytes: Vec<u8>,
     /// Bits still free in the last byte of `bytes` (0 when it is full or
     /// when there are no bytes).
-    free: u32,
+    free: u8,
 }
 
 impl BitWriter {
@@ -29,6 +29,7 @@ impl BitWriter {
     }
 
     /// Bits written so far.
+    #[cfg(test)]
     pub(crate) fn bit_len(&self) -> u64 {
         self.bytes.len() as u64 * 8 - u64::from(self.free)
     }
@@ -44,16 +45,15 @@ impl BitWriter {
         self.bytes
     }
 
-    /// Appends one byte worth of room, growing the vector by small steps:
+    /// Makes room for `n` more bytes, growing the vector by small steps:
     /// open chunks are many and short, so doubling would waste up to half of
     /// the head's chunk memory.
     #[inline]
-    fn push_byte(&mut self, b: u8) {
-        if self.bytes.len() == self.bytes.capacity() {
-            let step = (self.bytes.len() / 4).clamp(16, 256);
+    fn reserve(&mut self, n: usize) {
+        if self.bytes.capacity() - self.bytes.len() < n {
+            let step = (self.bytes.len() / 4).clamp(16, 256).max(n);
             self.bytes.reserve_exact(step);
         }
-        self.bytes.push(b);
     }
 
     #[inline]
@@ -70,27 +70,30 @@ impl BitWriter {
             return;
         }
         let v = if n == 64 { v } else { v & ((1u64 << n) - 1) };
-        let mut left = n;
-        // Fill the partial last byte first.
-        if self.free > 0 {
-            let take = left.min(self.free);
-            let chunk = (v >> (left - take)) as u8 & (((1u16 << take) - 1) as u8);
+        let free = u32::from(self.free);
+        if n <= free {
+            // Fits in the partial last byte.
             let last = self.bytes.len() - 1;
-            self.bytes[last] |= chunk << (self.free - take);
-            self.free -= take;
-            left -= take;
+            self.bytes[last] |= (v << (free - n)) as u8;
+            self.free = (free - n) as u8;
+            return;
         }
-        // Whole bytes.
-        while left >= 8 {
-            left -= 8;
-            self.push_byte((v >> left) as u8);
+        // Top up the partial last byte, then append the rest as whole
+        // bytes, the last one zero-padded.
+        let rest = n - free;
+        if free > 0 {
+            let last = self.bytes.len() - 1;
+            self.bytes[last] |= (v >> rest) as u8;
         }
-        // The remainder opens a new partial byte.
-        if left > 0 {
-            let chunk = (v as u8) & (((1u16 << left) - 1) as u8);
-            self.push_byte(chunk << (8 - left));
-            self.free = 8 - left;
-        }
+        let nbytes = rest.div_ceil(8) as usize;
+        let aligned = v << (64 - rest);
+        // Copying all 8 bytes and cutting back is one store instead of a
+        // variable-length copy.
+        self.reserve(8);
+        let len = self.bytes.len();
+        self.bytes.extend_from_slice(&aligned.to_be_bytes());
+        self.bytes.truncate(len + nbytes);
+        self.free = (nbytes as u32 * 8 - rest) as u8;
     }
 }
 
@@ -119,7 +122,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// Tops `buf` up to at least 56 valid bits.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn refill(&mut self) {
         let word = match self.data.get(self.pos..self.pos + 8) {
             Some(s) => {
@@ -148,7 +151,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// Ensures at least `n` (<= 56) bits are buffered.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn ensure(&mut self, n: u32) {
         if self.avail < n {
             self.refill();
@@ -156,22 +159,22 @@ impl<'a> BitReader<'a> {
     }
 
     /// The buffered bits, left-aligned; valid for the top `avail` bits.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn peek_word(&self) -> u64 {
         self.buf
     }
 
-    /// Drops `n` (<= buffered) bits.
-    #[inline]
+    /// Drops `n` (<= buffered, so < 64) bits.
+    #[inline(always)]
     pub(crate) fn consume(&mut self, n: u32) {
-        debug_assert!(n <= self.avail);
-        self.buf = if n >= 64 { 0 } else { self.buf << n };
+        debug_assert!(n <= self.avail && n < 64);
+        self.buf <<= n;
         self.avail -= n;
     }
 
     /// Reads `n` bits, `n` in 1..=56, without refilling; the caller has
     /// called [`ensure`](Self::ensure) for at least `n`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take_buffered(&mut self, n: u32) -> u64 {
         debug_assert!((1..=56).contains(&n) && n <= self.avail);
         let v = self.buf >> (64 - n);

@@ -369,3 +369,206 @@ fn trailing_garbage_is_corrupt() {
         ));
     }
 }
+
+/// Encoding 2 picks its value mode from the data and rewrites the open
+/// chunk when a later value needs more decimals or is not a decimal; every
+/// path must give the samples back bit-exactly.
+#[test]
+fn decimal_grid_mode_changes_round_trip() {
+    let stale = f64::from_bits(STALE_NAN_BITS);
+    let cases: Vec<(&str, Vec<f64>)> = vec![
+        ("integers", vec![1.0, 2.0, 5.0, 5.0, 9.0]),
+        ("more decimals later", vec![1.0, 2.5, 3.25, 3.125, 1e-7]),
+        (
+            "decimal then float",
+            vec![1.5, 2.5, std::f64::consts::PI, 4.0],
+        ),
+        ("float first", vec![std::f64::consts::E, 1.0, 2.0]),
+        ("stale first", vec![stale, 1.0, 2.5]),
+        (
+            "specials among decimals",
+            vec![
+                1.0,
+                f64::NAN,
+                2.0,
+                f64::INFINITY,
+                -0.0,
+                f64::NEG_INFINITY,
+                stale,
+                3.0,
+            ],
+        ),
+        ("exponent growth would overflow", vec![9e15, 0.5]),
+        (
+            "huge and tiny",
+            vec![1e300, 1e-300, f64::MAX, f64::MIN_POSITIVE, 5e-324],
+        ),
+        ("counter reset", vec![1e9, 1e9 + 7.0, 3.0, 10.0, 17.0]),
+        (
+            "largest exact integers",
+            vec![9007199254740992.0, -9007199254740992.0, 9007199254740991.0],
+        ),
+    ];
+    for (name, values) in cases {
+        let samples: Vec<Sample> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| Sample {
+                t: 1_000 + i as i64 * 15_000,
+                v,
+            })
+            .collect();
+        let chunk = encode(Encoding::DecimalGrid, &samples).finish();
+        let mut got = Vec::new();
+        Chunk::from_bytes(chunk.as_bytes().to_vec())
+            .and_then(|c| c.decode_into(i64::MIN, i64::MAX, &mut got))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(bits(&got), bits(&samples), "{name}");
+    }
+}
+
+/// The point of encoding 2: one-decimal gauges and jittered scrape times
+/// cost far less than in encoding 1.
+#[test]
+fn decimal_grid_is_smaller_on_scraped_decimals() {
+    let samples: Vec<Sample> = (0..120)
+        .map(|i: i64| Sample {
+            t: 1_700_000_000_000 + i * 15_000 + (i * 7 % 5 - 2),
+            v: ((i * 37) % 1000) as f64 / 10.0,
+        })
+        .collect();
+    let xor = encode(Encoding::XorDod, &samples).finish().as_bytes().len();
+    let dec = encode(Encoding::DecimalGrid, &samples)
+        .finish()
+        .as_bytes()
+        .len();
+    assert!(
+        dec * 2 < xor,
+        "DecimalGrid {dec} bytes vs XorDod {xor} bytes"
+    );
+}
+
+/// Golden chunks: bytes written by this code, decoded by every later
+/// version. **Architecture Invariant:** these bytes never change; a format
+/// change is a new [`Encoding`] with its own fixtures. The encoder is also
+/// checked to still produce them, so that a change to an encoder's choices
+/// (which the decoder follows) is noticed here rather than on disk.
+const GOLDEN: [(usize, Encoding, &str); 5] = [
+    (
+        0,
+        Encoding::XorDod,
+        concat!(
+            "011480f8b2e5bd68c9b2110000000000000000c3a9ac3f400d99999999999b7ff700100000000000",
+            "01000bab6eeaaaaaaaaaaa6fff62eaaaaaaaaaaa6ffff17bfeacccccccccccd800d8008000000000",
+            "0017fdb80cfff8007c007ffc000000000000c001d00100000000000037ff75fd9400000000000400",
+            "2c000db333333333357ffb0001355555555554dfffc001c7ffffffffffd001b0000f55555555555d",
+            "ff6c00044ccccccccccd000f00032ccccccccccd4001c0005d555555555537ff7000feaaaaaaaaaa",
+            "ac002c00026aaaaaaaaaaa",
+        ),
+    ),
+    (
+        1,
+        Encoding::DecimalGrid,
+        concat!(
+            "021480f8b2e5bd68c9b211049dd4c0200001a50c0c060040002fff0000000000000000012400017f",
+            "f000000000000000010000c0000000000000000180005ffe0000000000004c0003ffe00000000000",
+            "001800cbd75d5f3099fc57197adf2d",
+        ),
+    ),
+    (
+        2,
+        Encoding::DecimalGrid,
+        concat!(
+            "021e80f8b2e5bd68cebb1b010ea775300c7b060000125000181ce1800007c8e9d547ba0c27bfeb5e",
+            "19aeb9b30c00007752ebb00001dd4cf9836d996dfc00002a82f48c88897ff180005ffc0000000000",
+            "0080",
+        ),
+    ),
+    (
+        3,
+        Encoding::DecimalGrid,
+        concat!(
+            "021480f8b2e5bd68c9b211e13e014ceea601ff0accd150146eaae7e067f45bffa2a03b1aa9b58380",
+            "ca66a7a0280000497d8fd99e2e058000c3555ed0f00e2ff99d80a73d574540f0e299bb7809e16669",
+            "a83abf22fd54c6c05ffc37fdbb40b09355d371f7fe834ccc74057fc3b355ac0f9354f350117ec7df",
+            "f51f07662fbfd9000c99ade851",
+        ),
+    ),
+    (4, Encoding::DecimalGrid, "0200"),
+];
+
+/// Samples of the golden chunks (see `GOLDEN`).
+fn golden_samples(which: usize) -> Vec<Sample> {
+    let stale = f64::from_bits(STALE_NAN_BITS);
+    let t = |i: i64| 1_795_000_000_000 + i * 15_000 + [0, 2, -1, 1, 0, -2, 9, 1][(i % 8) as usize];
+    let mut out: Vec<Sample> = match which {
+        // A one-decimal gauge with specials, in both encodings.
+        0 | 1 => (0..20)
+            .map(|i| Sample {
+                t: t(i),
+                v: ((i * 37) % 1000) as f64 / 10.0,
+            })
+            .collect(),
+        // A histogram bucket counter: flat, then rising, a reset, a missed
+        // scrape, and a stale marker at the end.
+        2 => (0..30)
+            .map(|i| Sample {
+                t: t(i) + if i >= 20 { 15_000 } else { 0 },
+                v: if i < 10 {
+                    5.0
+                } else if i < 25 {
+                    5.0 + (i * i) as f64
+                } else {
+                    (i - 25) as f64
+                },
+            })
+            .collect(),
+        // A float counter that is not decimal (float mode).
+        3 => (0..20)
+            .map(|i| Sample {
+                t: t(i),
+                v: 12.5 + (i as f64) * 0.000_001_7 * std::f64::consts::PI,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    if which == 0 || which == 1 {
+        out[5].v = f64::NAN;
+        out[6].v = f64::INFINITY;
+        out[7].v = -0.0;
+        out[8].v = f64::from_bits(0x7ff8_0000_0000_0001);
+        out[9].v = f64::NEG_INFINITY;
+    }
+    if which == 2 || which == 3 {
+        let last = out.len() - 1;
+        out[last].v = stale;
+    }
+    out
+}
+
+fn from_hex(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("fixture is hex"))
+        .collect()
+}
+
+#[test]
+fn golden_chunks_decode_forever() {
+    for (which, enc, hex) in GOLDEN {
+        let want = golden_samples(which);
+        let c = Chunk::from_bytes(from_hex(hex)).expect("golden chunk header");
+        assert_eq!(c.encoding(), enc, "fixture {which}");
+        assert_eq!(c.len(), want.len(), "fixture {which}");
+        let mut got = Vec::new();
+        c.decode_into(i64::MIN, i64::MAX, &mut got)
+            .expect("golden chunk decodes");
+        assert_eq!(bits(&got), bits(&want), "fixture {which}");
+        let again = encode(enc, &want).finish();
+        assert_eq!(
+            again.as_bytes(),
+            &from_hex(hex)[..],
+            "fixture {which}: encoder output changed"
+        );
+    }
+}

@@ -393,3 +393,21 @@ fn concurrent_appends_through_the_db_are_all_durable() {
     let db = Db::open(dir.path(), DbOptions::default()).unwrap();
     assert_eq!(dump(&db), before);
 }
+
+#[test]
+fn shutdown_through_a_shared_reference_stops_appends_and_keeps_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Db::open(dir.path(), DbOptions::default()).unwrap());
+    fixture(&db);
+    db.shutdown().unwrap();
+    let err = db
+        .append(&[ws(&[("__name__", "late")], &[(1, 1.0)])])
+        .unwrap_err();
+    assert!(matches!(err, Error::WalUnavailable { .. }), "{err}");
+    // The refused append did not touch the head.
+    assert_eq!(dump(&db).len(), 3);
+    assert_eq!(db.stats().series, 3);
+    drop(db);
+    let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+    assert_eq!(dump(&db).len(), 3);
+}

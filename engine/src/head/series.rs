@@ -14,7 +14,6 @@ use parking_lot::Mutex;
 
 use crate::chunk::{Chunk, ChunkEncoder};
 use crate::index::SeriesRef;
-use crate::labels::Labels;
 use crate::sample::Sample;
 
 /// Out-of-order samples are buffered sorted and sealed into a chunk of their
@@ -47,7 +46,9 @@ pub enum SampleOutcome {
 /// A series in the head.
 pub struct MemSeries {
     pub series_ref: SeriesRef,
-    pub labels: Labels,
+    /// The label set as symbol ids (name, value, ...) of the head's
+    /// [`super::symbols::SymbolTable`]; `Head::series_labels` decodes it.
+    pub label_ids: Box<[u32]>,
     /// True until the WAL record that created the series is known to be
     /// fsynced. Appenders that see it set log the series record again so
     /// that their samples never precede it in the WAL.
@@ -56,10 +57,10 @@ pub struct MemSeries {
 }
 
 impl MemSeries {
-    pub fn new(series_ref: SeriesRef, labels: Labels) -> Self {
+    pub fn new(series_ref: SeriesRef, label_ids: Box<[u32]>) -> Self {
         MemSeries {
             series_ref,
-            labels,
+            label_ids,
             wal_pending: AtomicBool::new(true),
             data: Mutex::new(SeriesData::default()),
         }

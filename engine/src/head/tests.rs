@@ -246,8 +246,8 @@ fn registry_handles_hash_collisions() {
         let (again, created) = head.get_or_create(l);
         assert!(!created);
         assert_eq!(again.series_ref, s.series_ref);
-        assert_eq!(&again.labels, l);
-        assert_eq!(head.series(s.series_ref).unwrap().labels, *l);
+        assert_eq!(&head.series_labels(&again), l);
+        assert_eq!(head.series_labels(&head.series(s.series_ref).unwrap()), *l);
     }
     assert_eq!(head.num_series(), 3);
     // Replay under a recorded reference finds the existing series.
@@ -266,9 +266,14 @@ fn labels_are_interned_and_indexed_on_creation() {
     let (s1, _) = head.get_or_create(&labels(&[("__name__", "up"), ("job", "a")]));
     let (s2, _) = head.get_or_create(&labels(&[("__name__", "up"), ("job", "b")]));
     // Same name string shared by both series.
-    let n1 = &s1.labels.as_slice()[0].value;
-    let n2 = &s2.labels.as_slice()[0].value;
+    let (l1, l2) = (head.series_labels(&s1), head.series_labels(&s2));
+    let n1 = &l1.as_slice()[0].value;
+    let n2 = &l2.as_slice()[0].value;
     assert!(std::sync::Arc::ptr_eq(n1, n2));
+    // The name and the job label are shared symbols: 3 distinct strings
+    // besides the two job values.
+    assert_eq!(&s1.label_ids[..3], &s2.label_ids[..3]);
+    assert_ne!(s1.label_ids[3], s2.label_ids[3]);
     let m = crate::matcher::Matcher::new(crate::matcher::MatchOp::Equal, "job", "b").unwrap();
     let bm = head.postings().select(&[m]);
     assert_eq!(bm.iter().collect::<Vec<_>>(), vec![s2.series_ref.0]);

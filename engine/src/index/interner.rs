@@ -12,28 +12,35 @@
 //! The head calls it after removing series (head truncation), not on every
 //! removal, because one purge pass is cheaper than reference tracking.
 
-use std::collections::HashSet;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
+use hashbrown::{DefaultHashBuilder, HashTable};
 use parking_lot::RwLock;
 
 use crate::labels::{Label, Labels};
 
 /// Number of shards; a power of two so the shard is a mask of the hash.
 const SHARDS: usize = 32;
+/// The hash bits that pick the shard: above the bits a table of fewer than
+/// 2^32 entries uses for its buckets and below the 7 top bits it keeps as
+/// tags, so sharding does not weaken either.
+const SHARD_SHIFT: u32 = 32;
 
 /// Bytes of an `Arc<str>` allocation besides the string: the two reference
 /// counts.
 const ARC_HEADER_BYTES: usize = 16;
-/// Bytes of one hash-table slot: the fat pointer plus hashbrown's control
-/// byte.
+/// Bytes of one hash-table slot: the fat pointer plus the control byte.
 const SLOT_BYTES: usize = std::mem::size_of::<Arc<str>>() + 1;
 
 /// Deduplicates strings into shared `Arc<str>`s. `Send + Sync`.
+///
+/// Each string is hashed once (a seeded, per-process random hasher, so
+/// label values sent over the network cannot be chosen to collide); the
+/// hash picks the shard and the slot in it.
 pub struct Interner {
-    hasher: RandomState,
-    shards: Box<[RwLock<HashSet<Arc<str>>>]>,
+    hasher: DefaultHashBuilder,
+    shards: Box<[RwLock<HashTable<Arc<str>>>]>,
 }
 
 impl Default for Interner {
@@ -45,45 +52,41 @@ impl Default for Interner {
 impl Interner {
     pub fn new() -> Self {
         Interner {
-            hasher: RandomState::new(),
-            shards: (0..SHARDS).map(|_| RwLock::new(HashSet::new())).collect(),
+            hasher: DefaultHashBuilder::default(),
+            shards: (0..SHARDS).map(|_| RwLock::new(HashTable::new())).collect(),
         }
     }
 
-    fn shard(&self, s: &str) -> &RwLock<HashSet<Arc<str>>> {
-        let h = self.hasher.hash_one(s) as usize;
-        &self.shards[h & (SHARDS - 1)]
+    fn hash(&self, s: &str) -> u64 {
+        self.hasher.hash_one(s)
+    }
+
+    fn shard(&self, hash: u64) -> &RwLock<HashTable<Arc<str>>> {
+        &self.shards[(hash >> SHARD_SHIFT) as usize & (SHARDS - 1)]
+    }
+
+    /// The shared copy of `s`, made from `make` on first sight.
+    fn get_or_insert(&self, s: &str, make: impl FnOnce() -> Arc<str>) -> Arc<str> {
+        let h = self.hash(s);
+        let shard = self.shard(h);
+        if let Some(a) = shard.read().find(h, |a| **a == *s) {
+            return Arc::clone(a);
+        }
+        let mut table = shard.write();
+        // Another writer may have stored it between the two locks.
+        let entry = table.entry(h, |a| **a == *s, |a| self.hasher.hash_one(&**a));
+        Arc::clone(entry.or_insert_with(make).get())
     }
 
     /// The shared copy of `s`, stored on first sight.
     pub fn intern(&self, s: &str) -> Arc<str> {
-        let shard = self.shard(s);
-        if let Some(a) = shard.read().get(s) {
-            return Arc::clone(a);
-        }
-        let mut set = shard.write();
-        // Another writer may have stored it between the two locks.
-        if let Some(a) = set.get(s) {
-            return Arc::clone(a);
-        }
-        let a: Arc<str> = Arc::from(s);
-        set.insert(Arc::clone(&a));
-        a
+        self.get_or_insert(s, || Arc::from(s))
     }
 
     /// Like [`Interner::intern`], but reuses `s`'s allocation when the string
     /// is new (the caller already holds an `Arc<str>`).
     pub fn intern_arc(&self, s: &Arc<str>) -> Arc<str> {
-        let shard = self.shard(s);
-        if let Some(a) = shard.read().get(&**s) {
-            return Arc::clone(a);
-        }
-        let mut set = shard.write();
-        if let Some(a) = set.get(&**s) {
-            return Arc::clone(a);
-        }
-        set.insert(Arc::clone(s));
-        Arc::clone(s)
+        self.get_or_insert(s, || Arc::clone(s))
     }
 
     /// A copy of `l` whose names and values are the interned strings.
@@ -115,12 +118,12 @@ impl Interner {
     pub fn purge(&self) -> usize {
         let mut removed = 0;
         for shard in self.shards.iter() {
-            let mut set = shard.write();
-            let before = set.len();
-            set.retain(|a| Arc::strong_count(a) > 1);
-            removed += before - set.len();
-            if set.capacity() > 4 * set.len().max(16) {
-                set.shrink_to_fit();
+            let mut table = shard.write();
+            let before = table.len();
+            table.retain(|a| Arc::strong_count(a) > 1);
+            removed += before - table.len();
+            if table.capacity() > 4 * table.len().max(16) {
+                table.shrink_to_fit(|a| self.hasher.hash_one(&**a));
             }
         }
         removed
@@ -131,9 +134,9 @@ impl Interner {
         self.shards
             .iter()
             .map(|s| {
-                let set = s.read();
-                let strings: usize = set.iter().map(|a| ARC_HEADER_BYTES + a.len()).sum();
-                strings + set.capacity() * SLOT_BYTES
+                let table = s.read();
+                let strings: usize = table.iter().map(|a| ARC_HEADER_BYTES + a.len()).sum();
+                strings + table.capacity() * SLOT_BYTES
             })
             .sum()
     }

@@ -273,6 +273,59 @@ fn concurrent_writers_and_readers() {
     assert_eq!(p.label_values("writer", None), vec!["w0", "w1", "w2", "w3"]);
 }
 
+#[test]
+fn concurrent_adds_and_removes_leave_exactly_the_live_series() {
+    // Every thread churns its own refs through a few shared label names, so
+    // names and values keep disappearing and reappearing under contention.
+    const THREADS: u32 = 4;
+    const ROUNDS: u32 = 300;
+    let p = Arc::new(Postings::new());
+    let labels_of = |id: u32| {
+        Labels::from_pairs([
+            ("__name__", "req".to_string()),
+            ("shared", format!("v{}", id % 3)),
+            ("rare", if id % 7 == 0 { "yes" } else { "" }.to_string()),
+        ])
+    };
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let p = Arc::clone(&p);
+            std::thread::spawn(move || {
+                for round in 0..ROUNDS {
+                    let id = t * ROUNDS + round;
+                    let l = labels_of(id);
+                    p.add(SeriesRef(id), &l);
+                    // Remove every other series again at once.
+                    if id % 2 == 1 {
+                        p.remove(SeriesRef(id), &l);
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("churn thread panicked");
+    }
+    let live: Vec<(u32, Labels)> = (0..THREADS * ROUNDS)
+        .filter(|id| id % 2 == 0)
+        .map(|id| (id, labels_of(id)))
+        .collect();
+    for specs in [
+        &["__name__=req"][..],
+        &["shared=v1"],
+        &["rare=yes"],
+        &["rare="],
+        &["shared!~v0|v2", "rare!="],
+    ] {
+        let ms: Vec<Matcher> = specs.iter().map(|s| matcher(s)).collect();
+        assert_eq!(refs(&p.select(&ms)), brute_force(&live, &ms), "{specs:?}");
+    }
+    assert_eq!(p.label_values("shared", None), vec!["v0", "v1", "v2"]);
+    let c = p.cardinality(100);
+    assert_eq!(c.num_series, live.len() as u64);
+    assert_eq!(c.num_label_pairs, 1 + 3 + 1);
+}
+
 // ---- property test against a brute-force reference ----
 
 const NAMES: &[&str] = &["__name__", "a", "b", "c"];

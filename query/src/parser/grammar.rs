@@ -133,6 +133,8 @@ impl<'a> Parser<'a> {
 
     /// "unexpected <token> [in <context>][, expected <what>]", or the
     /// lexer's message when the token is a lexical error.
+    #[cold]
+    #[inline(never)]
     fn unexpected(&self, t: &Token, context: &str, expected: &str) -> ParseError {
         if let TokKind::Error(m) = &t.kind {
             return self.err(t.start, t.end, m.clone());
@@ -149,6 +151,8 @@ impl<'a> Parser<'a> {
         self.err(t.start, t.end, msg)
     }
 
+    #[cold]
+    #[inline(never)]
     fn too_deep(&self, at: usize) -> ParseError {
         self.err(
             at,
@@ -195,21 +199,35 @@ impl<'a> Parser<'a> {
                 prec + 1
             };
             let rhs = self.expr(next_min)?;
-            let depth = 1 + lhs.depth.max(rhs.depth);
-            let s = lhs.expr.span().to(rhs.expr.span());
-            lhs = self.node(
-                Expr::Binary(BinaryExpr {
-                    op,
-                    lhs: Box::new(lhs.expr),
-                    rhs: Box::new(rhs.expr),
-                    return_bool,
-                    matching,
-                    span: s,
-                }),
-                depth,
-            )?;
+            lhs = self.binary(lhs, op, return_bool, matching, rhs)?;
         }
         Ok(lhs)
+    }
+
+    /// Builds `lhs op rhs` (kept out of `expr_inner`, which is on the
+    /// recursion path, so that its stack frame stays small in debug builds).
+    #[inline(never)]
+    fn binary(
+        &self,
+        lhs: Node,
+        op: BinaryOp,
+        return_bool: bool,
+        matching: Option<VectorMatching>,
+        rhs: Node,
+    ) -> PResult<Node> {
+        let depth = 1 + lhs.depth.max(rhs.depth);
+        let s = lhs.expr.span().to(rhs.expr.span());
+        self.node(
+            Expr::Binary(BinaryExpr {
+                op,
+                lhs: Box::new(lhs.expr),
+                rhs: Box::new(rhs.expr),
+                return_bool,
+                matching,
+                span: s,
+            }),
+            depth,
+        )
     }
 
     /// `bool`, `on(...)`/`ignoring(...)`, `group_left(...)`/`group_right(...)`
@@ -319,7 +337,15 @@ impl<'a> Parser<'a> {
         if signs.is_empty() {
             return self.postfix();
         }
-        let mut node = self.expr(POW_PRECEDENCE.max(UNARY_PRECEDENCE + 1))?;
+        let node = self.expr(POW_PRECEDENCE.max(UNARY_PRECEDENCE + 1))?;
+        self.apply_signs(&signs, node)
+    }
+
+    /// Applies unary signs (innermost first), folding them into number
+    /// literals as Prometheus does.
+    #[inline(never)]
+    fn apply_signs(&self, signs: &[(BinaryOp, usize)], node: Node) -> PResult<Node> {
+        let mut node = node;
         // Apply the innermost sign first.
         for &(op, start) in signs.iter().rev() {
             let end = node.expr.span().end as usize;
@@ -373,7 +399,13 @@ impl<'a> Parser<'a> {
 
     /// An atom followed by any `[...]`, `offset` and `@` modifiers.
     fn postfix(&mut self) -> PResult<Node> {
-        let mut node = self.atom()?;
+        let node = self.atom()?;
+        self.modifiers(node)
+    }
+
+    /// `[...]`, `offset` and `@` modifiers after an atom.
+    #[inline(never)]
+    fn modifiers(&mut self, mut node: Node) -> PResult<Node> {
         loop {
             let t = self.peek();
             match t.kind {
@@ -397,54 +429,15 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// An operand: literal, parenthesised expression, selector, call or
+    /// aggregation.
     fn atom(&mut self) -> PResult<Node> {
         let as_label_name = std::mem::take(&mut self.label_name_next);
         let t = self.peek();
         match &t.kind {
-            TokKind::Number | TokKind::Duration => {
-                self.bump();
-                let value = self.number_value(t)?;
-                self.node(
-                    Expr::Number(NumberLiteral {
-                        value,
-                        span: span(t.start, t.end),
-                    }),
-                    1,
-                )
-            }
-            TokKind::Str => {
-                self.bump();
-                let value = literal::unquote(self.text(t))
-                    .map_err(|e| self.err(t.start, t.end, e.message(as_label_name)))?;
-                self.node(
-                    Expr::String(StringLiteral {
-                        value,
-                        span: span(t.start, t.end),
-                    }),
-                    1,
-                )
-            }
-            TokKind::LParen => {
-                self.bump();
-                let inner = self.expr(0)?;
-                let close = self.peek();
-                if !matches!(close.kind, TokKind::RParen) {
-                    return Err(self.unexpected(close, "", ""));
-                }
-                self.bump();
-                let depth = inner.depth + 1;
-                self.node(
-                    Expr::Paren(ParenExpr {
-                        expr: Box::new(inner.expr),
-                        span: span(t.start, close.end),
-                    }),
-                    depth,
-                )
-            }
-            TokKind::LBrace => {
-                let (matchers, end) = self.label_matchers()?;
-                self.selector(None, matchers, t.start, end)
-            }
+            TokKind::Number | TokKind::Duration | TokKind::Str => self.literal(as_label_name),
+            TokKind::LParen => self.paren(),
+            TokKind::LBrace => self.brace_selector(),
             TokKind::Keyword(Kw::Agg(op))
                 if matches!(
                     self.peek_at(1).kind,
@@ -462,6 +455,54 @@ impl<'a> Parser<'a> {
             TokKind::Op(BinaryOp::And | BinaryOp::Or | BinaryOp::Unless) => self.named_selector(),
             _ => Err(self.unexpected(t, "", "")),
         }
+    }
+
+    /// A number, duration or string literal.
+    #[inline(never)]
+    fn literal(&mut self, as_label_name: bool) -> PResult<Node> {
+        let t = self.bump();
+        let s = span(t.start, t.end);
+        let expr = if t.kind == TokKind::Str {
+            let value = literal::unquote(self.text(t))
+                .map_err(|e| self.err(t.start, t.end, e.message(as_label_name)))?;
+            Expr::String(StringLiteral { value, span: s })
+        } else {
+            let value = self.number_value(t)?;
+            Expr::Number(NumberLiteral { value, span: s })
+        };
+        self.node(expr, 1)
+    }
+
+    /// `( expr )`.
+    fn paren(&mut self) -> PResult<Node> {
+        let open = self.bump();
+        let inner = self.expr(0)?;
+        self.close_paren(open.start, inner)
+    }
+
+    #[inline(never)]
+    fn close_paren(&mut self, start: usize, inner: Node) -> PResult<Node> {
+        let close = self.peek();
+        if !matches!(close.kind, TokKind::RParen) {
+            return Err(self.unexpected(close, "", ""));
+        }
+        self.bump();
+        let depth = inner.depth + 1;
+        self.node(
+            Expr::Paren(ParenExpr {
+                expr: Box::new(inner.expr),
+                span: span(start, close.end),
+            }),
+            depth,
+        )
+    }
+
+    /// `{...}` without a metric name before it.
+    #[inline(never)]
+    fn brace_selector(&mut self) -> PResult<Node> {
+        let start = self.peek().start;
+        let (matchers, end) = self.label_matchers()?;
+        self.selector(None, matchers, start, end)
     }
 
     fn number_value(&self, t: &Token) -> PResult<f64> {
@@ -607,25 +648,7 @@ impl<'a> Parser<'a> {
     /// `name(args)`.
     fn call(&mut self) -> PResult<Node> {
         let name_tok = self.bump();
-        let name = self.text(name_tok);
-        let Some(func) = functions::lookup(name) else {
-            return Err(self.err(
-                name_tok.start,
-                name_tok.end,
-                format!("unknown function with name {}", go_quote(name)),
-            ));
-        };
-        match func.stability {
-            Stability::Stable => {}
-            Stability::Experimental if self.opts.experimental_functions => {}
-            Stability::Experimental => {
-                return Err(self.err(
-                    name_tok.start,
-                    name_tok.end,
-                    format!("function {} is not enabled", go_quote(name)),
-                ));
-            }
-        }
+        let func = self.function(name_tok)?;
         let label_arg = matches!(func.name, "label_replace" | "label_join").then_some(1);
         let (args, depth, end) = self.call_args(label_arg)?;
         self.node(
@@ -636,6 +659,27 @@ impl<'a> Parser<'a> {
             }),
             depth + 1,
         )
+    }
+
+    /// The table entry of the function named by `name_tok`.
+    #[inline(never)]
+    fn function(&self, name_tok: &Token) -> PResult<&'static functions::Function> {
+        let name = self.text(name_tok);
+        let Some(func) = functions::lookup(name) else {
+            return Err(self.err(
+                name_tok.start,
+                name_tok.end,
+                format!("unknown function with name {}", go_quote(name)),
+            ));
+        };
+        if func.stability == Stability::Experimental && !self.opts.experimental_functions {
+            return Err(self.err(
+                name_tok.start,
+                name_tok.end,
+                format!("function {} is not enabled", go_quote(name)),
+            ));
+        }
+        Ok(func)
     }
 
     /// `( expr, ... )`; returns the arguments, their greatest depth and
@@ -663,11 +707,7 @@ impl<'a> Parser<'a> {
                 TokKind::Comma => {
                     self.bump();
                     if self.peek().kind == TokKind::RParen {
-                        return Err(self.err(
-                            t.start,
-                            t.end,
-                            "trailing commas not allowed in function call args",
-                        ));
+                        return Err(self.trailing_comma(t));
                     }
                 }
                 _ => return Err(self.unexpected(t, "", "\",\" or \")\"")),
@@ -678,26 +718,44 @@ impl<'a> Parser<'a> {
     /// `op [by|without (...)] (args) [by|without (...)]`.
     fn aggregation(&mut self, op: AggregateOp) -> PResult<Node> {
         let op_tok = self.bump();
-        let mut grouping: Option<(Vec<String>, bool)> = None;
-        if let TokKind::Keyword(kw @ (Kw::By | Kw::Without)) = self.peek().kind {
-            self.bump();
-            grouping = Some((self.grouping_labels()?, kw == Kw::Without));
-        }
+        let grouping = self.aggregation_modifier()?;
         let t = self.peek();
         if t.kind != TokKind::LParen {
             return Err(self.unexpected(t, "aggregation", "\"(\""));
         }
         let label_arg = (op == AggregateOp::CountValues).then_some(0);
-        let (mut args, depth, mut end) = self.call_args(label_arg)?;
+        let (args, depth, end) = self.call_args(label_arg)?;
+        self.finish_aggregation(op, op_tok.start, grouping, args, depth, end)
+    }
+
+    /// An optional `by (...)` or `without (...)`.
+    #[inline(never)]
+    fn aggregation_modifier(&mut self) -> PResult<Option<(Vec<String>, bool)>> {
         if let TokKind::Keyword(kw @ (Kw::By | Kw::Without)) = self.peek().kind {
+            self.bump();
+            return Ok(Some((self.grouping_labels()?, kw == Kw::Without)));
+        }
+        Ok(None)
+    }
+
+    #[inline(never)]
+    fn finish_aggregation(
+        &mut self,
+        op: AggregateOp,
+        start: usize,
+        mut grouping: Option<(Vec<String>, bool)>,
+        mut args: Vec<Expr>,
+        depth: usize,
+        mut end: usize,
+    ) -> PResult<Node> {
+        if let TokKind::Keyword(Kw::By | Kw::Without) = self.peek().kind {
             if grouping.is_some() {
                 return Err(self.unexpected(self.peek(), "", ""));
             }
-            self.bump();
-            grouping = Some((self.grouping_labels()?, kw == Kw::Without));
+            grouping = self.aggregation_modifier()?;
             end = self.toks[self.i - 1].end;
         }
-        let s = span(op_tok.start, end);
+        let s = span(start, end);
         if args.is_empty() {
             return Err(self.err_span(s, "no arguments for aggregate expression provided"));
         }
@@ -777,6 +835,15 @@ impl<'a> Parser<'a> {
             }
         };
         Ok(Some((if negative { -ms } else { ms }, start, t.end)))
+    }
+
+    #[cold]
+    fn trailing_comma(&self, t: &Token) -> ParseError {
+        self.err(
+            t.start,
+            t.end,
+            "trailing commas not allowed in function call args",
+        )
     }
 
     fn duration_expr_unsupported(&self, t: &Token) -> ParseError {
@@ -898,10 +965,17 @@ impl<'a> Parser<'a> {
         self.bump();
         let t = self.peek();
         let Some((ms, _, end)) = self.duration_literal()? else {
-            if matches!(
-                t.kind,
-                TokKind::LParen | TokKind::Keyword(Kw::Step | Kw::Range | Kw::MaxOf | Kw::MinOf)
-            ) {
+            let starts_duration_expr = |k: &TokKind| {
+                matches!(
+                    k,
+                    TokKind::LParen
+                        | TokKind::Keyword(Kw::Step | Kw::Range | Kw::MaxOf | Kw::MinOf)
+                )
+            };
+            let signed = matches!(t.kind, TokKind::Op(BinaryOp::Add | BinaryOp::Sub));
+            if starts_duration_expr(&t.kind)
+                || (signed && starts_duration_expr(&self.peek_at(1).kind))
+            {
                 return Err(self.duration_expr_unsupported(t));
             }
             return Err(self.unexpected(t, "offset", "number, duration, step(), or range()"));

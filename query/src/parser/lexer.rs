@@ -45,10 +45,23 @@ pub enum Kw {
 
 impl Kw {
     fn lookup(word: &str) -> Option<Kw> {
-        if let Some(op) = AggregateOp::from_keyword(word) {
-            return Some(Kw::Agg(op));
-        }
-        let kw = match word.to_ascii_lowercase().as_str() {
+        let mut buf = [0u8; 16];
+        let lower = lowercase(word, &mut buf)?;
+        let kw = match lower {
+            "sum" => Kw::Agg(AggregateOp::Sum),
+            "avg" => Kw::Agg(AggregateOp::Avg),
+            "count" => Kw::Agg(AggregateOp::Count),
+            "min" => Kw::Agg(AggregateOp::Min),
+            "max" => Kw::Agg(AggregateOp::Max),
+            "group" => Kw::Agg(AggregateOp::Group),
+            "stddev" => Kw::Agg(AggregateOp::Stddev),
+            "stdvar" => Kw::Agg(AggregateOp::Stdvar),
+            "topk" => Kw::Agg(AggregateOp::Topk),
+            "bottomk" => Kw::Agg(AggregateOp::Bottomk),
+            "count_values" => Kw::Agg(AggregateOp::CountValues),
+            "quantile" => Kw::Agg(AggregateOp::Quantile),
+            "limitk" => Kw::Agg(AggregateOp::Limitk),
+            "limit_ratio" => Kw::Agg(AggregateOp::LimitRatio),
             "by" => Kw::By,
             "without" => Kw::Without,
             "on" => Kw::On,
@@ -70,6 +83,16 @@ impl Kw {
         };
         Some(kw)
     }
+}
+
+/// `word` in ASCII lower case, in `buf`; `None` if longer than any keyword.
+fn lowercase<'b>(word: &str, buf: &'b mut [u8; 16]) -> Option<&'b str> {
+    let bytes = word.as_bytes();
+    let out = buf.get_mut(..bytes.len())?;
+    for (o, b) in out.iter_mut().zip(bytes) {
+        *o = b.to_ascii_lowercase();
+    }
+    std::str::from_utf8(out).ok()
 }
 
 /// What a token is.
@@ -236,6 +259,9 @@ impl<'a> Lexer<'a> {
     }
 
     fn skip_trivia(&mut self) {
+        if !self.rest().starts_with(|c: char| is_space(c) || c == '#') {
+            return;
+        }
         if let Ok((rest, _)) = trivia(self.rest()) {
             self.pos = self.input.len() - rest.len();
         }
@@ -507,7 +533,8 @@ impl<'a> Lexer<'a> {
                         "unexpected character in duration expression".to_string(),
                     )
                 })?;
-                let kw = match word.to_ascii_lowercase().as_str() {
+                let mut buf = [0u8; 16];
+                let kw = match lowercase(word, &mut buf).unwrap_or("") {
                     "step" => Kw::Step,
                     "range" => Kw::Range,
                     "max_of" => Kw::MaxOf,
@@ -717,24 +744,19 @@ impl<'a> Lexer<'a> {
         let (rest, word) = identifier(self.rest(), true)
             .map_err(|_| (start, start + 1, "unexpected character".to_string()))?;
         self.pos = self.input.len() - rest.len();
-        let lower_is = |s: &str| word.eq_ignore_ascii_case(s);
-        let kind = if lower_is("inf") || lower_is("nan") {
-            TokKind::Number
-        } else if lower_is("and") {
-            TokKind::Op(BinaryOp::And)
-        } else if lower_is("or") {
-            TokKind::Op(BinaryOp::Or)
-        } else if lower_is("unless") {
-            TokKind::Op(BinaryOp::Unless)
-        } else if lower_is("atan2") {
-            TokKind::Op(BinaryOp::Atan2)
-        } else {
-            match Kw::lookup(word) {
+        let mut buf = [0u8; 16];
+        let kind = match lowercase(word, &mut buf).unwrap_or("") {
+            "inf" | "nan" => TokKind::Number,
+            "and" => TokKind::Op(BinaryOp::And),
+            "or" => TokKind::Op(BinaryOp::Or),
+            "unless" => TokKind::Op(BinaryOp::Unless),
+            "atan2" => TokKind::Op(BinaryOp::Atan2),
+            _ => match Kw::lookup(word) {
                 Some(Kw::Fill) if !self.followed_by_paren() => TokKind::Ident,
                 Some(kw) => TokKind::Keyword(kw),
                 None if word.contains(':') => TokKind::MetricIdent,
                 None => TokKind::Ident,
-            }
+            },
         };
         self.emit(kind, start);
         Ok(true)

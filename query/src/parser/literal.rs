@@ -13,7 +13,13 @@ pub fn number(text: &str) -> Result<f64, String> {
     if text.eq_ignore_ascii_case("nan") {
         return Ok(f64::NAN);
     }
-    let clean: String = text.chars().filter(|&c| c != '_').collect();
+    let owned;
+    let clean: &str = if text.contains('_') {
+        owned = text.replace('_', "");
+        &owned
+    } else {
+        text
+    };
     let err =
         || format!("error parsing number: strconv.ParseFloat: parsing {text:?}: invalid syntax");
     if let Some(hex) = clean

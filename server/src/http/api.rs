@@ -262,10 +262,10 @@ pub(super) async fn metadata(
     )))
 }
 
-/// Exemplars of series matching the query's selector in `[start, end]`.
-/// Only a bare selector is understood until the PromQL parser is wired
-/// in; anything else (Grafana's `query=test` probe included) answers an
-/// empty list, which is what Prometheus answers when nothing matches.
+/// Exemplars of the series any selector of the PromQL `query` selects,
+/// in `[start, end]` (as Prometheus: the selectors are extracted, the
+/// expression is not evaluated). Grafana's `query=test` probe is a valid
+/// selector that matches nothing: `[]`.
 pub(super) async fn query_exemplars(
     State(state): State<Arc<AppState>>,
     p: Params,
@@ -274,7 +274,7 @@ pub(super) async fn query_exemplars(
     struct Ex<'a> {
         labels: BTreeMap<&'a str, &'a str>,
         value: String,
-        timestamp: f64,
+        timestamp: serde_json::Number,
     }
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
@@ -283,26 +283,32 @@ pub(super) async fn query_exemplars(
         exemplars: Vec<Ex<'a>>,
     }
     let (start, end) = time_range(&p)?;
-    let Some(matchers) = p
-        .get("query")
-        .and_then(|q| selector::parse("query", q).ok())
-    else {
-        return Ok(success(Vec::<()>::new()));
-    };
+    let expr = super::promql::parse_param(&p)?;
+    let mut sets: Vec<Vec<Matcher>> = Vec::new();
+    cairn_query::ast::visit::walk(&expr, &mut |e, _| {
+        match e {
+            cairn_query::Expr::VectorSelector(vs) => sets.push(vs.matchers.clone()),
+            cairn_query::Expr::MatrixSelector(ms) => sets.push(ms.vector.matchers.clone()),
+            _ => {}
+        }
+        cairn_query::ast::visit::Walk::Continue
+    });
     let store = state.exemplars.lock();
     let mut groups: BTreeMap<&Labels, Vec<Ex<'_>>> = BTreeMap::new();
     for ex in store.iter() {
         if ex.t < start || ex.t > end {
             continue;
         }
-        let all = matchers
-            .iter()
-            .all(|m| m.matches(ex.series.get(&m.name).unwrap_or("")));
-        if all {
+        let selected = sets.iter().any(|matchers| {
+            matchers
+                .iter()
+                .all(|m| m.matches(ex.series.get(&m.name).unwrap_or("")))
+        });
+        if selected {
             groups.entry(&ex.series).or_default().push(Ex {
                 labels: labels_json(&ex.labels),
                 value: crate::format::float(ex.value),
-                timestamp: ex.t as f64 / 1000.0,
+                timestamp: timestamp_number(ex.t),
             });
         }
     }
@@ -314,6 +320,15 @@ pub(super) async fn query_exemplars(
         })
         .collect();
     Ok(success(data))
+}
+
+/// A millisecond timestamp as the JSON number Prometheus writes (seconds,
+/// `1700000000` or `1700000000.250`).
+fn timestamp_number(t: TimestampMs) -> serde_json::Number {
+    let mut s = String::new();
+    super::query::write_timestamp(&mut s, t);
+    s.parse()
+        .unwrap_or_else(|_| serde_json::Number::from(t / 1000))
 }
 
 pub(super) async fn rules() -> Response {
@@ -372,6 +387,14 @@ pub(super) async fn flags(State(state): State<Arc<AppState>>) -> Response {
 
 pub(super) async fn status_config(State(state): State<Arc<AppState>>) -> Response {
     success(serde_json::json!({ "yaml": state.config.to_yaml() }))
+}
+
+/// WAL replay progress in Prometheus's shape. Cairn replays before it
+/// serves data endpoints, so once this answers with storage open the replay
+/// is complete; before that `current` is 0 of 1.
+pub(super) async fn walreplay(State(state): State<Arc<AppState>>) -> Response {
+    let done = u8::from(state.is_ready());
+    success(serde_json::json!({ "min": 0, "max": 1, "current": done }))
 }
 
 pub(super) async fn tsdb(

@@ -66,7 +66,7 @@ fn set_written(h: &mut HeaderMap, w: Written) {
     h.insert(EXEMPLARS_WRITTEN, HeaderValue::from(w.exemplars));
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     h.get(name).map(|v| v.to_str().unwrap_or("<not ASCII>"))
 }
 
@@ -200,4 +200,88 @@ async fn handle(
 struct Outcome {
     written: Written,
     rejected: remote_write::Rejections,
+}
+
+/// `POST /api/v1/import/prometheus`: samples in the text exposition
+/// format (see `crate::import`). 204 when everything was written, 400 with
+/// the line for a malformed body (nothing written), 400 naming series for
+/// samples storage rejected (the rest written).
+pub(super) async fn import_prometheus(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match import(state, headers, body).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn import(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, WriteError> {
+    let plain = |error: Error| WriteError {
+        error,
+        written: None,
+    };
+    if let Some(enc) = header_str(&headers, header::CONTENT_ENCODING)
+        && !enc.eq_ignore_ascii_case("identity")
+    {
+        return Err(plain(Error::UnsupportedMediaType {
+            what: "Content-Encoding",
+            value: enc.to_string(),
+            expected: "the import endpoint takes an uncompressed body",
+        }));
+    }
+    let limits = &state.config.remote_write;
+    let _permit = state.write_slots.clone().try_acquire_owned().map_err(|_| {
+        plain(Error::Overloaded {
+            what: "import",
+            limit: limits.max_in_flight,
+        })
+    })?;
+    let storage = state.storage().map_err(plain)?.clone();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let bytes = read_body(body, limits.max_body_bytes, declared)
+        .await
+        .map_err(plain)?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let st = state.clone();
+    let (appended, rejected) = tokio::task::spawn_blocking(move || {
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            plain(Error::BadParam {
+                param: "body".into(),
+                reason: format!("not UTF-8: {e}"),
+            })
+        })?;
+        let parsed = crate::import::parse(text, now).map_err(plain)?;
+        let report = storage.append(parsed.series).map_err(plain)?;
+        st.metadata.record(&parsed.metadata);
+        let mut rejected = remote_write::Rejections::default();
+        for (labels, reason, n, detail) in &report.rejected {
+            rejected.add(*reason, *n, &labels.to_string(), detail);
+        }
+        Ok::<_, WriteError>((report.appended, rejected))
+    })
+    .await
+    .map_err(|e| {
+        plain(Error::Internal {
+            reason: format!("import task failed: {e}"),
+        })
+    })??;
+    state.metrics.count_ingested(Protocol::Import, appended);
+    for (reason, n) in &rejected.samples {
+        state.metrics.count_rejected(*reason, *n);
+    }
+    if !rejected.is_empty() {
+        return Err(plain(Error::WriteRejected {
+            summary: rejected.summary(),
+        }));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

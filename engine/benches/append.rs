@@ -1,0 +1,349 @@
+//! Append throughput through `Db` (WAL on, fsync per append, temp dir) into
+//! existing and into new series, and head memory per active series with 10
+//! labels. Inputs are deterministic (fixed seeds).
+//!
+//! Run: `cargo bench -p cairn-engine --bench append`. The memory figures are
+//! printed before the throughput groups run: bytes per series from
+//! `HeadStats` and from the process RSS delta, after one sample per series
+//! and after two hours of 15 s scrapes (480 samples per series).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use cairn_engine::head::{Head, HeadOptions};
+use cairn_engine::{Db, DbOptions, Labels, Sample, WriteSeries};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The label set of series `i`: 10 labels as on an LLM-serving fleet.
+fn fleet_labels(i: u64) -> Labels {
+    let metrics = [
+        "infer_requests_total",
+        "infer_errors_total",
+        "infer_tokens_in_total",
+        "infer_tokens_out_total",
+        "infer_cost_usd_total",
+        "infer_latency_ms_bucket",
+        "ttft_ms_bucket",
+        "gpu_utilization",
+        "queue_depth",
+        "kv_cache_hit_ratio",
+    ];
+    let les = [
+        "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "+Inf",
+    ];
+    Labels::from_pairs([
+        ("__name__", metrics[(i % 10) as usize].to_string()),
+        ("le", les[((i / 10) % 10) as usize].to_string()),
+        ("model", format!("model-{}", (i / 100) % 8)),
+        ("adapter", format!("lora-{}", (i / 800) % 5)),
+        (
+            "route",
+            format!(
+                "/v1/{}",
+                ["chat", "completions", "embeddings"][((i / 4000) % 3) as usize]
+            ),
+        ),
+        ("version", format!("v{}", (i / 12_000) % 3)),
+        (
+            "region",
+            ["eu-west-1", "us-east-1"][((i / 36_000) % 2) as usize].to_string(),
+        ),
+        (
+            "instance",
+            format!("10.0.{}.{}:9090", (i / 256) % 256, i % 256),
+        ),
+        ("job", "inference".to_string()),
+        ("cluster", "prod".to_string()),
+    ])
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// CPU seconds (user + system, all threads) this process has used, from
+/// /proc/self/stat (clock ticks of 1/100 s).
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised command name; utime and stime
+            // are fields 14 and 15 of the whole line.
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = f.get(11)?.parse().ok()?;
+            let stime: f64 = f.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+/// Samples per CPU-second through `Db::append` (WAL and fsync included, the
+/// WAL thread's CPU counted), which is what "per core" means on a machine
+/// shared with other work where wall-clock rates mostly measure the queue
+/// for the CPU. Printed once.
+fn cpu_per_sample(_c: &mut Criterion) {
+    if !report_selected("cpu_per_sample") {
+        return;
+    }
+    for (n_series, per_series, rounds) in [(10_000u64, 1i64, 300i64), (1_000, 10, 300)] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::open(dir.path(), DbOptions::default()).expect("open");
+        let labels: Vec<Labels> = (0..n_series).map(fleet_labels).collect();
+        let batches: Vec<Vec<WriteSeries>> = (0..rounds)
+            .map(|r| {
+                labels
+                    .iter()
+                    .map(|l| WriteSeries {
+                        labels: l.clone(),
+                        samples: (0..per_series)
+                            .map(|j| Sample::new(r * per_series + j, (r * 7 + j) as f64))
+                            .collect(),
+                    })
+                    .collect()
+            })
+            .collect();
+        db.append(&batches[0]).expect("create series");
+        let cpu0 = cpu_seconds();
+        let wall0 = std::time::Instant::now();
+        for b in &batches[1..] {
+            black_box(db.append(b).expect("append"));
+        }
+        let cpu = cpu_seconds() - cpu0;
+        let wall = wall0.elapsed().as_secs_f64();
+        let samples = (n_series * per_series as u64 * (rounds as u64 - 1)) as f64;
+        println!(
+            "Db::append {n_series} series x {per_series} samples per batch: \
+             {:.2} M samples per CPU-second ({:.2} M/s wall, {:.1} CPU-s, {} fsyncs)",
+            samples / cpu / 1e6,
+            samples / wall / 1e6,
+            cpu,
+            db.stats().wal.fsyncs,
+        );
+        // Restart: replaying the WAL into a fresh head.
+        let total = db.stats().samples;
+        db.close().expect("close");
+        let t0 = std::time::Instant::now();
+        let cpu0 = cpu_seconds();
+        let db = Db::open(dir.path(), DbOptions::default()).expect("reopen");
+        let cpu = cpu_seconds() - cpu0;
+        let secs = t0.elapsed().as_secs_f64();
+        assert_eq!(db.stats().samples, total);
+        println!(
+            "  reopen replays {total} samples in {:.0} ms wall, {:.2} CPU-s \
+             ({:.2} M samples per CPU-second)",
+            secs * 1e3,
+            cpu,
+            total as f64 / cpu / 1e6
+        );
+    }
+}
+
+/// Whether a once-printed report runs: criterion passes name filters as
+/// free arguments; a report runs when there is none or one selects it.
+fn report_selected(name: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+}
+
+/// Head memory per active series, printed once.
+fn head_memory(_c: &mut Criterion) {
+    const SERIES: u64 = 100_000;
+    if !report_selected("head_memory") {
+        return;
+    }
+    let rss0 = rss_bytes();
+    let head = Head::new(HeadOptions::default());
+    let series: Vec<_> = (0..SERIES)
+        .map(|i| head.get_or_create(&fleet_labels(i)).0)
+        .collect();
+    let t0: i64 = 1_700_000_000_000 - 1_700_000_000_000 % 7_200_000;
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut values: Vec<f64> = vec![0.0; SERIES as usize];
+    let report = |head: &Head, samples: u64, rss0: u64| {
+        let (series_bytes, chunks) = head.memory_bytes();
+        let index_bytes = (head.interner().memory_bytes() + head.postings().memory_bytes()) as u64;
+        let total = series_bytes + index_bytes;
+        let rss = rss_bytes().saturating_sub(rss0);
+        println!(
+            "head memory, {SERIES} series x 10 labels, {samples} samples/series: \
+             HeadStats {:.0} B/series (series+chunks {:.0}, index {:.0}), {chunks} chunks; \
+             RSS delta {:.0} B/series",
+            total as f64 / SERIES as f64,
+            series_bytes as f64 / SERIES as f64,
+            index_bytes as f64 / SERIES as f64,
+            rss as f64 / SERIES as f64,
+        );
+    };
+    for step in 0..480i64 {
+        for (i, s) in series.iter().enumerate() {
+            // 15 s scrapes with millisecond jitter; counters, one-decimal
+            // gauges and histogram buckets by metric.
+            let t = t0 + step * 15_000 + rng.below(40) as i64;
+            let v = &mut values[i];
+            match i % 10 {
+                0..=6 => *v += rng.below(20) as f64,
+                7 => *v = (rng.below(1000) as f64) / 10.0,
+                8 => *v = rng.below(50) as f64,
+                _ => *v = (rng.below(1000) as f64) / 1000.0,
+            }
+            head.append_samples(s, &[Sample::new(t, *v)], |_| {});
+        }
+        if step == 0 {
+            report(&head, 1, rss0);
+        }
+    }
+    report(&head, 480, rss0);
+    black_box(&head);
+}
+
+fn append(c: &mut Criterion) {
+    let mut g = c.benchmark_group("db_append");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(5));
+    g.warm_up_time(Duration::from_secs(1));
+
+    // Into existing series: one remote-write-like batch of 10k series with
+    // one sample each, and 1k series with 10 samples each.
+    for (n_series, per_series) in [(10_000u64, 1i64), (1_000, 10)] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::open(dir.path(), DbOptions::default()).expect("open");
+        let labels: Vec<Labels> = (0..n_series).map(fleet_labels).collect();
+        let mut t: i64 = 0;
+        let make = |t: &mut i64| -> Vec<WriteSeries> {
+            let batch = labels
+                .iter()
+                .map(|l| WriteSeries {
+                    labels: l.clone(),
+                    samples: (0..per_series)
+                        .map(|j| Sample::new(*t + j, (*t + j) as f64))
+                        .collect(),
+                })
+                .collect();
+            *t += per_series;
+            batch
+        };
+        db.append(&make(&mut t)).expect("create series");
+        g.throughput(Throughput::Elements(n_series * per_series as u64));
+        g.bench_function(format!("existing_series/{n_series}x{per_series}"), |b| {
+            b.iter_batched(
+                || make(&mut t),
+                |batch| {
+                    let out = db.append(&batch).expect("append");
+                    assert_eq!(out.samples_appended, n_series * per_series as u64);
+                    // Returned so that criterion drops it outside the timing.
+                    batch
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+
+    // Two appenders at once into disjoint sets of 5k existing series: group
+    // commit lets them share fsyncs.
+    {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = std::sync::Arc::new(Db::open(dir.path(), DbOptions::default()).expect("open"));
+        let sets: Vec<Vec<Labels>> = (0..2u64)
+            .map(|th| (0..5_000).map(|i| fleet_labels(th * 5_000 + i)).collect())
+            .collect();
+        let mut t: i64 = 0;
+        g.throughput(Throughput::Elements(10_000));
+        g.bench_function("existing_series/2_threads_x_5000x1", |b| {
+            b.iter_batched(
+                || {
+                    t += 1;
+                    sets.iter()
+                        .map(|set| {
+                            set.iter()
+                                .map(|l| WriteSeries {
+                                    labels: l.clone(),
+                                    samples: vec![Sample::new(t, t as f64)],
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                        .collect::<Vec<_>>()
+                },
+                |batches| {
+                    std::thread::scope(|s| {
+                        for batch in &batches {
+                            let db = &db;
+                            s.spawn(move || db.append(batch).expect("append"));
+                        }
+                    });
+                    batches
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+
+    // The head alone (no WAL): the CPU cost of the append rules and chunks.
+    {
+        let head = Head::new(HeadOptions::default());
+        let labels: Vec<Labels> = (0..10_000).map(fleet_labels).collect();
+        let mut t: i64 = 0;
+        g.throughput(Throughput::Elements(10_000));
+        g.bench_function("head_only/existing_series/10000x1", |b| {
+            b.iter(|| {
+                t += 1;
+                for l in &labels {
+                    let (s, _) = head.get_or_create(l);
+                    head.append_samples(&s, &[Sample::new(t, t as f64)], |_| {});
+                }
+            })
+        });
+    }
+
+    // Into new series: every batch creates 1k series.
+    {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::open(dir.path(), DbOptions::default()).expect("open");
+        let mut next: u64 = 0;
+        g.throughput(Throughput::Elements(1_000));
+        g.bench_function("new_series/1000x1", |b| {
+            b.iter_batched(
+                || {
+                    let batch: Vec<WriteSeries> = (next..next + 1_000)
+                        .map(|i| WriteSeries {
+                            labels: fleet_labels(i),
+                            samples: vec![Sample::new(1_000, 1.0)],
+                        })
+                        .collect();
+                    next += 1_000;
+                    batch
+                },
+                |batch| {
+                    let out = db.append(&batch).expect("append");
+                    assert_eq!(out.series_created, 1_000);
+                    batch
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, head_memory, cpu_per_sample, append);
+criterion_main!(benches);

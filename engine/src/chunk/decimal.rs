@@ -1,0 +1,745 @@
+//! Encoding 2, [`Encoding::DecimalGrid`](super::Encoding::DecimalGrid):
+//! timestamps predicted on a tracked scrape grid, values as scaled decimal
+//! integers when they are, both coded with adaptive Rice codes.
+//!
+//! Why: metrics are scraped on a fixed interval with a few milliseconds of
+//! jitter, and most values are integers (counters, histogram buckets) or
+//! have few decimals (gauges). Delta-of-delta and XOR pay for the jitter
+//! twice and see decimals as noise; predicting each timestamp from a
+//! smoothed grid pays for the jitter once, and integer deltas of decimals
+//! cost a few bits.
+//!
+//! Body layout (after the chunk header, which holds the first timestamp):
+//!
+//! ```text
+//! value mode: '0' + 5-bit exponent e (decimal: v = m / 10^e)
+//!             '1'                    (float: Gorilla XOR, as encoding 1)
+//! sample 0:   value
+//! sample 1:   nominal interval D as a signed varbits, then time, value
+//! sample i:   time residual r = t - predicted, as a Rice code (zigzag)
+//!             value: decimal mode: Rice code of zigzag(delta - predicted
+//!                    delta), or an escape carrying the raw 64 bits (NaN,
+//!                    stale marker, +-Inf, -0.0); float mode: XOR record
+//! ```
+//!
+//! A Rice code of `z` with parameter `k`: `q = z >> k` zeros, a '1', then
+//! the low `k` bits of `z`; when `q >= 16`: 16 zeros, a flag bit (0: number,
+//! 1: raw value), then for a number a 6-bit length-1 and the number's bits,
+//! for a raw value 64 bits. `k` adapts to a moving average of recent `z`,
+//! computed identically by encoder and decoder. See `docs/format.md`.
+
+use super::bits::{BitReader, BitWriter};
+use super::{Sink, corrupt};
+use crate::error::Result;
+
+/// Unary quotients at or above this are escapes.
+const Q_ESCAPE: u32 = 16;
+/// Largest Rice parameter; larger numbers are escaped.
+const K_MAX: u32 = 40;
+/// The moving average keeps `1 << AVG_SHIFT` times the mean of `z`.
+const AVG_SHIFT: u32 = 3;
+/// Grid correction: the predicted grid moves by `residual >> GRID_GAIN`.
+const GRID_GAIN: u32 = 2;
+/// A non-escaped `z` adds at most `RICE_CAP_MUL * mean + RICE_CAP_ADD`.
+const RICE_CAP_MUL: u64 = 4;
+const RICE_CAP_ADD: u64 = 4;
+/// The predicted value delta keeps `1 << DELTA_SHIFT` times the average.
+const DELTA_SHIFT: u32 = 4;
+/// Largest decimal exponent tried (10^22 is the largest exact power of ten).
+pub(crate) const MAX_EXPONENT: u32 = 22;
+/// Largest |m| of a decimal: integers up to 2^53 are exact in an f64.
+const MAX_MANTISSA: i64 = 1 << 53;
+
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+#[inline]
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+#[inline]
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// `v` as `m / 10^e` with `|m| <= 2^53`, if that gives back `v`'s exact
+/// bits. Division by an exact power of ten is correctly rounded, so the
+/// decoder computes the very same f64.
+#[inline]
+pub(crate) fn to_decimal(v: f64, e: u32) -> Option<i64> {
+    let x = v * POW10[e as usize];
+    if x.is_nan() || x.abs() > MAX_MANTISSA as f64 {
+        return None;
+    }
+    // Round half away from zero by hand: `f64::round` is a library call
+    // on baseline x86-64, and this runs for every appended value.
+    let t = x as i64;
+    let frac = x - t as f64;
+    let m = if frac >= 0.5 {
+        t + 1
+    } else if frac <= -0.5 {
+        t - 1
+    } else {
+        t
+    };
+    (from_decimal(m, e).to_bits() == v.to_bits()).then_some(m)
+}
+
+#[inline]
+fn from_decimal(m: i64, e: u32) -> f64 {
+    if e == 0 {
+        m as f64
+    } else {
+        m as f64 / POW10[e as usize]
+    }
+}
+
+/// Values that decimal mode stores raw instead of switching modes.
+#[inline]
+fn is_special(v: f64) -> bool {
+    !v.is_finite() || v.to_bits() == (-0.0f64).to_bits()
+}
+
+/// The smallest exponent `>= from` at which `v` is a decimal.
+pub(crate) fn min_exponent(v: f64, from: u32) -> Option<u32> {
+    (from..=MAX_EXPONENT).find(|&e| to_decimal(v, e).is_some())
+}
+
+/// The interval the grid assumes: the observed delta rounded to a round
+/// number of milliseconds when it is within 5% of one, since scrape and
+/// evaluation intervals are round and the first delta carries jitter.
+fn nominal_interval(delta: i64) -> i64 {
+    for unit in [60_000i64, 10_000, 5_000, 1_000, 500, 100, 50, 10] {
+        if delta >= unit / 2
+            && let Some(up) = delta.checked_add(unit / 2)
+        {
+            let rounded = up / unit * unit;
+            if (delta - rounded).abs() <= unit / 20 {
+                return rounded;
+            }
+        }
+    }
+    delta
+}
+
+/// Adaptive Rice parameter: a moving average of recent `z`. `ADOPT` says
+/// whether an escaped number resets the average (value streams: a new rate
+/// or a reset) or is ignored as an outlier (time streams: a missed scrape,
+/// a pause).
+#[derive(Debug, Clone, Copy, Default)]
+struct Rice<const ADOPT: bool> {
+    avg: u64,
+}
+
+impl<const ADOPT: bool> Rice<ADOPT> {
+    #[inline]
+    fn k(self) -> u32 {
+        (64 - (self.avg >> (AVG_SHIFT + 1)).leading_zeros()).min(K_MAX)
+    }
+
+    #[inline]
+    fn update(&mut self, z: u64, escaped: bool) {
+        let mean = self.avg >> AVG_SHIFT;
+        if escaped {
+            if ADOPT {
+                self.avg = z.min(1 << 40) << AVG_SHIFT;
+            }
+            return;
+        }
+        // One large value moves the average by a bounded step, so a single
+        // outlier does not inflate the next codes.
+        self.avg = self.avg - mean + z.min(RICE_CAP_MUL * mean + RICE_CAP_ADD);
+    }
+
+    fn write(&mut self, w: &mut BitWriter, z: u64) -> bool {
+        let k = self.k();
+        let q = z >> k;
+        let escaped = q >= u64::from(Q_ESCAPE);
+        if escaped {
+            let len = 64 - z.leading_zeros();
+            w.write_bits(0, Q_ESCAPE);
+            w.write_bits(0, 1);
+            w.write_bits(u64::from(len - 1), 6);
+            w.write_bits(z, len);
+        } else {
+            // The unary part's terminating '1' and the k low bits in one
+            // write (at most 16 + 40 bits).
+            let low = z & ((1u64 << k) - 1);
+            w.write_bits((1u64 << k) | low, q as u32 + 1 + k);
+        }
+        self.update(z, escaped);
+        escaped
+    }
+}
+
+/// A raw value in a value stream: the escape prefix, flag 1, 64 bits.
+fn write_raw(w: &mut BitWriter, bits: u64) {
+    w.write_bits(0, Q_ESCAPE);
+    w.write_bits(1, 1);
+    w.write_bits(bits, 64);
+}
+
+/// What a Rice code held.
+enum Code {
+    Small(u64),
+    Escaped(u64),
+    Raw(u64),
+}
+
+impl<const ADOPT: bool> Rice<ADOPT> {
+    /// Reads one code. The common case (no escape) is a handful of shifts
+    /// on the reader's 64-bit buffer; escapes take the cold path.
+    #[inline(always)]
+    fn read(&mut self, r: &mut BitReader<'_>) -> Code {
+        r.ensure(56);
+        let w = r.peek_word();
+        let q = w.leading_zeros();
+        if q < Q_ESCAPE {
+            let k = self.k();
+            // `w << q` starts with the terminating '1'; keeping it in the
+            // shift avoids a special case for k = 0.
+            let x = (w << q) >> (63 - k);
+            let z = (x ^ (1 << k)) | (u64::from(q) << k);
+            r.consume(q + 1 + k);
+            self.update(z, false);
+            return Code::Small(z);
+        }
+        self.read_escape(r)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read_escape(&mut self, r: &mut BitReader<'_>) -> Code {
+        r.consume(Q_ESCAPE);
+        if r.read_bits(1) == 1 {
+            return Code::Raw(r.read_bits(64));
+        }
+        let len = r.read_bits(6) as u32 + 1;
+        let z = r.read_bits(len);
+        self.update(z, true);
+        Code::Escaped(z)
+    }
+}
+
+/// How values are stored in a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ValueMode {
+    Decimal(u32),
+    Float,
+}
+
+/// The value mode that stores `v` best, on its own.
+pub(crate) fn mode_for(v: f64) -> ValueMode {
+    if is_special(v) {
+        return ValueMode::Decimal(0);
+    }
+    match min_exponent(v, 0) {
+        Some(e) => ValueMode::Decimal(e),
+        None => ValueMode::Float,
+    }
+}
+
+/// Timestamp predictor state, shared by encoder and decoder.
+#[derive(Debug, Clone)]
+struct TimeState {
+    t_prev: i64,
+    interval: i64,
+    next: i64,
+    rice: Rice<false>,
+}
+
+impl TimeState {
+    fn new(t0: i64) -> Self {
+        TimeState {
+            t_prev: t0,
+            interval: 0,
+            next: t0,
+            rice: Rice::default(),
+        }
+    }
+}
+
+impl TimeState {
+    /// After a sample at `t` whose residual was `r` (`escaped` when it was
+    /// too far from the grid to be jitter).
+    #[inline]
+    fn advance(&mut self, t: i64, r: i64, escaped: bool) {
+        if escaped {
+            self.interval = nominal_interval(t.wrapping_sub(self.t_prev));
+            self.next = t.wrapping_add(self.interval);
+        } else {
+            let shift = r.wrapping_add(1 << (GRID_GAIN - 1)) >> GRID_GAIN;
+            self.next = self.next.wrapping_add(self.interval).wrapping_add(shift);
+        }
+        self.t_prev = t;
+    }
+}
+
+/// Decimal value state, shared by encoder and decoder.
+#[derive(Debug, Clone, Default)]
+struct DecimalState {
+    m_prev: i64,
+    /// `1 << DELTA_SHIFT` times the moving average of the deltas.
+    delta_avg: i64,
+    rice: Rice<true>,
+}
+
+impl DecimalState {
+    #[inline]
+    fn predicted(&self) -> i64 {
+        self.delta_avg.wrapping_add(1 << (DELTA_SHIFT - 1)) >> DELTA_SHIFT
+    }
+
+    #[inline]
+    fn advance(&mut self, m: i64, escaped: bool) {
+        let delta = m.wrapping_sub(self.m_prev);
+        // A jump (a reset, a new rate) is believed at once; small changes
+        // are averaged.
+        self.delta_avg = if escaped {
+            delta.wrapping_shl(DELTA_SHIFT)
+        } else {
+            self.delta_avg
+                .wrapping_add(delta)
+                .wrapping_sub(self.delta_avg >> DELTA_SHIFT)
+        };
+        self.m_prev = m;
+    }
+}
+
+/// Gorilla XOR state for float mode.
+#[derive(Debug, Clone, Default)]
+struct XorState {
+    prev: u64,
+    window: Option<(u8, u8)>,
+}
+
+impl XorState {
+    fn write(&mut self, w: &mut BitWriter, bits: u64) {
+        let x = bits ^ self.prev;
+        self.prev = bits;
+        if x == 0 {
+            w.write_bits(0, 1);
+            return;
+        }
+        let lz = x.leading_zeros().min(31);
+        let tz = x.trailing_zeros();
+        if let Some((wl, wt)) = self.window
+            && lz >= u32::from(wl)
+            && tz >= u32::from(wt)
+        {
+            w.write_bits(0b10, 2);
+            w.write_bits(x >> wt, 64 - u32::from(wl) - u32::from(wt));
+            return;
+        }
+        let sig = 64 - lz - tz;
+        w.write_bits(0b11, 2);
+        w.write_bits(u64::from(lz), 5);
+        w.write_bits(u64::from(sig & 63), 6);
+        w.write_bits(x >> tz, sig);
+        self.window = Some((lz as u8, tz as u8));
+    }
+
+    #[inline]
+    fn read(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        r.ensure(56);
+        match r.peek_word().leading_ones().min(2) {
+            0 => r.consume(1),
+            1 => {
+                r.consume(2);
+                let (lz, tz) = self
+                    .window
+                    .map_or((0, 0), |(l, t)| (u32::from(l), u32::from(t)));
+                self.prev ^= r.read_bits(64 - lz - tz) << tz;
+            }
+            _ => {
+                r.consume(2);
+                let hdr = r.take_buffered(11) as u32;
+                let lz = hdr >> 6;
+                let sig = match hdr & 63 {
+                    0 => 64,
+                    s => s,
+                };
+                if lz + sig > 64 {
+                    return Err(corrupt("XOR window wider than 64 bits"));
+                }
+                let tz = 64 - lz - sig;
+                self.window = Some((lz as u8, tz as u8));
+                self.prev ^= r.read_bits(sig) << tz;
+            }
+        }
+        Ok(self.prev)
+    }
+}
+
+/// Streaming state of an encoding-2 chunk.
+#[derive(Debug, Clone)]
+pub(crate) struct DecimalEncoder {
+    w: BitWriter,
+    count: u32,
+    time: TimeState,
+    values: ValueState,
+}
+
+/// The encoder's value state for its mode.
+#[derive(Debug, Clone)]
+enum ValueState {
+    Decimal {
+        e: u8,
+        state: DecimalState,
+        /// Largest |m| so far, to know whether a larger exponent still fits.
+        max_abs_m: u64,
+    },
+    Float(XorState),
+}
+
+/// Outcome of an append: done, or the chunk must be re-encoded in another
+/// value mode first (the caller re-encodes and appends again).
+pub(crate) enum Appended {
+    Done,
+    NeedsMode(ValueMode),
+}
+
+impl DecimalEncoder {
+    pub(crate) fn new(mode: ValueMode) -> Self {
+        let mut w = BitWriter::new();
+        match mode {
+            ValueMode::Decimal(e) => {
+                w.write_bits(0, 1);
+                w.write_bits(u64::from(e), 5);
+            }
+            ValueMode::Float => w.write_bits(1, 1),
+        }
+        DecimalEncoder {
+            w,
+            count: 0,
+            time: TimeState::new(0),
+            values: match mode {
+                ValueMode::Decimal(e) => ValueState::Decimal {
+                    e: e as u8,
+                    state: DecimalState::default(),
+                    max_abs_m: 0,
+                },
+                ValueMode::Float => ValueState::Float(XorState::default()),
+            },
+        }
+    }
+
+    /// Appends a sample, unless its value needs another value mode.
+    pub(crate) fn append(&mut self, t: i64, v: f64) -> Appended {
+        // Decide the value's coding before writing anything.
+        let m = match self.values {
+            ValueState::Decimal { e, max_abs_m, .. } if !is_special(v) => {
+                match to_decimal(v, e.into()) {
+                    Some(m) => Some(m),
+                    None => {
+                        let e = u32::from(e);
+                        let scale_fits = |e2: u32| {
+                            10u64
+                                .checked_pow(e2 - e)
+                                .and_then(|f| max_abs_m.checked_mul(f))
+                                .is_some_and(|x| x <= MAX_MANTISSA as u64)
+                        };
+                        return Appended::NeedsMode(match min_exponent(v, e + 1) {
+                            Some(e2) if scale_fits(e2) => ValueMode::Decimal(e2),
+                            _ => ValueMode::Float,
+                        });
+                    }
+                }
+            }
+            _ => None,
+        };
+
+        if self.count == 0 {
+            self.time.t_prev = t;
+        } else {
+            if self.count == 1 {
+                let interval = nominal_interval(t.wrapping_sub(self.time.t_prev));
+                write_signed_varbits(&mut self.w, interval);
+                self.time.interval = interval;
+                self.time.next = self.time.t_prev.wrapping_add(interval);
+            }
+            let r = t.wrapping_sub(self.time.next);
+            let escaped = self.time.rice.write(&mut self.w, zigzag(r));
+            self.time.advance(t, r, escaped);
+        }
+
+        match (&mut self.values, m) {
+            (ValueState::Float(xor), _) => xor.write(&mut self.w, v.to_bits()),
+            (ValueState::Decimal { .. }, None) if self.count == 0 => {
+                self.w.write_bits(1, 1);
+                self.w.write_bits(v.to_bits(), 64);
+            }
+            (ValueState::Decimal { .. }, None) => write_raw(&mut self.w, v.to_bits()),
+            (
+                ValueState::Decimal {
+                    state, max_abs_m, ..
+                },
+                Some(m),
+            ) => {
+                *max_abs_m = (*max_abs_m).max(m.unsigned_abs());
+                if self.count == 0 {
+                    // The first value is not a delta: keep it out of the
+                    // averages.
+                    self.w.write_bits(0, 1);
+                    write_signed_varbits(&mut self.w, m);
+                    state.m_prev = m;
+                } else {
+                    let delta = m.wrapping_sub(state.m_prev);
+                    let res = delta.wrapping_sub(state.predicted());
+                    let escaped = state.rice.write(&mut self.w, zigzag(res));
+                    state.advance(m, escaped);
+                }
+            }
+        }
+        self.count += 1;
+        Appended::Done
+    }
+
+    pub(crate) fn body(&self) -> &[u8] {
+        self.w.bytes()
+    }
+
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.w.heap_bytes()
+    }
+
+    pub(crate) fn into_body(self) -> Vec<u8> {
+        self.w.into_bytes()
+    }
+}
+
+/// A signed number in few bits: 6-bit length (0 for zero), then the
+/// zigzagged number's bits.
+fn write_signed_varbits(w: &mut BitWriter, v: i64) {
+    let z = zigzag(v);
+    let len = 64 - z.leading_zeros();
+    // Lengths 1..=64 are stored as 0..=63 after a '1'; zero is a lone '0'.
+    if len == 0 {
+        w.write_bits(0, 1);
+    } else {
+        w.write_bits(1, 1);
+        w.write_bits(u64::from(len - 1), 6);
+        w.write_bits(z, len);
+    }
+}
+
+fn read_signed_varbits(r: &mut BitReader<'_>) -> i64 {
+    if r.read_bits(1) == 0 {
+        return 0;
+    }
+    let len = r.read_bits(6) as u32 + 1;
+    unzigzag(r.read_bits(len))
+}
+
+/// Value decoding for one value mode, so that the sample loop is compiled
+/// once per mode without a per-sample mode check.
+trait Values {
+    /// The first value (sample 0).
+    fn first(&mut self, r: &mut BitReader<'_>) -> Result<u64>;
+    /// The value of each later sample.
+    fn next(&mut self, r: &mut BitReader<'_>) -> Result<u64>;
+}
+
+struct DecimalValues {
+    e: u32,
+    state: DecimalState,
+}
+
+impl Values for DecimalValues {
+    fn first(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        if r.read_bits(1) == 1 {
+            return Ok(r.read_bits(64));
+        }
+        let m = read_signed_varbits(r);
+        self.state.m_prev = m;
+        Ok(from_decimal(m, self.e).to_bits())
+    }
+
+    #[inline(always)]
+    fn next(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        let (z, escaped) = match self.state.rice.read(r) {
+            Code::Small(z) => (z, false),
+            Code::Escaped(z) => (z, true),
+            Code::Raw(bits) => return Ok(bits),
+        };
+        let m = self
+            .state
+            .m_prev
+            .wrapping_add(self.state.predicted())
+            .wrapping_add(unzigzag(z));
+        self.state.advance(m, escaped);
+        Ok(from_decimal(m, self.e).to_bits())
+    }
+}
+
+struct FloatValues(XorState);
+
+impl Values for FloatValues {
+    fn first(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        // The encoder XORs the first value with 0, like every other.
+        self.0.read(r)
+    }
+
+    #[inline(always)]
+    fn next(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        self.0.read(r)
+    }
+}
+
+/// Decodes `count` samples of a body whose first timestamp is `t0` and last
+/// is `t_last`, pushing those inside `[mint, maxt]` to `out`.
+pub(crate) fn decode(
+    body: &[u8],
+    count: usize,
+    t0: i64,
+    t_last: i64,
+    mint: i64,
+    maxt: i64,
+    out: &mut impl Sink,
+) -> Result<()> {
+    if count == 0 {
+        return Ok(());
+    }
+    let mut r = BitReader::new(body);
+    let full = mint <= t0 && t_last <= maxt;
+    if r.read_bits(1) == 0 {
+        let e = r.read_bits(5) as u32;
+        if e > MAX_EXPONENT {
+            return Err(corrupt("decimal exponent out of range"));
+        }
+        let vals = DecimalValues {
+            e,
+            state: DecimalState::default(),
+        };
+        if full {
+            decode_samples::<_, true>(r, vals, body, count, t0, t_last, mint, maxt, out)
+        } else {
+            decode_samples::<_, false>(r, vals, body, count, t0, t_last, mint, maxt, out)
+        }
+    } else {
+        let vals = FloatValues(XorState::default());
+        if full {
+            decode_samples::<_, true>(r, vals, body, count, t0, t_last, mint, maxt, out)
+        } else {
+            decode_samples::<_, false>(r, vals, body, count, t0, t_last, mint, maxt, out)
+        }
+    }
+}
+
+/// The sample loop; `FULL` when every sample is inside `[mint, maxt]`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn decode_samples<V: Values, const FULL: bool>(
+    mut r: BitReader<'_>,
+    mut vals: V,
+    body: &[u8],
+    count: usize,
+    t0: i64,
+    t_last: i64,
+    mint: i64,
+    maxt: i64,
+    out: &mut impl Sink,
+) -> Result<()> {
+    let mut t = t0;
+    let v = vals.first(&mut r)?;
+    if FULL || t >= mint {
+        out.push(t, v);
+    }
+    let mut time = TimeState::new(t0);
+    if count > 1 {
+        time.interval = read_signed_varbits(&mut r);
+        time.next = t0.wrapping_add(time.interval);
+    }
+    for _ in 1..count {
+        let (z, escaped) = match time.rice.read(&mut r) {
+            Code::Small(z) => (z, false),
+            Code::Escaped(z) => (z, true),
+            Code::Raw(_) => return Err(corrupt("raw value in the time stream")),
+        };
+        let res = unzigzag(z);
+        let t_next = time.next.wrapping_add(res);
+        if t_next <= t {
+            return Err(corrupt("timestamps not increasing"));
+        }
+        t = t_next;
+        time.advance(t, res, escaped);
+        let v = vals.next(&mut r)?;
+        if FULL {
+            out.push(t, v);
+        } else if t > maxt {
+            break;
+        } else if t >= mint {
+            out.push(t, v);
+        }
+    }
+    if r.overran() {
+        return Err(corrupt("body shorter than its sample count"));
+    }
+    if FULL {
+        if t != t_last {
+            return Err(corrupt("last timestamp differs from the header's max time"));
+        }
+        if body.len() as u64 * 8 - r.bits_read() >= 8 {
+            return Err(corrupt("bytes left after the last sample"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nominal_interval_rounds_jittered_scrape_intervals() {
+        let cases: [(i64, i64); 14] = [
+            (15_000, 15_000),
+            (15_003, 15_000),
+            (14_950, 15_000),
+            (15_300, 15_300),
+            (30_002, 30_000),
+            (60_500, 60_000),
+            (1_008, 1_000),
+            (997, 1_000),
+            (137, 137),
+            (1, 1),
+            (0, 0),
+            (-15_000, -15_000),
+            (i64::MAX, i64::MAX),
+            (i64::MAX - 20_000, i64::MAX - 20_000),
+        ];
+        for (delta, want) in cases {
+            assert_eq!(nominal_interval(delta), want, "delta {delta}");
+        }
+    }
+
+    #[test]
+    fn decimals_are_detected_exactly() {
+        let cases: [(f64, Option<(u32, i64)>); 11] = [
+            (0.0, Some((0, 0))),
+            (42.0, Some((0, 42))),
+            (45.5, Some((1, 455))),
+            (0.1, Some((1, 1))),
+            (0.3, Some((1, 3))),
+            (123.456, Some((3, 123_456))),
+            (-7.25, Some((2, -725))),
+            (9_007_199_254_740_992.0, Some((0, 1 << 53))),
+            // 16 significant digits still fit in 2^53.
+            (std::f64::consts::PI, Some((15, 3_141_592_653_589_793))),
+            // 17 significant digits do not.
+            (0.1 + 0.2, None),
+            (1e300, None),
+        ];
+        for (v, want) in cases {
+            let got = min_exponent(v, 0).map(|e| (e, to_decimal(v, e).expect("exponent found")));
+            assert_eq!(got, want, "value {v}");
+        }
+        for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(min_exponent(v, 0), None, "value {v}");
+        }
+        assert!(is_special(-0.0) && !is_special(0.0));
+    }
+}

@@ -1,0 +1,233 @@
+//! Counter and gauge rate functions over a range window: `rate`,
+//! `increase`, `delta` (extrapolated), `irate`, `idelta` (last two samples),
+//! `deriv`, `predict_linear` (least squares), `resets`, `changes`.
+//!
+//! Each takes the window's samples (already cut to `(t - range, t]`) and
+//! returns `None` when Prometheus would emit no sample for the step.
+
+use cairn_engine::Sample;
+
+use super::kahan_inc;
+
+/// The window a range function sees at one step.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// Exclusive start of the range, ms (evaluation time minus range and offset).
+    pub start: i64,
+    /// Inclusive end of the range, ms (evaluation time minus offset).
+    pub end: i64,
+    /// The selector's range, ms.
+    pub range_ms: i64,
+    /// The evaluation time of the step, ms.
+    pub eval_t: i64,
+}
+
+/// What kind of series a rate is taken of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A counter: drops are resets, and it never extrapolates below zero.
+    Counter,
+    /// A counter known to have no drop inside the window (the caller
+    /// tracks drops incrementally), so the per-sample pass is skipped.
+    CounterNoResets,
+    /// A gauge (`delta`).
+    Gauge,
+}
+
+/// `rate`/`increase` (counters) and `delta` (gauges): the change over the
+/// window, extrapolated towards the window's edges, per second when `is_rate`.
+pub fn extrapolated_rate(s: &[Sample], w: Window, kind: Kind, is_rate: bool) -> Option<f64> {
+    if s.len() < 2 {
+        return None;
+    }
+    let is_counter = kind != Kind::Gauge;
+    let first = s[0];
+    let last = s[s.len() - 1];
+    let mut result = last.v - first.v;
+    if kind == Kind::Counter {
+        for pair in s.windows(2) {
+            if pair[1].v < pair[0].v {
+                result += pair[0].v;
+            }
+        }
+    }
+    let mut to_start = (first.t - w.start) as f64 / 1000.0;
+    let mut to_end = (w.end - last.t) as f64 / 1000.0;
+    let sampled = (last.t - first.t) as f64 / 1000.0;
+    let avg_gap = sampled / (s.len() - 1) as f64;
+    let threshold = avg_gap * 1.1;
+    if to_start >= threshold {
+        to_start = avg_gap / 2.0;
+    }
+    if is_counter {
+        // A counter cannot go below zero: do not extrapolate past the point
+        // where the line through the samples would cross zero.
+        let mut to_zero = to_start;
+        if result > 0.0 && first.v >= 0.0 {
+            to_zero = sampled * (first.v / result);
+        }
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = avg_gap / 2.0;
+    }
+    let mut factor = if sampled != 0.0 {
+        (sampled + to_start + to_end) / sampled
+    } else {
+        1.0
+    };
+    if is_rate {
+        factor /= w.range_ms as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+/// `irate` (`is_rate`) and `idelta`: from the last two samples.
+pub fn instant_value(s: &[Sample], is_rate: bool) -> Option<f64> {
+    if s.len() < 2 {
+        return None;
+    }
+    let prev = s[s.len() - 2];
+    let last = s[s.len() - 1];
+    let interval = last.t - prev.t;
+    if interval == 0 {
+        return None;
+    }
+    let mut v = last.v;
+    // Written as "not a drop" so that NaN propagates as in Prometheus.
+    if !is_rate || !(last.v < prev.v) {
+        v = last.v - prev.v;
+    }
+    if is_rate {
+        v /= interval as f64 / 1000.0;
+    }
+    Some(v)
+}
+
+/// Least-squares slope and intercept (at `intercept_t`) of the samples.
+pub fn linear_regression(s: &[Sample], intercept_t: i64) -> (f64, f64) {
+    let init = s[0].v;
+    let const_y = s.iter().all(|p| p.v == init);
+    if const_y {
+        if init.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init);
+    }
+    let (mut n, mut sx, mut cx, mut sy, mut cy, mut sxy, mut cxy, mut sx2, mut cx2) =
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    for p in s {
+        n += 1.0;
+        let x = (p.t - intercept_t) as f64 / 1e3;
+        (sx, cx) = kahan_inc(x, sx, cx);
+        (sy, cy) = kahan_inc(p.v, sy, cy);
+        (sxy, cxy) = kahan_inc(x * p.v, sxy, cxy);
+        (sx2, cx2) = kahan_inc(x * x, sx2, cx2);
+    }
+    let sx = sx + cx;
+    let sy = sy + cy;
+    let sxy = sxy + cxy;
+    let sx2 = sx2 + cx2;
+    let cov = sxy - sx * sy / n;
+    let var = sx2 - sx * sx / n;
+    let slope = cov / var;
+    let intercept = sy / n - slope * sx / n;
+    (slope, intercept)
+}
+
+/// `deriv`: per-second slope of the least-squares line.
+pub fn deriv(s: &[Sample]) -> Option<f64> {
+    if s.len() < 2 {
+        return None;
+    }
+    Some(linear_regression(s, s[0].t).0)
+}
+
+/// `predict_linear`: the value the least-squares line reaches `secs` after
+/// the evaluation time.
+pub fn predict_linear(s: &[Sample], eval_t: i64, secs: f64) -> Option<f64> {
+    if s.len() < 2 {
+        return None;
+    }
+    let (slope, intercept) = linear_regression(s, eval_t);
+    Some(slope * secs + intercept)
+}
+
+/// `resets`: how often the value dropped.
+pub fn resets(s: &[Sample]) -> Option<f64> {
+    if s.is_empty() {
+        return None;
+    }
+    Some(s.windows(2).filter(|p| p[1].v < p[0].v).count() as f64)
+}
+
+/// `changes`: how often the value changed (NaN to NaN is no change).
+pub fn changes(s: &[Sample]) -> Option<f64> {
+    if s.is_empty() {
+        return None;
+    }
+    Some(
+        s.windows(2)
+            .filter(|p| p[1].v != p[0].v && !(p[1].v.is_nan() && p[0].v.is_nan()))
+            .count() as f64,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples(v: &[(i64, f64)]) -> Vec<Sample> {
+        v.iter().map(|&(t, v)| Sample::new(t, v)).collect()
+    }
+
+    #[test]
+    fn rate_extrapolates_to_window_edges() {
+        // 0, 10, 20 at 0s/60s/120s; window (-180s, 120s]: start gap 180s
+        // exceeds 1.1 * 60s, so extrapolate 30s, but the zero point is at
+        // 0s, so the start is not extended at all; the end is exact.
+        let s = samples(&[(0, 0.0), (60_000, 10.0), (120_000, 20.0)]);
+        let w = Window {
+            start: -180_000,
+            end: 120_000,
+            range_ms: 300_000,
+            eval_t: 120_000,
+        };
+        let inc = extrapolated_rate(&s, w, Kind::Counter, false).unwrap();
+        assert!((inc - 20.0).abs() < 1e-9, "{inc}");
+        let rate = extrapolated_rate(&s, w, Kind::Counter, true).unwrap();
+        assert!((rate - 20.0 / 300.0).abs() < 1e-12, "{rate}");
+    }
+
+    #[test]
+    fn counter_resets_are_added_back() {
+        let s = samples(&[(0, 5.0), (10_000, 8.0), (20_000, 2.0)]);
+        let w = Window {
+            start: 0,
+            end: 20_000,
+            range_ms: 20_000,
+            eval_t: 20_000,
+        };
+        // increase = 2 - 5 + 8 = 5 over 20s sampled, start gap 0.
+        assert_eq!(extrapolated_rate(&s, w, Kind::Counter, false), Some(5.0));
+        // Without the reset pass the drop is taken as a decrease.
+        assert_eq!(
+            extrapolated_rate(&s, w, Kind::CounterNoResets, false),
+            Some(-3.0)
+        );
+        assert_eq!(extrapolated_rate(&s, w, Kind::Gauge, false), Some(-3.0));
+        assert_eq!(resets(&s), Some(1.0));
+        assert_eq!(changes(&s), Some(2.0));
+        assert_eq!(instant_value(&s, true), Some(0.2));
+        assert_eq!(instant_value(&s, false), Some(-6.0));
+    }
+
+    #[test]
+    fn regression() {
+        let s = samples(&[(0, 1.0), (1000, 3.0), (2000, 5.0)]);
+        assert_eq!(deriv(&s), Some(2.0));
+        assert_eq!(predict_linear(&s, 2000, 10.0), Some(25.0));
+    }
+}

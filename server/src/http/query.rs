@@ -1,0 +1,368 @@
+//! `/api/v1/query` and `/api/v1/query_range`: PromQL evaluation through
+//! cairn-query's engine, with Prometheus's parameters (`query`, `time`,
+//! `start`, `end`, `step`, `timeout`, `limit`, `stats`, `lookback_delta`)
+//! and its JSON result format, byte for byte: timestamps as JSON numbers in
+//! seconds with millisecond fraction, values as strings formatted like Go's
+//! `strconv.FormatFloat(v, 'f', -1, 64)`.
+//!
+//! Queries run on blocking threads, at most `query.max_concurrency` at
+//! once (further ones wait); a client that disconnects cancels its query.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use cairn_engine::{Labels, TimestampMs};
+use cairn_query::eval::{CancelToken, QueryOptions};
+use cairn_query::{Engine, EngineOptions, QueryResult, Value};
+
+use super::api::parse_time;
+use super::promql::parse_param;
+use super::{ApiError, AppState, Params};
+use crate::config::PromDuration;
+use crate::error::Error;
+
+/// Parses a duration parameter: float seconds (`15`, `0.5`) or a
+/// Prometheus duration (`15s`, `1m30s`), in milliseconds.
+pub fn parse_duration(param: &str, s: &str) -> Result<i64, Error> {
+    let bad = |why: &str| Error::BadParam {
+        param: param.into(),
+        reason: format!("cannot parse {s:?} to a valid duration{why}"),
+    };
+    if let Ok(f) = s.parse::<f64>() {
+        if !f.is_finite() {
+            return Err(bad(""));
+        }
+        let ms = (f * 1000.0).round();
+        if ms.abs() > i64::MAX as f64 / 1e6 {
+            return Err(bad(". It overflows int64"));
+        }
+        return Ok(ms as i64);
+    }
+    s.parse::<PromDuration>()
+        .map(|d| d.as_millis_i64())
+        .map_err(|_| bad(""))
+}
+
+/// Cancels the query when the request future is dropped (client gone).
+struct CancelOnDrop(CancelToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// What to evaluate.
+enum Kind {
+    Instant {
+        t: TimestampMs,
+    },
+    Range {
+        start: TimestampMs,
+        end: TimestampMs,
+        step: i64,
+    },
+}
+
+pub(super) async fn instant(
+    State(state): State<Arc<AppState>>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let t = match p.get("time") {
+        Some(s) => parse_time("time", s)?,
+        None => chrono::Utc::now().timestamp_millis(),
+    };
+    run(state, p, Kind::Instant { t }).await
+}
+
+pub(super) async fn range(
+    State(state): State<Arc<AppState>>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let need = |k: &str| {
+        p.get(k).ok_or_else(|| Error::BadParam {
+            param: k.into(),
+            reason: format!("missing {k}"),
+        })
+    };
+    let start = parse_time("start", need("start")?)?;
+    let end = parse_time("end", need("end")?)?;
+    if end < start {
+        return Err(Error::BadParam {
+            param: "end".into(),
+            reason: "end timestamp must not be before start time".into(),
+        }
+        .into());
+    }
+    let step = parse_duration("step", need("step")?)?;
+    if step <= 0 {
+        return Err(Error::BadParam {
+            param: "step".into(),
+            reason: "zero or negative query resolution step widths are not accepted. \
+                     Try a positive integer"
+                .into(),
+        }
+        .into());
+    }
+    let max_points = state.config.query.max_points_per_series as i64;
+    if (end - start) / step >= max_points {
+        return Err(Error::BadParam {
+            param: "step".into(),
+            reason: format!(
+                "exceeded maximum resolution of {max_points} points per timeseries. \
+                 Try decreasing the query resolution (?step=XX)"
+            ),
+        }
+        .into());
+    }
+    run(state, p, Kind::Range { start, end, step }).await
+}
+
+async fn run(state: Arc<AppState>, p: Params, kind: Kind) -> Result<Response, ApiError> {
+    let expr = parse_param(&p)?;
+    let query = p.get("query").unwrap_or_default().to_string();
+    let qc = &state.config.query;
+    let mut timeout = qc.timeout.0;
+    if let Some(s) = p.get("timeout") {
+        let ms = parse_duration("timeout", s)?;
+        if ms > 0 {
+            timeout = timeout.min(Duration::from_millis(ms as u64));
+        }
+    }
+    let limit = match p.get("limit") {
+        None => 0,
+        Some(s) => s.parse::<usize>().map_err(|_| Error::BadParam {
+            param: "limit".into(),
+            reason: format!("cannot parse {s:?}: not a non-negative integer"),
+        })?,
+    };
+    let lookback = p
+        .get("lookback_delta")
+        .map(|s| parse_duration("lookback_delta", s))
+        .transpose()?
+        .filter(|ms| *ms > 0);
+    let with_stats = p.get("stats").is_some();
+
+    let storage = state.storage()?.clone();
+    let _slot = state
+        .query_slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| Error::Unavailable {
+            reason: "shutting down".into(),
+        })?;
+    let engine = Engine::new(EngineOptions {
+        lookback_delta_ms: qc.lookback_delta.as_millis_i64(),
+        max_samples: usize::try_from(qc.max_samples).unwrap_or(usize::MAX),
+        timeout: Some(timeout),
+        max_points_per_series: qc.max_points_per_series as i64,
+        ..Default::default()
+    });
+    let cancel = CancelToken::new();
+    let _guard = CancelOnDrop(cancel.clone());
+    let opts = QueryOptions {
+        lookback_delta_ms: lookback,
+        cancel: Some(cancel),
+    };
+    let started = Instant::now();
+    let result = tokio::task::spawn_blocking(move || -> Result<QueryResult, Error> {
+        let querier = storage.querier()?;
+        let r = match kind {
+            Kind::Instant { t } => engine.instant_query_expr(&*querier, &expr, &query, t, &opts),
+            Kind::Range { start, end, step } => {
+                engine.range_query_expr(&*querier, &expr, &query, start, end, step, &opts)
+            }
+        };
+        Ok(r?)
+    })
+    .await
+    .map_err(|e| Error::Internal {
+        reason: format!("query task failed: {e}"),
+    })??;
+    let elapsed = started.elapsed().as_secs_f64();
+    Ok(render(result, limit, with_stats.then_some(elapsed)))
+}
+
+/// Appends a timestamp in seconds as Prometheus's `MarshalTimestamp`
+/// writes it: integer seconds, then `.` and three digits of milliseconds
+/// unless they are zero.
+pub fn write_timestamp(out: &mut String, t: TimestampMs) {
+    if t < 0 {
+        out.push('-');
+    }
+    let t = t.unsigned_abs();
+    let _ = write!(out, "{}", t / 1000);
+    let frac = t % 1000;
+    if frac != 0 {
+        let _ = write!(out, ".{frac:03}");
+    }
+}
+
+fn write_str(out: &mut String, s: &str) {
+    // serde_json's string escaping; writing into a String cannot fail.
+    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
+}
+
+fn write_labels(out: &mut String, l: &Labels) {
+    out.push('{');
+    for (i, label) in l.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_str(out, &label.name);
+        out.push(':');
+        write_str(out, &label.value);
+    }
+    out.push('}');
+}
+
+fn write_point(out: &mut String, t: TimestampMs, v: f64) {
+    out.push('[');
+    write_timestamp(out, t);
+    out.push_str(",\"");
+    out.push_str(&crate::format::float(v));
+    out.push_str("\"]");
+}
+
+/// The success body of a query result.
+pub fn render(mut r: QueryResult, limit: usize, eval_secs: Option<f64>) -> Response {
+    let mut warnings = std::mem::take(&mut r.warnings);
+    let truncate = |n: usize, warnings: &mut Vec<String>| {
+        if limit > 0 && n > limit {
+            warnings.push("results truncated due to limit".into());
+            limit
+        } else {
+            n
+        }
+    };
+    let mut out = String::with_capacity(256);
+    out.push_str("{\"status\":\"success\",\"data\":{");
+    match &r.value {
+        Value::Scalar { t, v } => {
+            out.push_str("\"resultType\":\"scalar\",\"result\":");
+            write_point(&mut out, *t, *v);
+        }
+        Value::String { t, v } => {
+            out.push_str("\"resultType\":\"string\",\"result\":[");
+            write_timestamp(&mut out, *t);
+            out.push(',');
+            write_str(&mut out, v);
+            out.push(']');
+        }
+        Value::Vector(samples) => {
+            out.push_str("\"resultType\":\"vector\",\"result\":[");
+            let n = truncate(samples.len(), &mut warnings);
+            for (i, s) in samples.iter().take(n).enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"metric\":");
+                write_labels(&mut out, &s.labels);
+                out.push_str(",\"value\":");
+                write_point(&mut out, s.t, s.v);
+                out.push('}');
+            }
+            out.push(']');
+        }
+        Value::Matrix(series) => {
+            out.push_str("\"resultType\":\"matrix\",\"result\":[");
+            let n = truncate(series.len(), &mut warnings);
+            for (i, s) in series.iter().take(n).enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"metric\":");
+                write_labels(&mut out, &s.labels);
+                out.push_str(",\"values\":[");
+                for (j, p) in s.samples.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    write_point(&mut out, p.t, p.v);
+                }
+                out.push_str("]}");
+            }
+            out.push(']');
+        }
+    }
+    if let Some(secs) = eval_secs {
+        let stats = serde_json::json!({
+            "timings": {
+                "evalTotalTime": secs,
+                "resultSortTime": 0,
+                "queryPreparationTime": 0,
+                "innerEvalTime": secs,
+                "execQueueTime": 0,
+                "execTotalTime": secs,
+            },
+            "samples": {
+                "totalQueryableSamples": r.stats.samples_read,
+                "peakSamples": r.stats.peak_samples,
+            },
+        });
+        out.push_str(",\"stats\":");
+        out.push_str(&stats.to_string());
+    }
+    out.push('}');
+    for (key, list) in [("warnings", &warnings), ("infos", &r.infos)] {
+        if !list.is_empty() {
+            let _ = write!(out, ",\"{key}\":");
+            out.push_str(&serde_json::to_string(list).unwrap_or_else(|_| "[]".into()));
+        }
+    }
+    out.push('}');
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        out,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_as_prometheus_writes_them() {
+        let table = [
+            (0, "0"),
+            (1_435_781_451_781, "1435781451.781"),
+            (1_435_781_451_000, "1435781451"),
+            (4_000, "4"),
+            (1_500, "1.500"),
+            (1_005, "1.005"),
+            (-1_500, "-1.500"),
+        ];
+        for (t, want) in table {
+            let mut s = String::new();
+            write_timestamp(&mut s, t);
+            assert_eq!(s, want, "{t}");
+        }
+    }
+
+    #[test]
+    fn durations_as_seconds_or_units() {
+        let ok = [
+            ("15", 15_000),
+            ("0.5", 500),
+            ("1m", 60_000),
+            ("1m30s", 90_000),
+            ("60s", 60_000),
+        ];
+        for (s, want) in ok {
+            assert_eq!(parse_duration("step", s).expect(s), want, "{s}");
+        }
+        for s in ["", "abc", "1e300", "NaN", "5 minutes"] {
+            assert!(parse_duration("step", s).is_err(), "{s}");
+        }
+    }
+}
