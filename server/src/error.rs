@@ -167,12 +167,8 @@ impl Error {
 fn query_status(e: &cairn_query::Error) -> (StatusCode, ErrorType) {
     use cairn_query::Error as Q;
     match e {
-        // A feature Cairn does not evaluate yet is refused like a disabled
-        // experimental function in Prometheus: the query is at fault.
-        Q::Parse { .. } | Q::BadData { .. } | Q::NotSupported { .. } => {
-            (StatusCode::BAD_REQUEST, ErrorType::BadData)
-        }
-        Q::Execution { .. } | Q::TooManySamples { .. } => {
+        Q::Parse { .. } | Q::BadData { .. } => (StatusCode::BAD_REQUEST, ErrorType::BadData),
+        Q::Execution { .. } | Q::TooManySamples { .. } | Q::NotSupported { .. } => {
             (StatusCode::UNPROCESSABLE_ENTITY, ErrorType::Execution)
         }
         Q::Timeout { .. } => (StatusCode::SERVICE_UNAVAILABLE, ErrorType::Timeout),
