@@ -411,6 +411,13 @@ fn bad_otlp_requests_get_the_right_status_and_message() {
     );
     assert!(msg.contains("\"nodata\" has no data"), "{msg}");
 
+    // A 3 MB body (a long description) under the 4 MB limit is accepted:
+    // no other, smaller limit is in the way.
+    let mut big = protobuf_request();
+    big.resource_metrics[0].scope_metrics[0].metrics[0].description = "d".repeat(3 << 20);
+    let r = post(&url, &[PROTOBUF], big.encode_to_vec());
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+
     // Still up and still ingesting.
     let r = post(&url, &[PROTOBUF], good);
     assert_eq!(r.status, 200);

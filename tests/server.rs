@@ -228,7 +228,7 @@ fn remote_write_2_resolves_symbols_and_reports_written_counts() {
     let (_, j) = get_json(
         &server,
         &format!(
-            "/api/v1/query_exemplars?query=tokens_total&start={}&end={}",
+            "/api/v1/query_exemplars?query=sum(rate(tokens_total%5B5m%5D))&start={}&end={}",
             T0 / 1000 - 1,
             T0 / 1000 + 1
         ),
@@ -239,6 +239,11 @@ fn remote_write_2_resolves_symbols_and_reports_written_counts() {
         j["data"][0]["exemplars"][0]["timestamp"],
         serde_json::json!(T0 / 1000)
     );
+    assert_eq!(j["data"][0]["seriesLabels"]["model"], "llama");
+    let (s, j) = get_json(&server, "/api/v1/query_exemplars?query=test&start=0&end=1");
+    assert_eq!((s, &j["data"]), (200, &serde_json::json!([])));
+    let (s, j) = get_json(&server, "/api/v1/query_exemplars?query=sum(");
+    assert_eq!((s, &j["errorType"]), (400, &serde_json::json!("bad_data")));
 
     // A v2 series with a reference outside the symbol table: 400, counted.
     let bad = v2::Request {

@@ -259,6 +259,37 @@ fn bench_add(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    // The postings alone, labels already interned (as on WAL replay after
+    // the series records are read).
+    let interner = Interner::new();
+    let interned: Vec<Labels> = sets.iter().map(|l| interner.intern_labels(l)).collect();
+    g.bench_function("add_100k_interned_series", |b| {
+        b.iter_batched(
+            Postings::new,
+            |postings| {
+                for (n, l) in interned.iter().enumerate() {
+                    postings.add(SeriesRef(n as u32), l);
+                }
+                postings
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("add_batch_100k_interned_series", |b| {
+        b.iter_batched(
+            Postings::new,
+            |postings| {
+                postings.add_batch(
+                    interned
+                        .iter()
+                        .enumerate()
+                        .map(|(n, l)| (SeriesRef(n as u32), l)),
+                );
+                postings
+            },
+            BatchSize::PerIteration,
+        )
+    });
     g.finish();
 }
 

@@ -423,6 +423,9 @@ impl Replay<'_> {
     fn apply(&mut self, rec: Record) -> Result<()> {
         match rec {
             Record::Series(series) => {
+                // Refs already known must name the same labels; the rest
+                // are created together (postings added in one batch).
+                let mut fresh: Vec<(u32, Labels)> = Vec::with_capacity(series.len());
                 for (r, labels) in series {
                     if let Some(known) = self.refs.get(&r) {
                         if !self.head.series_has_labels(known, &labels) {
@@ -437,8 +440,11 @@ impl Replay<'_> {
                         }
                         continue;
                     }
-                    let s = self.head.create_with_ref(SeriesRef(r), &labels);
-                    self.refs.insert(r, s);
+                    fresh.push((r, labels));
+                }
+                let made = self.head.create_many_with_refs(&fresh);
+                for ((r, _), s) in fresh.iter().zip(made) {
+                    self.refs.insert(*r, s);
                 }
             }
             Record::Samples(samples) => {

@@ -218,6 +218,36 @@ impl Head {
     /// series now registered for these labels (an existing one if the
     /// label set is already known under another reference).
     pub fn create_with_ref(&self, r: SeriesRef, labels: &Labels) -> Arc<MemSeries> {
+        let (series, created) = self.register_with_ref(r, labels);
+        if let Some(interned) = created {
+            self.postings.add(series.series_ref, &interned);
+        }
+        series
+    }
+
+    /// [`Head::create_with_ref`] for a whole WAL Series record: the
+    /// postings of the new series are added in one batch at the end. Only
+    /// for replay, before the head serves queries.
+    pub fn create_many_with_refs(&self, series: &[(u32, Labels)]) -> Vec<Arc<MemSeries>> {
+        let mut created: Vec<(SeriesRef, Labels)> = Vec::new();
+        let out = series
+            .iter()
+            .map(|(r, labels)| {
+                let (s, new) = self.register_with_ref(SeriesRef(*r), labels);
+                if let Some(interned) = new {
+                    created.push((s.series_ref, interned));
+                }
+                s
+            })
+            .collect();
+        self.postings
+            .add_batch(created.iter().map(|(r, l)| (*r, l)));
+        out
+    }
+
+    /// Registers a replayed series without adding it to the postings;
+    /// returns its interned labels when it was created.
+    fn register_with_ref(&self, r: SeriesRef, labels: &Labels) -> (Arc<MemSeries>, Option<Labels>) {
         let hash = (self.hash)(labels);
         let stripe = &self.stripes[hash as usize & (STRIPES - 1)];
         let mut map = stripe.lock();
@@ -225,7 +255,7 @@ impl Head {
             .get(&hash)
             .and_then(|slot| slot.find(&self.symbols, labels))
         {
-            return s.clone();
+            return (s.clone(), None);
         }
         let (ids, interned) = self.symbols.encode(&self.interner, labels);
         let series = Arc::new(MemSeries::new(r, ids));
@@ -237,16 +267,22 @@ impl Head {
         drop(map);
         self.next_ref
             .fetch_max(r.0.saturating_add(1), Ordering::Relaxed);
-        self.publish(&series, &interned);
-        series
+        self.publish_ref(&series);
+        (series, Some(interned))
     }
 
     fn publish(&self, series: &Arc<MemSeries>, labels: &Labels) {
+        self.publish_ref(series);
+        self.postings.add(series.series_ref, labels);
+    }
+
+    /// Makes a series reachable by reference (before it is in the
+    /// postings: see the module's invariant).
+    fn publish_ref(&self, series: &Arc<MemSeries>) {
         let r = series.series_ref;
         self.by_ref[r.0 as usize & (STRIPES - 1)]
             .write()
             .insert(r.0, series.clone());
-        self.postings.add(r, labels);
         self.num_series.fetch_add(1, Ordering::Relaxed);
     }
 

@@ -236,4 +236,45 @@ mod tests {
             prometheus::ReadRequest::decode(req.encode_to_vec().as_slice()).expect("decodes");
         assert_eq!(back, req);
     }
+
+    /// OTLP/JSON through the pbjson-generated serde: camelCase keys,
+    /// 64-bit integers as strings or numbers, enums as names or numbers,
+    /// unknown fields ignored; and the protobuf field numbers of a data point.
+    #[test]
+    fn otlp_json_and_field_numbers() {
+        use opentelemetry::proto::collector::metrics::v1::ExportMetricsServiceRequest;
+        use opentelemetry::proto::metrics::v1::{metric::Data, number_data_point::Value};
+        let json = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[
+            {"name":"a","sum":{"aggregationTemporality":"AGGREGATION_TEMPORALITY_DELTA","isMonotonic":true,
+              "dataPoints":[{"timeUnixNano":"1700000000000000001","asInt":"-5","flags":1,"unknownKey":[1]}]}},
+            {"name":"b","sum":{"aggregationTemporality":2,"dataPoints":[{"timeUnixNano":17,"asDouble":0.5}]}}
+        ]}]}]}"#;
+        let req: ExportMetricsServiceRequest = serde_json::from_str(json).expect("decodes");
+        let metrics = &req.resource_metrics[0].scope_metrics[0].metrics;
+        let Some(Data::Sum(a)) = &metrics[0].data else {
+            panic!("a is a sum: {metrics:?}");
+        };
+        assert_eq!(a.aggregation_temporality, 1);
+        assert_eq!(a.data_points[0].time_unix_nano, 1_700_000_000_000_000_001);
+        assert_eq!(a.data_points[0].value, Some(Value::AsInt(-5)));
+        assert_eq!(a.data_points[0].flags, 1);
+        let Some(Data::Sum(b)) = &metrics[1].data else {
+            panic!("b is a sum: {metrics:?}");
+        };
+        assert_eq!(b.aggregation_temporality, 2);
+        assert_eq!(b.data_points[0].time_unix_nano, 17);
+
+        // NumberDataPoint: time_unix_nano is fixed64 field 3, as_double
+        // double field 4, flags varint field 8.
+        let p = opentelemetry::proto::metrics::v1::NumberDataPoint::decode(
+            &[
+                0x19, 1, 0, 0, 0, 0, 0, 0, 0, 0x21, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0x40, 1,
+            ][..],
+        )
+        .expect("decodes");
+        assert_eq!(
+            (p.time_unix_nano, p.value, p.flags),
+            (1, Some(Value::AsDouble(1.0)), 1)
+        );
+    }
 }

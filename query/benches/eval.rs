@@ -115,6 +115,25 @@ fn bench(c: &mut Criterion) {
         ),
     ];
     let mut g = c.benchmark_group("range_query_6h_15s");
+    // The storage share of the queries: select the 10k counters and decode
+    // all their samples, as a range query over the whole window does.
+    g.bench_function("select_and_decode_only", |b| {
+        let m = [cairn_engine::Matcher::equal(
+            "__name__",
+            "infer_requests_total",
+        )];
+        b.iter(|| {
+            let series = st.querier().select(&m, -300_000, end).expect("select");
+            let mut buf = Vec::new();
+            let mut n = 0;
+            for s in &series {
+                buf.clear();
+                s.read_samples(-300_000, end, &mut buf);
+                n += buf.len();
+            }
+            black_box(n)
+        })
+    });
     g.sample_size(10);
     // Output points per series x 10k input series.
     g.throughput(Throughput::Elements(steps * 10_000));

@@ -40,6 +40,18 @@ fn bench_parse(c: &mut Criterion) {
     }
     g.finish();
 
+    // Wide inputs: parse time must grow linearly with their size.
+    let mut g = c.benchmark_group("parse_wide");
+    for n in [1_000usize, 10_000] {
+        let labels: Vec<String> = (0..n).map(|i| format!("l{i}")).collect();
+        let q = format!("sum by ({}) (rate(x[5m]))", labels.join(", "));
+        g.throughput(Throughput::Bytes(q.len() as u64));
+        g.bench_function(format!("by_{n}_labels"), |b| {
+            b.iter(|| cairn_query::parse(black_box(&q)).expect("valid query"))
+        });
+    }
+    g.finish();
+
     let mut g = c.benchmark_group("format");
     for (name, q) in QUERIES {
         let e = cairn_query::parse(q).expect("valid query");

@@ -76,9 +76,6 @@ pub enum Error {
     /// Not ready yet (WAL replay in progress) or shutting down.
     #[error("service unavailable: {reason}")]
     Unavailable { reason: String },
-    /// The query ran out of time.
-    #[error("query timed out in {phase}")]
-    Timeout { phase: String },
     /// The query failed at run time (too many samples, bad regex in a
     /// function argument, ...).
     #[error("{reason}")]
@@ -147,7 +144,6 @@ impl Error {
             Overloaded { .. } | Unavailable { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, ErrorType::Unavailable)
             }
-            Timeout { .. } => (StatusCode::SERVICE_UNAVAILABLE, ErrorType::Timeout),
             Execution { .. } => (StatusCode::UNPROCESSABLE_ENTITY, ErrorType::Execution),
             NotFound { .. } => (StatusCode::NOT_FOUND, ErrorType::NotFound),
             Engine(e) => engine_status(e),
@@ -171,12 +167,8 @@ impl Error {
 fn query_status(e: &cairn_query::Error) -> (StatusCode, ErrorType) {
     use cairn_query::Error as Q;
     match e {
-        // A feature Cairn does not evaluate yet is refused like a disabled
-        // experimental function in Prometheus: the query is at fault.
-        Q::Parse { .. } | Q::BadData { .. } | Q::NotSupported { .. } => {
-            (StatusCode::BAD_REQUEST, ErrorType::BadData)
-        }
-        Q::Execution { .. } | Q::TooManySamples { .. } => {
+        Q::Parse { .. } | Q::BadData { .. } => (StatusCode::BAD_REQUEST, ErrorType::BadData),
+        Q::Execution { .. } | Q::TooManySamples { .. } | Q::NotSupported { .. } => {
             (StatusCode::UNPROCESSABLE_ENTITY, ErrorType::Execution)
         }
         Q::Timeout { .. } => (StatusCode::SERVICE_UNAVAILABLE, ErrorType::Timeout),

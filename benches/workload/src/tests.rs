@@ -23,13 +23,16 @@ fn small_config() -> WorkloadConfig {
     c
 }
 
+/// One scrape as recorded: instance, timestamp, (series, value) pairs.
+type RecordedScrape = (String, i64, Vec<(SeriesLabels, f64)>);
+
 /// Keeps every sample, keyed by the series' text form.
 #[derive(Default)]
 struct Recorder {
     /// series -> [(t, v)] in arrival order
     series: BTreeMap<String, Vec<(i64, f64)>>,
     /// (instance, t) -> [(series, v)], one entry per scrape
-    scrapes: Vec<(String, i64, Vec<(SeriesLabels, f64)>)>,
+    scrapes: Vec<RecordedScrape>,
 }
 
 fn key(labels: &SeriesLabels) -> String {

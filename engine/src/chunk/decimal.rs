@@ -342,7 +342,7 @@ impl XorState {
         self.window = Some((lz as u8, tz as u8));
     }
 
-    #[inline]
+    #[inline(always)]
     fn read(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
         r.ensure(56);
         match r.peek_word().leading_ones().min(2) {

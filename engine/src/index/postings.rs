@@ -59,6 +59,25 @@ impl NameEntry {
         self.any.insert(id);
     }
 
+    /// Inserts groups of refs sharing a value.
+    fn insert_batch<'a>(&mut self, groups: impl Iterator<Item = (&'a Arc<str>, Vec<u32>)>) {
+        for (value, mut ids) in groups {
+            // Refs usually arrive in increasing order; sorting is then a
+            // single pass, and sorted input lets roaring append.
+            ids.sort_unstable();
+            ids.dedup();
+            let added = RoaringBitmap::from_sorted_iter(ids.iter().copied())
+                .unwrap_or_else(|_| ids.iter().copied().collect());
+            self.any |= &added;
+            match self.values.get_mut(&**value) {
+                Some(b) => *b |= added,
+                None => {
+                    self.values.insert(Arc::clone(value), added);
+                }
+            }
+        }
+    }
+
     fn remove(&mut self, value: &str, id: u32) {
         if let Some(b) = self.values.get_mut(value) {
             b.remove(id);
@@ -334,6 +353,52 @@ impl Postings {
         }
         // Last, so that "all series" never holds a half-added series.
         self.all.write().insert(r.0);
+    }
+
+    /// Registers many series at once, as WAL replay does: equivalent to
+    /// [`Postings::add`] for each, but each name is locked once and each
+    /// value looked up once per batch. Pairs are grouped by the identity of
+    /// their `Arc<str>`s, so interned labels group fully; labels that are
+    /// not interned are still indexed correctly, only in smaller groups.
+    pub fn add_batch<'a>(&self, series: impl IntoIterator<Item = (SeriesRef, &'a Labels)>) {
+        type Values<'a> = HashMap<*const u8, (&'a Arc<str>, Vec<u32>)>;
+        let mut by_name: HashMap<*const u8, (&'a Arc<str>, Values<'a>)> = HashMap::new();
+        let mut refs = Vec::new();
+        for (r, labels) in series {
+            refs.push(r.0);
+            for l in labels {
+                let (_, values) = by_name
+                    .entry(Arc::as_ptr(&l.name).cast::<u8>())
+                    .or_insert_with(|| (&l.name, HashMap::new()));
+                values
+                    .entry(Arc::as_ptr(&l.value).cast::<u8>())
+                    .or_insert_with(|| (&l.value, Vec::new()))
+                    .1
+                    .push(r.0);
+            }
+        }
+        let mut missing = Vec::new();
+        {
+            let names = self.names.read();
+            for (name, values) in by_name.into_values() {
+                match names.get(&**name) {
+                    Some(e) => e.write().insert_batch(values.into_values()),
+                    None => missing.push((name, values)),
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let mut names = self.names.write();
+            for (name, values) in missing {
+                names
+                    .entry(Arc::clone(name))
+                    .or_default()
+                    .get_mut()
+                    .insert_batch(values.into_values());
+            }
+        }
+        refs.sort_unstable();
+        self.all.write().extend(refs);
     }
 
     /// Unregisters series `r`, which was added with `labels`. Values and

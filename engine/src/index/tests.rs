@@ -284,7 +284,10 @@ fn concurrent_adds_and_removes_leave_exactly_the_live_series() {
         Labels::from_pairs([
             ("__name__", "req".to_string()),
             ("shared", format!("v{}", id % 3)),
-            ("rare", if id % 7 == 0 { "yes" } else { "" }.to_string()),
+            (
+                "rare",
+                if id.is_multiple_of(7) { "yes" } else { "" }.to_string(),
+            ),
         ])
     };
     let handles: Vec<_> = (0..THREADS)
@@ -296,7 +299,7 @@ fn concurrent_adds_and_removes_leave_exactly_the_live_series() {
                     let l = labels_of(id);
                     p.add(SeriesRef(id), &l);
                     // Remove every other series again at once.
-                    if id % 2 == 1 {
+                    if !id.is_multiple_of(2) {
                         p.remove(SeriesRef(id), &l);
                     }
                 }
@@ -307,7 +310,7 @@ fn concurrent_adds_and_removes_leave_exactly_the_live_series() {
         h.join().expect("churn thread panicked");
     }
     let live: Vec<(u32, Labels)> = (0..THREADS * ROUNDS)
-        .filter(|id| id % 2 == 0)
+        .filter(|id| id.is_multiple_of(2))
         .map(|id| (id, labels_of(id)))
         .collect();
     for specs in [
@@ -432,5 +435,44 @@ proptest! {
             .collect();
         prop_assert_eq!(p.label_values("a", Some(&within)), want_values.into_iter().collect::<Vec<_>>());
         prop_assert_eq!(p.len(), live.len() as u64);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// `add_batch` builds the same index as `add` one series at a time, in
+    /// one batch or several, with interned labels or not.
+    #[test]
+    fn add_batch_equals_add(
+        sets in prop::collection::vec(arb_labels(), 0..40),
+        split in 0usize..40,
+        intern in any::<bool>(),
+        ms in prop::collection::vec(arb_matcher(), 1..4),
+    ) {
+        let interner = Interner::new();
+        let sets: Vec<Labels> = if intern {
+            sets.iter().map(|l| interner.intern_labels(l)).collect()
+        } else {
+            sets
+        };
+        let one_by_one = Postings::new();
+        for (i, l) in sets.iter().enumerate() {
+            one_by_one.add(SeriesRef(i as u32), l);
+        }
+        let batched = Postings::new();
+        let split = split.min(sets.len());
+        let numbered: Vec<(SeriesRef, &Labels)> =
+            sets.iter().enumerate().map(|(i, l)| (SeriesRef(i as u32), l)).collect();
+        // The second batch first, so refs arrive out of order overall.
+        batched.add_batch(numbered[split..].iter().copied());
+        batched.add_batch(numbered[..split].iter().copied());
+        prop_assert_eq!(refs(&batched.select(&ms)), refs(&one_by_one.select(&ms)));
+        prop_assert_eq!(refs(&batched.all()), refs(&one_by_one.all()));
+        prop_assert_eq!(batched.label_names(None), one_by_one.label_names(None));
+        for name in NAMES {
+            prop_assert_eq!(batched.label_values(name, None), one_by_one.label_values(name, None));
+        }
+        prop_assert_eq!(batched.cardinality(100), one_by_one.cardinality(100));
     }
 }

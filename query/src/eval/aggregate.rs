@@ -39,6 +39,20 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, g: Grid, a: &AggregateExpr) -> Result
         Some(p) => Some(ev.scalar_arg(g, p)?),
         None => None,
     };
+    if matches!(
+        a.op,
+        AggregateOp::Sum
+            | AggregateOp::Avg
+            | AggregateOp::Count
+            | AggregateOp::Min
+            | AggregateOp::Max
+            | AggregateOp::Group
+            | AggregateOp::Stddev
+            | AggregateOp::Stdvar
+    ) && let Some((c, mi)) = Evaluator::streamable_range_call(&a.expr)
+    {
+        return fold_streaming(ev, g, a, c, mi);
+    }
     let input = ev.vector_arg(g, &a.expr)?;
     // Map every series to its group.
     let mut index: HashMap<Labels, usize> = HashMap::new();
@@ -65,28 +79,28 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, g: Grid, a: &AggregateExpr) -> Result
             select_k(ev, g, a, input, &group_of, groups.len(), &p)
         }
         _ => {
-            if a.op == AggregateOp::Quantile {
-                if let Some(p) = &param {
-                    let mut warn = |q: f64| {
-                        ev.annotations.warn(
-                            format!(
-                                "quantile value should be between 0 and 1, got {}",
-                                super::annotations::go_g(q)
-                            ),
-                            a.param.as_ref().map(|p| p.span()).unwrap_or(a.span),
-                        )
-                    };
-                    if p.iter().any(|q| q.is_nan()) {
-                        warn(f64::NAN);
-                    }
-                    let max = p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    let min = p.iter().copied().fold(f64::INFINITY, f64::min);
-                    if max > 1.0 {
-                        warn(max);
-                    }
-                    if min < 0.0 {
-                        warn(min);
-                    }
+            if a.op == AggregateOp::Quantile
+                && let Some(p) = &param
+            {
+                let mut warn = |q: f64| {
+                    ev.annotations.warn(
+                        format!(
+                            "quantile value should be between 0 and 1, got {}",
+                            super::annotations::go_g(q)
+                        ),
+                        a.param.as_ref().map(|p| p.span()).unwrap_or(a.span),
+                    )
+                };
+                if p.iter().any(|q| q.is_nan()) {
+                    warn(f64::NAN);
+                }
+                let max = p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let min = p.iter().copied().fold(f64::INFINITY, f64::min);
+                if max > 1.0 {
+                    warn(max);
+                }
+                if min < 0.0 {
+                    warn(min);
                 }
             }
             fold(ev, g, a, &input, &group_of, groups, param.as_deref())
@@ -150,15 +164,11 @@ impl Acc {
                 let q = (self.count - 1.0) / self.count;
                 (self.mean, self.comp) = kahan_inc(f / self.count, q * self.mean, q * self.comp);
             }
-            AggregateOp::Max => {
-                if self.value < f || self.value.is_nan() {
-                    self.value = f;
-                }
+            AggregateOp::Max if (self.value < f || self.value.is_nan()) => {
+                self.value = f;
             }
-            AggregateOp::Min => {
-                if self.value > f || self.value.is_nan() {
-                    self.value = f;
-                }
+            AggregateOp::Min if (self.value > f || self.value.is_nan()) => {
+                self.value = f;
             }
             AggregateOp::Count => self.count += 1.0,
             AggregateOp::Stddev | AggregateOp::Stdvar => {
@@ -269,6 +279,67 @@ fn fold(
                 }
             }
             b0 = b1;
+        }
+    }
+    out.retain(|s| s.vals.iter().any(|v| !is_absent(*v)));
+    Ok(Val::Vector(out))
+}
+
+/// Aggregates a range-vector function's series as they are produced
+/// (`sum by (model) (rate(x[5m]))`): each series' column is folded into its
+/// group's per-step accumulators and dropped, so the function's full result
+/// is never held. Samples are added in the same order as the unfused path.
+fn fold_streaming(
+    ev: &mut Evaluator<'_>,
+    g: Grid,
+    a: &AggregateExpr,
+    c: &crate::ast::Call,
+    mi: usize,
+) -> Result<Val> {
+    let n = g.len();
+    let op = a.op;
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut out: Vec<Series> = Vec::new();
+    let mut accs: Vec<Acc> = Vec::new();
+    // An accumulator cell is five times a step value: count it so towards
+    // the sample limit.
+    let max_cells = ev.max_samples / 5;
+    let mut sink = |s: Series| -> Result<()> {
+        let key = group_labels(&s.labels, &a.grouping, a.without);
+        let gi = match index.get(&key) {
+            Some(&gi) => gi,
+            None => {
+                if (out.len() + 1) * n > max_cells {
+                    return Err(Error::TooManySamples {
+                        phase: "query execution",
+                    });
+                }
+                index.insert(key.clone(), out.len());
+                out.push(Series {
+                    labels: key,
+                    vals: vec![absent(); n],
+                    drop_name: false,
+                });
+                accs.resize(accs.len() + n, Acc::default());
+                out.len() - 1
+            }
+        };
+        if s.drop_name {
+            out[gi].drop_name = true;
+        }
+        for (acc, &f) in accs[gi * n..(gi + 1) * n].iter_mut().zip(&s.vals) {
+            if !is_absent(f) {
+                acc.add(op, f);
+            }
+        }
+        Ok(())
+    };
+    ev.range_function_each(g, c, mi, &mut sink)?;
+    for (gi, o) in out.iter_mut().enumerate() {
+        for (k, acc) in accs[gi * n..(gi + 1) * n].iter().enumerate() {
+            if acc.seen {
+                o.vals[k] = acc.result(op);
+            }
         }
     }
     out.retain(|s| s.vals.iter().any(|v| !is_absent(*v)));

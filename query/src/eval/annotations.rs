@@ -206,7 +206,7 @@ fn go_g_prec2(v: f64) -> String {
     let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     let mant = mant.trim_end_matches('0').trim_end_matches('.');
-    if exp < -4 || exp >= 2 {
+    if !(-4..2).contains(&exp) {
         let sign = if exp < 0 { '-' } else { '+' };
         format!("{mant}e{sign}{:02}", exp.abs())
     } else {

@@ -14,6 +14,11 @@ use super::{
 use crate::ast::{AtModifier, Call, Expr, MatrixSelector, Span, SubqueryExpr, VectorSelector};
 use crate::error::{Error, Result};
 
+/// One classic histogram of a vector: its labels (without `le`), whether
+/// any member asks for its name to be dropped, and its members (series
+/// index, upper bound).
+type BucketGroup = (Labels, bool, Vec<(usize, f64)>);
+
 /// State of one query evaluation.
 pub struct Evaluator<'a> {
     pub(crate) querier: &'a dyn Querier,
@@ -53,19 +58,19 @@ impl Evaluator<'_> {
 
     /// Checks cancellation and the deadline.
     pub(crate) fn check(&mut self) -> Result<()> {
-        if let Some(c) = &self.cancel {
-            if c.is_canceled() {
-                return Err(Error::Canceled {
-                    phase: "expression evaluation",
-                });
-            }
+        if let Some(c) = &self.cancel
+            && c.is_canceled()
+        {
+            return Err(Error::Canceled {
+                phase: "expression evaluation",
+            });
         }
-        if let Some(d) = self.deadline {
-            if Instant::now() >= d {
-                return Err(Error::Timeout {
-                    phase: "expression evaluation",
-                });
-            }
+        if let Some(d) = self.deadline
+            && Instant::now() >= d
+        {
+            return Err(Error::Timeout {
+                phase: "expression evaluation",
+            });
         }
         Ok(())
     }
@@ -74,7 +79,7 @@ impl Evaluator<'_> {
     #[inline]
     pub(crate) fn tick(&mut self) -> Result<()> {
         self.ticks = self.ticks.wrapping_add(1);
-        if self.ticks % 1024 == 0 {
+        if self.ticks.is_multiple_of(1024) {
             self.check()?;
         }
         Ok(())
@@ -435,10 +440,8 @@ impl Evaluator<'_> {
                             found = Some(s.vals[i]);
                         }
                     }
-                    if !many {
-                        if let Some(v) = found {
-                            *slot = v;
-                        }
+                    if !many && let Some(v) = found {
+                        *slot = v;
                     }
                 }
                 return Ok(Val::Scalar(out));
@@ -572,6 +575,44 @@ impl Evaluator<'_> {
     /// Applies a range-vector function over the grid, sliding each series'
     /// window from step to step.
     fn range_function(&mut self, g: Grid, c: &Call, mi: usize) -> Result<Val> {
+        let mut out: Vec<Series> = Vec::new();
+        let absent = self.range_function_each(g, c, mi, &mut |s| {
+            out.push(s);
+            Ok(())
+        })?;
+        Ok(Val::Vector(match absent {
+            Some(s) => s,
+            None => out,
+        }))
+    }
+
+    /// Whether `e` is a call of a range-vector function whose series can be
+    /// streamed one by one (all but `absent_over_time`, which needs them all).
+    pub(crate) fn streamable_range_call(e: &Expr) -> Option<(&Call, usize)> {
+        let Expr::Call(c) = e.unparen() else {
+            return None;
+        };
+        if c.func.name == "absent_over_time" || RangeFn::from_name(c.func.name).is_none() {
+            return None;
+        }
+        let mi = c
+            .args
+            .iter()
+            .position(|a| matches!(a.unparen(), Expr::MatrixSelector(_) | Expr::Subquery(_)))?;
+        Some((c, mi))
+    }
+
+    /// Evaluates a range-vector function and hands each output series to
+    /// `sink` as soon as it is computed, so that an aggregation above can
+    /// fold it without the whole result being held. For
+    /// `absent_over_time`, returns its result instead.
+    pub(crate) fn range_function_each(
+        &mut self,
+        g: Grid,
+        c: &Call,
+        mi: usize,
+        sink: &mut dyn FnMut(Series) -> Result<()>,
+    ) -> Result<Option<Vec<Series>>> {
         let name = c.func.name;
         let n = g.len();
         // Scalar parameters, evaluated before the range argument.
@@ -589,12 +630,12 @@ impl Evaluator<'_> {
         let src = self.matrix_source(g, &c.args[mi])?;
         let keep_name = matches!(name, "last_over_time" | "first_over_time");
         let mut reset_prefix: Vec<u32> = Vec::new();
-        let mut out: Vec<Series> = Vec::with_capacity(src.series.len());
+        let mut emitted = 0usize;
         let mut present_any = vec![false; n];
         let counter_check = matches!(name, "rate" | "increase");
         for s in &src.series {
             self.tick()?;
-            self.hold((out.len() + 1) * n)?;
+            self.hold((emitted + 1) * n)?;
             let mut vals = vec![absent(); n];
             let mut any = false;
             let (mut lo, mut hi) = (0usize, 0usize);
@@ -702,43 +743,42 @@ impl Evaluator<'_> {
                 }
             }
             if any {
-                if counter_check {
-                    if let Some(mn) = s.labels.metric_name() {
-                        if !["_total", "_sum", "_count", "_bucket"]
-                            .iter()
-                            .any(|sfx| mn.ends_with(sfx))
-                        {
-                            self.annotations.info(
+                if counter_check
+                    && let Some(mn) = s.labels.metric_name()
+                    && !["_total", "_sum", "_count", "_bucket"]
+                        .iter()
+                        .any(|sfx| mn.ends_with(sfx))
+                {
+                    self.annotations.info(
                                 format!(
                                     "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {mn:?}"
                                 ),
                                 c.args[mi].span(),
                             );
-                        }
-                    }
                 }
-                out.push(Series {
+                emitted += 1;
+                sink(Series {
                     labels: s.labels.clone(),
                     vals,
                     drop_name: !keep_name || s.drop_name,
-                });
+                })?;
             }
         }
         if func == RangeFn::AbsentOverTime {
             if present_any.iter().all(|p| *p) {
-                return Ok(Val::Vector(Vec::new()));
+                return Ok(Some(Vec::new()));
             }
             let vals = present_any
                 .iter()
                 .map(|p| if *p { absent() } else { 1.0 })
                 .collect();
-            return Ok(Val::Vector(vec![Series {
+            return Ok(Some(vec![Series {
                 labels: absent_labels(&c.args[mi]),
                 vals,
                 drop_name: true,
             }]));
         }
-        Ok(Val::Vector(out))
+        Ok(None)
     }
 
     fn label_replace(&mut self, g: Grid, c: &Call) -> Result<Val> {
@@ -831,13 +871,9 @@ impl Evaluator<'_> {
     /// Groups a vector's series into classic histograms by their labels
     /// without `le`; returns the groups (output labels, member series with
     /// their upper bounds). Series with a bad `le` are reported and skipped.
-    fn bucket_groups(
-        &mut self,
-        ss: &[Series],
-        arg_span: Span,
-    ) -> Vec<(Labels, bool, Vec<(usize, f64)>)> {
+    fn bucket_groups(&mut self, ss: &[Series], arg_span: Span) -> Vec<BucketGroup> {
         let mut index: HashMap<Labels, usize> = HashMap::new();
-        let mut groups: Vec<(Labels, bool, Vec<(usize, f64)>)> = Vec::new();
+        let mut groups: Vec<BucketGroup> = Vec::new();
         for (si, s) in ss.iter().enumerate() {
             let le = s.labels.get("le").unwrap_or("");
             let Some(ub) = crate::promqltest::notation::parse_number(le) else {

@@ -607,7 +607,7 @@ impl<'a> Parser<'a> {
                             self.bump();
                             let value = literal::unquote(self.text(v))
                                 .map_err(|e| self.err(v.start, v.end, e.message(false)))?;
-                            let m = Matcher::new(op, name, value).map_err(|e| {
+                            let m = regex_matcher(op, name, value).map_err(|e| {
                                 let msg = match e {
                                     cairn_engine::Error::InvalidRegex { reason, .. } => {
                                         // The regex crate's message ends with a
@@ -1084,6 +1084,40 @@ impl<'a> Parser<'a> {
         s.end = end as u32;
         Ok(node)
     }
+}
+
+/// Compiled regex matchers by (name, op, value). Dashboards re-send the
+/// same queries every refresh, and compiling a regex costs far more than
+/// parsing the rest of a query (tens of microseconds against a few), so
+/// the compiled form is reused. Bounded: cleared when full.
+static REGEX_MATCHERS: std::sync::Mutex<Option<RegexCache>> = std::sync::Mutex::new(None);
+
+type RegexCache = std::collections::HashMap<(String, MatchOp, String), Matcher>;
+
+const REGEX_CACHE_ENTRIES: usize = 512;
+
+/// `Matcher::new`, reusing compiled regular expressions.
+fn regex_matcher(op: MatchOp, name: String, value: String) -> cairn_engine::Result<Matcher> {
+    if matches!(op, MatchOp::Equal | MatchOp::NotEqual) {
+        return Matcher::new(op, name, value);
+    }
+    let key = (name, op, value);
+    if let Ok(cache) = REGEX_MATCHERS.lock()
+        && let Some(m) = cache.as_ref().and_then(|c| c.get(&key))
+    {
+        return Ok(m.clone());
+    }
+    let m = Matcher::new(op, key.0.clone(), key.2.clone())?;
+    // A poisoned lock only means another thread panicked mid-insert; the
+    // cache is an optimisation, so skip it then.
+    if let Ok(mut cache) = REGEX_MATCHERS.lock() {
+        let cache = cache.get_or_insert_with(Default::default);
+        if cache.len() >= REGEX_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(key, m.clone());
+    }
+    Ok(m)
 }
 
 /// Go's `%f` of a float (`+Inf`, `NaN`, six decimals otherwise).

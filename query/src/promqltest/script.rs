@@ -608,10 +608,10 @@ fn run_instant(
 /// makes the result depend on the evaluation time.
 fn at_variant(expr: &Expr, t: i64) -> Option<Expr> {
     fn unsafe_call(e: &Expr) -> bool {
-        if let Expr::Call(c) = e {
-            if AT_UNSAFE.contains(&c.func.name) {
-                return true;
-            }
+        if let Expr::Call(c) = e
+            && AT_UNSAFE.contains(&c.func.name)
+        {
+            return true;
         }
         e.children().into_iter().any(unsafe_call)
     }
@@ -651,26 +651,26 @@ fn at_variant(expr: &Expr, t: i64) -> Option<Expr> {
 }
 
 fn check_failure(ev: &Eval, msg: &str) -> Result<(), String> {
-    if let Some(m) = &ev.expect.fail_message {
-        if m != msg {
-            return Err(format!("expected error {m:?}, got: {msg}"));
-        }
+    if let Some(m) = &ev.expect.fail_message
+        && m != msg
+    {
+        return Err(format!("expected error {m:?}, got: {msg}"));
     }
-    if let Some(r) = &ev.expect.fail_regexp {
-        if !r.is_match(msg) {
-            return Err(format!(
-                "expected error matching {:?}, got: {msg}",
-                r.as_str()
-            ));
-        }
+    if let Some(r) = &ev.expect.fail_regexp
+        && !r.is_match(msg)
+    {
+        return Err(format!(
+            "expected error matching {:?}, got: {msg}",
+            r.as_str()
+        ));
     }
-    if let Some(m) = ev.expect.fail.first() {
-        if !m.matches(msg) {
-            return Err(format!(
-                "expected error matching {}, got: {msg}",
-                m.describe()
-            ));
-        }
+    if let Some(m) = ev.expect.fail.first()
+        && !m.matches(msg)
+    {
+        return Err(format!(
+            "expected error matching {}, got: {msg}",
+            m.describe()
+        ));
     }
     Ok(())
 }

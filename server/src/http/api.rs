@@ -262,10 +262,10 @@ pub(super) async fn metadata(
     )))
 }
 
-/// Exemplars of series matching the query's selector in `[start, end]`.
-/// Only a bare selector is understood until the PromQL parser is wired
-/// in; anything else (Grafana's `query=test` probe included) answers an
-/// empty list, which is what Prometheus answers when nothing matches.
+/// Exemplars of the series any selector of the PromQL `query` selects,
+/// in `[start, end]` (as Prometheus: the selectors are extracted, the
+/// expression is not evaluated). Grafana's `query=test` probe is a valid
+/// selector that matches nothing: `[]`.
 pub(super) async fn query_exemplars(
     State(state): State<Arc<AppState>>,
     p: Params,
@@ -283,22 +283,28 @@ pub(super) async fn query_exemplars(
         exemplars: Vec<Ex<'a>>,
     }
     let (start, end) = time_range(&p)?;
-    let Some(matchers) = p
-        .get("query")
-        .and_then(|q| selector::parse("query", q).ok())
-    else {
-        return Ok(success(Vec::<()>::new()));
-    };
+    let expr = super::promql::parse_param(&p)?;
+    let mut sets: Vec<Vec<Matcher>> = Vec::new();
+    cairn_query::ast::visit::walk(&expr, &mut |e, _| {
+        match e {
+            cairn_query::Expr::VectorSelector(vs) => sets.push(vs.matchers.clone()),
+            cairn_query::Expr::MatrixSelector(ms) => sets.push(ms.vector.matchers.clone()),
+            _ => {}
+        }
+        cairn_query::ast::visit::Walk::Continue
+    });
     let store = state.exemplars.lock();
     let mut groups: BTreeMap<&Labels, Vec<Ex<'_>>> = BTreeMap::new();
     for ex in store.iter() {
         if ex.t < start || ex.t > end {
             continue;
         }
-        let all = matchers
-            .iter()
-            .all(|m| m.matches(ex.series.get(&m.name).unwrap_or("")));
-        if all {
+        let selected = sets.iter().any(|matchers| {
+            matchers
+                .iter()
+                .all(|m| m.matches(ex.series.get(&m.name).unwrap_or("")))
+        });
+        if selected {
             groups.entry(&ex.series).or_default().push(Ex {
                 labels: labels_json(&ex.labels),
                 value: crate::format::float(ex.value),

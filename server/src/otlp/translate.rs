@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
-use cairn_engine::{Labels, STALE_NAN_BITS, Sample, TimestampMs, WriteSeries};
+use cairn_engine::{Label, Labels, STALE_NAN_BITS, Sample, TimestampMs, WriteSeries};
 use cairn_proto::opentelemetry::proto::collector::metrics::v1::ExportMetricsServiceRequest;
 use cairn_proto::opentelemetry::proto::common::v1::{AnyValue, KeyValue, any_value};
 use cairn_proto::opentelemetry::proto::metrics::v1::{
@@ -142,20 +142,35 @@ pub struct Translator<'a> {
     pub now_ms: i64,
 }
 
-/// Where series are collected, grouped by label set.
+/// Where series are collected, grouped by label set (through a 64-bit
+/// hash; label sets whose hash collides with another's go to `collided`).
 #[derive(Default)]
 struct Sink {
-    index: HashMap<Labels, usize>,
+    index: HashMap<u64, usize>,
+    collided: HashMap<Labels, usize>,
     out: Translated,
 }
 
 impl Sink {
     fn push(&mut self, labels: Labels, sample: Sample, counts_point: bool) {
-        let i = match self.index.get(&labels) {
-            Some(&i) => i,
+        let h = labels_hash(&labels);
+        let found = match self.index.get(&h) {
+            Some(&i) if self.out.series[i].labels == labels => Some(i),
+            Some(_) => self.collided.get(&labels).copied(),
+            None => None,
+        };
+        let i = match found {
+            Some(i) => i,
             None => {
                 let i = self.out.series.len();
-                self.index.insert(labels.clone(), i);
+                match self.index.entry(h) {
+                    std::collections::hash_map::Entry::Occupied(_) => {
+                        self.collided.insert(labels.clone(), i);
+                    }
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(i);
+                    }
+                }
                 self.out.series.push(WriteSeries {
                     labels,
                     samples: Vec::new(),
@@ -597,10 +612,16 @@ impl Translator<'_> {
         attrs: &[KeyValue],
         time_ns: u64,
         sink: &mut Sink,
-    ) -> Option<(BTreeMap<String, String>, TimestampMs)> {
-        let checked = self
-            .point_labels(ctx, attrs)
-            .and_then(|l| Ok((l, self.timestamp(time_ns)?)));
+    ) -> Option<(Vec<Label>, TimestampMs)> {
+        let checked = self.point_labels(ctx, attrs).and_then(|l| {
+            let t = self.timestamp(time_ns)?;
+            // Sorted by name, unique, no empty values: Labels' invariant.
+            let base = l
+                .into_iter()
+                .map(|(n, v)| Label::new(n, v))
+                .collect::<Vec<_>>();
+            Ok((base, t))
+        });
         match checked {
             Ok(x) => Some(x),
             Err(r) => {
@@ -648,7 +669,7 @@ impl Translator<'_> {
                 }
             }
         }
-        let labels = with_name(labels, name, None);
+        let labels = with_name(&labels, name, None);
         if counter
             && !delta
             && !stale
@@ -748,24 +769,20 @@ impl Translator<'_> {
             let mut cumulative: u64 = 0;
             for (i, bound) in p.explicit_bounds.iter().enumerate() {
                 cumulative = cumulative.saturating_add(buckets.get(i).copied().unwrap_or(0));
-                let l = with_name(
-                    labels.clone(),
-                    &bucket_name,
-                    Some(("le", format_float(*bound))),
-                );
+                let l = with_name(&labels, &bucket_name, Some(("le", format_float(*bound))));
                 emit(l, value(cumulative as f64), false);
             }
         }
-        let l = with_name(labels.clone(), &bucket_name, Some(("le", "+Inf".into())));
+        let l = with_name(&labels, &bucket_name, Some(("le", "+Inf".into())));
         emit(l, value(count as f64), false);
         if let Some(s) = sum {
-            let l = with_name(labels.clone(), &format!("{name}_sum"), None);
+            let l = with_name(&labels, &format!("{name}_sum"), None);
             emit(l, value(s), false);
         } else if stale {
-            let l = with_name(labels.clone(), &format!("{name}_sum"), None);
+            let l = with_name(&labels, &format!("{name}_sum"), None);
             emit(l, stale_nan(), false);
         }
-        let l = with_name(labels, &format!("{name}_count"), None);
+        let l = with_name(&labels, &format!("{name}_count"), None);
         emit(l, value(count as f64), true);
         Some(t)
     }
@@ -790,15 +807,11 @@ impl Translator<'_> {
         let value = |v: f64| if stale { stale_nan() } else { v };
         let start_t = ns_to_ms(p.start_time_unix_nano);
         for q in &p.quantile_values {
-            let l = with_name(
-                labels.clone(),
-                name,
-                Some(("quantile", format_float(q.quantile))),
-            );
+            let l = with_name(&labels, name, Some(("quantile", format_float(q.quantile))));
             sink.push(l, Sample::new(t, value(q.value)), false);
         }
         for (suffix, v, counts) in [("_sum", p.sum, false), ("_count", p.count as f64, true)] {
-            let l = with_name(labels.clone(), &format!("{name}{suffix}"), None);
+            let l = with_name(&labels, &format!("{name}{suffix}"), None);
             if reset {
                 sink.push(l.clone(), Sample::new(start_t, 0.0), false);
             }
@@ -823,36 +836,46 @@ fn merge(map: &mut BTreeMap<String, String>, name: String, value: String) {
 }
 
 /// The identity of a stream: base name and labels.
-fn stream_key(name: &str, labels: &BTreeMap<String, String>) -> u128 {
+fn stream_key(name: &str, labels: &[Label]) -> u128 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     h.update(name.as_bytes());
-    for (n, v) in labels {
+    for l in labels {
         h.update(&[0xff]);
-        h.update(n.as_bytes());
+        h.update(l.name.as_bytes());
         h.update(&[0xfe]);
-        h.update(v.as_bytes());
+        h.update(l.value.as_bytes());
     }
     h.digest128()
 }
 
-fn with_name(
-    mut labels: BTreeMap<String, String>,
-    name: &str,
-    extra: Option<(&str, String)>,
-) -> Labels {
-    labels.insert("__name__".into(), name.to_string());
-    if let Some((n, v)) = extra {
-        labels.insert(n.to_string(), v);
+/// A 64-bit hash of a label set, for grouping samples by series.
+fn labels_hash(labels: &Labels) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for l in labels.iter() {
+        h.update(l.name.as_bytes());
+        h.update(&[0xff]);
+        h.update(l.value.as_bytes());
+        h.update(&[0xfe]);
     }
-    // BTreeMap iterates in name order, names are unique and values are not
-    // empty (empty ones were dropped), which is what from_sorted needs.
-    Labels::from_sorted(
-        labels
-            .into_iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(n, v)| cairn_engine::Label::new(n, v))
-            .collect(),
-    )
+    h.digest()
+}
+
+/// The point's labels plus `__name__` and the optional `le`/`quantile`,
+/// kept sorted (the base labels are already sorted and unique, and hold
+/// neither name: `le` and `quantile` coming from attributes are replaced).
+fn with_name(base: &[Label], name: &str, extra: Option<(&str, String)>) -> Labels {
+    let mut v: Vec<Label> = Vec::with_capacity(base.len() + 2);
+    v.extend_from_slice(base);
+    let mut put = |n: &str, value: String| match v.binary_search_by(|l| (*l.name).cmp(n)) {
+        Ok(i) => v[i] = Label::new(n, value),
+        Err(i) => v.insert(i, Label::new(n, value)),
+    };
+    put("__name__", name.to_string());
+    if let Some((n, value)) = extra {
+        put(n, value);
+    }
+    v.retain(|l| !l.value.is_empty());
+    Labels::from_sorted(v)
 }
 
 /// The unit as Prometheus metadata shows it (`s` -> `seconds`,

@@ -96,8 +96,11 @@ pub fn instant_value(s: &[Sample], is_rate: bool) -> Option<f64> {
         return None;
     }
     let mut v = last.v;
-    // Written as "not a drop" so that NaN propagates as in Prometheus.
-    if !is_rate || !(last.v < prev.v) {
+    // Written as "not a drop" on purpose: with a NaN on either side this is
+    // true, so NaN propagates into the result as in Prometheus.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    let not_a_drop = !(last.v < prev.v);
+    if !is_rate || not_a_drop {
         v = last.v - prev.v;
     }
     if is_rate {

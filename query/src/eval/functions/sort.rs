@@ -78,7 +78,7 @@ mod tests {
 
     #[test]
     fn nan_last() {
-        let mut v = vec![2.0, f64::NAN, 1.0];
+        let mut v = [2.0, f64::NAN, 1.0];
         v.sort_by(|a, b| sort_order(*a, *b, false));
         assert_eq!(&v[..2], &[1.0, 2.0]);
         v.sort_by(|a, b| sort_order(*a, *b, true));
