@@ -38,6 +38,13 @@ enum RulesCommand {
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
+    /// Run rule unit tests (promtool's `test rules` format); exit 0 if all
+    /// pass, 1 if not.
+    Test {
+        /// Test files to run.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -48,6 +55,21 @@ fn main() -> ExitCode {
             name_validation,
             files,
         }) => rules_check(&name_validation, &files),
+        Command::Rules(RulesCommand::Test { files }) => {
+            let mut out = std::io::stdout();
+            match cairn_server::rules::unittest::run_test_files(
+                &files,
+                &mut out,
+                &mut std::io::stderr(),
+            ) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("cairn: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 

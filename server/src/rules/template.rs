@@ -1415,10 +1415,10 @@ fn title(s: &str) -> String {
 }
 
 fn strip_port(s: &str) -> String {
-    if let Some(rest) = s.strip_prefix('[') {
-        if let Some(end) = rest.find(']') {
-            return rest[..end].to_string();
-        }
+    if let Some(rest) = s.strip_prefix('[')
+        && let Some(end) = rest.find(']')
+    {
+        return rest[..end].to_string();
     }
     match s.rsplit_once(':') {
         Some((host, port)) if !host.contains(':') && !port.is_empty() => host.to_string(),
@@ -1661,7 +1661,7 @@ mod tests {
                 0.0,
                 "2015-06-23 13:19:44.128 +0000 UTC",
             ),
-            ("{{ printf \"%.2f\" $value }}", 3.14159, "3.14"),
+            ("{{ printf \"%.2f\" $value }}", 1.23456, "1.23"),
             (
                 "{{ printf \"%s=%d %5.1f|%-4s|\" \"a\" 7 2.25 \"x\" }}",
                 0.0,
