@@ -3,7 +3,8 @@
 //! value, an alert expected to fire while still pending): the verdict of
 //! each file is the one its name gives (`pass*` pass, `fail*` fail) and the
 //! same as `promtool test rules` (Prometheus 2.42, installed by
-//! `scripts/install-peers.sh`); the rule file passes both checkers.
+//! `scripts/install-peers.sh`); the rule file passes both checkers; and
+//! the LLM-serving example of `docs/examples/` passes both.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -74,5 +75,22 @@ fn the_corpus_rule_file_is_valid_for_both_checkers() {
     assert!(ok, "{text}");
     assert!(text.contains("SUCCESS: 4 rules found"), "{text}");
     let (ok, text) = run("promtool", &["check", "rules"], &file);
+    assert!(ok, "{text}");
+}
+
+/// The LLM-serving example of `docs/examples/`: its rule file is valid and
+/// its unit tests pass, for Cairn and for promtool alike.
+#[test]
+fn the_llm_serving_example_passes_both() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples");
+    let rules = dir.join("llm-serving.rules.yml");
+    let tests = dir.join("llm-serving.test.yml");
+    let (ok, text) = run(env!("CARGO_BIN_EXE_cairn"), &["rules", "check"], &rules);
+    assert!(ok && text.contains("SUCCESS: 17 rules found"), "{text}");
+    let (ok, text) = run("promtool", &["check", "rules"], &rules);
+    assert!(ok, "{text}");
+    let (ok, text) = run(env!("CARGO_BIN_EXE_cairn"), &["rules", "test"], &tests);
+    assert!(ok, "{text}");
+    let (ok, text) = run("promtool", &["test", "rules"], &tests);
     assert!(ok, "{text}");
 }
