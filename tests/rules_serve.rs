@@ -86,6 +86,16 @@ fn rules_record_and_alert_in_a_running_server() {
     assert_eq!(group["rules"].as_array().map(|a| a.len()), Some(1), "{r}");
     assert_eq!(group["rules"][0]["health"], "ok");
     assert_eq!(group["rules"][0]["state"], "firing");
+    let metrics = client()
+        .get(server.url("/metrics"))
+        .send()
+        .and_then(|r| r.text())
+        .expect("metrics");
+    assert!(
+        metrics.contains("cairn_rule_group_iterations_total{rule_group=")
+            && metrics.contains("smoke.rules.yml;smoke"),
+        "{metrics}"
+    );
     let bad = client()
         .get(server.url("/api/v1/rules?type=nope"))
         .send()

@@ -33,6 +33,21 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+/// Labels of the rule-group counters: the rule file and the group name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleGroupLabels {
+    pub rule_group: String,
+}
+
+/// The rule-evaluation counters (Prometheus's `rule_group_iterations_*`
+/// and `rule_evaluation_failures_total`), cloned into the group tasks.
+#[derive(Clone, Debug, Default)]
+pub struct RuleMetrics {
+    pub iterations: Family<RuleGroupLabels, Counter>,
+    pub iterations_missed: Family<RuleGroupLabels, Counter>,
+    pub evaluation_failures: Family<RuleGroupLabels, Counter>,
+}
+
 /// Every metric Cairn exposes.
 pub struct Metrics {
     registry: Registry,
@@ -50,6 +65,7 @@ pub struct Metrics {
     pub resident_memory_bytes: Gauge,
     pub start_time_seconds: Gauge,
     pub ready: Gauge,
+    pub rules: RuleMetrics,
 }
 
 fn latency_buckets() -> Histogram {
@@ -147,6 +163,22 @@ impl Metrics {
             "Start time of the process since the Unix epoch in seconds",
             start_time_seconds.clone(),
         );
+        let rules = RuleMetrics::default();
+        registry.register(
+            "cairn_rule_group_iterations",
+            "Scheduled evaluations of a rule group (`file;group`)",
+            rules.iterations.clone(),
+        );
+        registry.register(
+            "cairn_rule_group_iterations_missed",
+            "Evaluations of a rule group skipped because the previous one was still running",
+            rules.iterations_missed.clone(),
+        );
+        registry.register(
+            "cairn_rule_evaluation_failures",
+            "Rule evaluations that failed (query error, limit exceeded, write error)",
+            rules.evaluation_failures.clone(),
+        );
         start_time_seconds.set(chrono::Utc::now().timestamp());
         Metrics {
             registry,
@@ -164,6 +196,7 @@ impl Metrics {
             resident_memory_bytes,
             start_time_seconds,
             ready,
+            rules,
         }
     }
 

@@ -93,7 +93,12 @@ pub async fn run(config: Config) -> Result<()> {
                     tracing::info!("storage open, WAL replayed: ready");
                     if let Some(mgr) = state.rules.get() {
                         let sink = Arc::new(crate::rules::manager::StorageSink(state.clone()));
-                        let tasks = mgr.spawn(rules_engine(&state.config), sink, rules_stop_rx);
+                        let tasks = mgr.spawn(
+                            rules_engine(&state.config),
+                            sink,
+                            state.metrics.rules.clone(),
+                            rules_stop_rx,
+                        );
                         tracing::info!(
                             groups = mgr.groups.len(),
                             tasks = tasks.len(),

@@ -173,6 +173,7 @@ impl RuleManager {
         self: &Arc<Self>,
         engine: Engine,
         sink: Arc<dyn RuleSink + Send + Sync>,
+        metrics: crate::metrics::RuleMetrics,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         self.groups
@@ -180,13 +181,17 @@ impl RuleManager {
             .map(|g| {
                 let (mgr, g, engine, sink, mut stop) =
                     (self.clone(), g.clone(), engine.clone(), sink.clone(), stop.clone());
+                let metrics = metrics.clone();
                 tokio::spawn(async move {
-                    let (interval, offset) = {
+                    let (interval, offset, label) = {
                         let grp = g.group.lock();
                         let key = format!("{}\u{0}{}", grp.file.display(), grp.name);
+                        let label = crate::metrics::RuleGroupLabels {
+                            rule_group: format!("{};{}", grp.file.display(), grp.name),
+                        };
                         let interval = grp.interval_ms.max(1);
                         let hash = xxhash_rust::xxh3::xxh3_64(key.as_bytes());
-                        (interval, (hash % interval as u64) as i64)
+                        (interval, (hash % interval as u64) as i64, label)
                     };
                     let now = chrono::Utc::now().timestamp_millis();
                     let mut next = next_slot(now, interval, offset);
@@ -201,22 +206,30 @@ impl RuleManager {
                         }
                         let (m, gg, e, s) = (mgr.clone(), g.clone(), engine.clone(), sink.clone());
                         let ts = next;
-                        let _ = tokio::task::spawn_blocking(move || {
+                        let failures = tokio::task::spawn_blocking(move || {
                             let ctx = EvalContext {
                                 engine: &e,
                                 sink: &*s,
                                 external_labels: &m.external_labels,
                                 external_url: &m.external_url,
                             };
-                            gg.group.lock().eval(&ctx, ts);
+                            let mut grp = gg.group.lock();
+                            grp.eval(&ctx, ts);
+                            grp.rules.iter().filter(|r| r.health == crate::rules::group::Health::Err).count()
                         })
-                        .await;
+                        .await
+                        .unwrap_or(0);
                         g.stats.iterations.fetch_add(1, Ordering::Relaxed);
+                        metrics.iterations.get_or_create(&label).inc();
+                        if failures > 0 {
+                            metrics.evaluation_failures.get_or_create(&label).inc_by(failures as u64);
+                        }
                         next += interval;
                         let now = chrono::Utc::now().timestamp_millis();
                         if now > next {
                             let missed = (now - next) / interval + 1;
                             g.stats.iterations_missed.fetch_add(missed as u64, Ordering::Relaxed);
+                            metrics.iterations_missed.get_or_create(&label).inc_by(missed as u64);
                             tracing::warn!(group = %g.group.lock().name, missed, "rule group evaluation slower than its interval: iterations skipped");
                             next += missed * interval;
                         }
