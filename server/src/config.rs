@@ -66,6 +66,8 @@ pub struct Config {
 pub struct GlobalConfig {
     pub external_labels: BTreeMap<String, String>,
     pub evaluation_interval: PromDuration,
+    /// Default `query_offset` of rule groups (Prometheus's `rule_query_offset`).
+    pub rule_query_offset: PromDuration,
     pub scrape_interval: PromDuration,
     pub scrape_timeout: PromDuration,
 }
@@ -75,6 +77,7 @@ impl Default for GlobalConfig {
         GlobalConfig {
             external_labels: BTreeMap::new(),
             evaluation_interval: PromDuration::from_secs(60),
+            rule_query_offset: PromDuration::from_secs(0),
             scrape_interval: PromDuration::from_secs(60),
             scrape_timeout: PromDuration::from_secs(10),
         }
@@ -690,6 +693,7 @@ mod tests {
 global:
   scrape_interval: 15s
   evaluation_interval: 30s
+  rule_query_offset: 1m
   external_labels:
     cluster: eu-1
 rule_files:
@@ -708,6 +712,7 @@ listen:
         let c = Config::from_yaml(yaml).expect("parses");
         c.validate().expect("validates");
         assert_eq!(c.global.evaluation_interval, PromDuration::from_secs(30));
+        assert_eq!(c.global.rule_query_offset, PromDuration::from_secs(60));
         assert_eq!(c.global.external_labels["cluster"], "eu-1");
         assert_eq!(c.rule_files, vec!["rules/*.yml".to_string()]);
         assert_eq!(

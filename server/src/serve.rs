@@ -204,7 +204,7 @@ fn load_rules(config: &Config) -> Result<Option<crate::rules::manager::RuleManag
         &config.rule_files,
         &base,
         config.global.evaluation_interval.as_millis_i64(),
-        0,
+        config.global.rule_query_offset.as_millis_i64(),
         config.global.external_labels.clone(),
         String::new(),
     )
