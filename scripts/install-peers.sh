@@ -8,6 +8,9 @@
 # - OpenTelemetry Python SDK and OTLP exporters (gRPC and HTTP), in a venv at
 #   $CAIRN_PEERS_DIR/otel-venv (default ~/.cache/cairn-peers), used by
 #   tests/otlp_interop.rs.
+# - pyarrow, in a venv at $CAIRN_PEERS_DIR/pyarrow-venv, used by
+#   engine/tests/block_pyarrow.rs (a block's Parquet file opens in a
+#   standard tool).
 set -euo pipefail
 
 PEERS_DIR="${CAIRN_PEERS_DIR:-$HOME/.cache/cairn-peers}"
@@ -32,6 +35,18 @@ if ! otel_ready; then
   python3 -m venv "$OTEL_VENV"
   "$OTEL_VENV/bin/pip" install --quiet --disable-pip-version-check "${OTEL_PACKAGES[@]}"
   otel_ready
+fi
+
+# --- pyarrow -------------------------------------------------------------
+PYARROW_VENV="$PEERS_DIR/pyarrow-venv"
+pyarrow_ready() {
+  [ -x "$PYARROW_VENV/bin/python" ] && "$PYARROW_VENV/bin/python" -c 'import pyarrow.parquet' 2>/dev/null
+}
+if ! pyarrow_ready; then
+  echo "install-peers: installing pyarrow into $PYARROW_VENV" >&2
+  python3 -m venv "$PYARROW_VENV"
+  "$PYARROW_VENV/bin/pip" install --quiet --disable-pip-version-check "pyarrow>=15"
+  pyarrow_ready
 fi
 
 # --- Prometheus, promtool, vmagent (Debian packages) -------------------------
