@@ -1,5 +1,6 @@
 //! The `cairn` binary: `cairn serve` runs the server (see
-//! `docs/configuration.md` for every flag). A configuration error exits
+//! `docs/configuration.md` for every flag); `cairn rules check` validates
+//! rule files as `promtool check rules` does (see `docs/rules.md`). A configuration error exits
 //! with status 2 and a message naming the key; a start-up or run-time
 //! failure exits with status 1.
 
@@ -20,12 +21,72 @@ struct Cli {
 enum Command {
     /// Run the server: remote-write receiver and Prometheus HTTP API.
     Serve(ServeArgs),
+    /// Work with Prometheus rule files.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Validate rule files; exit 0 if all are valid, 1 if not (as promtool).
+    Check {
+        /// Label and metric name rules: `utf8` (Prometheus 3) or `legacy`
+        /// (`[a-zA-Z_][a-zA-Z0-9_]*`, Prometheus 2).
+        #[arg(long, default_value = "utf8", value_parser = ["utf8", "legacy"])]
+        name_validation: String,
+        /// Rule files to check.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Run rule unit tests (promtool's `test rules` format); exit 0 if all
+    /// pass, 1 if not.
+    Test {
+        /// Test files to run.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Rules(RulesCommand::Check {
+            name_validation,
+            files,
+        }) => rules_check(&name_validation, &files),
+        Command::Rules(RulesCommand::Test { files }) => {
+            let mut out = std::io::stdout();
+            match cairn_server::rules::unittest::run_test_files(
+                &files,
+                &mut out,
+                &mut std::io::stderr(),
+            ) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("cairn: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn rules_check(name_validation: &str, files: &[std::path::PathBuf]) -> ExitCode {
+    use cairn_server::rules::file::{NameValidation, check_files};
+    let names = if name_validation == "legacy" {
+        NameValidation::Legacy
+    } else {
+        NameValidation::Utf8
+    };
+    match check_files(files, names, &mut std::io::stdout(), &mut std::io::stderr()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("cairn: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -63,6 +63,8 @@ pub struct AppState {
     pub query_slots: Arc<Semaphore>,
     pub started: chrono::DateTime<chrono::Utc>,
     pub shutting_down: AtomicBool,
+    /// The loaded rule groups (set at start-up when `rule_files` match).
+    pub rules: OnceLock<Arc<crate::rules::manager::RuleManager>>,
 }
 
 impl AppState {
@@ -78,6 +80,7 @@ impl AppState {
             write_slots: Arc::new(Semaphore::new(slots)),
             started: chrono::Utc::now(),
             shutting_down: AtomicBool::new(false),
+            rules: OnceLock::new(),
         }
     }
 
@@ -134,8 +137,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/parse_query",
             get(promql::parse_query).post(promql::parse_query),
         )
-        .route("/api/v1/rules", get(api::rules))
-        .route("/api/v1/alerts", get(api::alerts))
+        .route("/api/v1/rules", get(api::rules).post(api::rules))
+        .route("/api/v1/alerts", get(api::alerts).post(api::alerts))
         .route("/api/v1/status/buildinfo", get(api::buildinfo))
         .route("/api/v1/status/runtimeinfo", get(api::runtimeinfo))
         .route("/api/v1/status/flags", get(api::flags))

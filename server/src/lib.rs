@@ -19,6 +19,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod otlp;
 pub mod remote_write;
+pub mod rules;
 pub mod selector;
 pub mod serve;
 pub mod storage;

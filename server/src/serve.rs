@@ -56,7 +56,14 @@ pub async fn run(config: Config) -> Result<()> {
 
     let otlp_grpc_addr = config.listen.otlp_grpc;
     let otlp_http_addr = config.listen.otlp_http;
+    // Rule files load before anything is served: a broken file stops
+    // start-up with every problem listed (see `rules::manager`).
+    let rules = load_rules(&config)?;
     let state = Arc::new(AppState::new(config, MetadataStore::load(&data_dir)));
+    let (rules_stop, rules_stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(mgr) = rules {
+        let _ = state.rules.set(Arc::new(mgr));
+    }
 
     // OTLP: its own gRPC and HTTP ports, and `/otlp/v1/metrics` (and
     // Prometheus's `/api/v1/otlp/v1/metrics`) on the main port.
@@ -84,6 +91,15 @@ pub async fn run(config: Config) -> Result<()> {
                 Ok(Ok(storage)) => {
                     state.set_storage(Arc::new(storage));
                     tracing::info!("storage open, WAL replayed: ready");
+                    if let Some(mgr) = state.rules.get() {
+                        let sink = Arc::new(crate::rules::manager::StorageSink(state.clone()));
+                        let tasks = mgr.spawn(rules_engine(&state.config), sink, rules_stop_rx);
+                        tracing::info!(
+                            groups = mgr.groups.len(),
+                            tasks = tasks.len(),
+                            "rule evaluation started"
+                        );
+                    }
                 }
                 Ok(Err(e)) => {
                     *fatal.lock() = Some(e);
@@ -137,6 +153,7 @@ pub async fn run(config: Config) -> Result<()> {
         .with_graceful_shutdown(shutdown)
         .await;
     let _ = otlp_stop.send(true);
+    let _ = rules_stop.send(true);
     for t in otlp_tasks {
         let _ = t.await;
     }
@@ -170,6 +187,44 @@ pub async fn run(config: Config) -> Result<()> {
     closed?;
     tracing::info!("storage closed: bye");
     Ok(())
+}
+
+/// Loads the configured rule files (`None` when `rule_files` is empty).
+fn load_rules(config: &Config) -> Result<Option<crate::rules::manager::RuleManager>> {
+    if config.rule_files.is_empty() {
+        return Ok(None);
+    }
+    let base = std::env::current_dir().unwrap_or_default();
+    let mgr = crate::rules::manager::RuleManager::load(
+        &config.rule_files,
+        &base,
+        config.global.evaluation_interval.as_millis_i64(),
+        0,
+        config.global.external_labels.clone(),
+        String::new(),
+    )
+    .map_err(|errors| Error::ConfigInvalid {
+        origin: "rule_files".into(),
+        reason: errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; "),
+    })?;
+    tracing::info!(groups = mgr.groups.len(), "rule files loaded");
+    Ok(Some(mgr))
+}
+
+/// The PromQL engine rules evaluate with: the configured query limits.
+fn rules_engine(config: &Config) -> cairn_query::Engine {
+    let qc = &config.query;
+    cairn_query::Engine::new(cairn_query::EngineOptions {
+        lookback_delta_ms: qc.lookback_delta.as_millis_i64(),
+        max_samples: usize::try_from(qc.max_samples).unwrap_or(usize::MAX),
+        timeout: Some(qc.timeout.0),
+        max_points_per_series: qc.max_points_per_series as i64,
+        ..Default::default()
+    })
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

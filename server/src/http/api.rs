@@ -331,12 +331,43 @@ fn timestamp_number(t: TimestampMs) -> serde_json::Number {
         .unwrap_or_else(|_| serde_json::Number::from(t / 1000))
 }
 
-pub(super) async fn rules() -> Response {
-    success(serde_json::json!({ "groups": [] }))
+/// `/api/v1/rules` with Prometheus's `type`, `rule_name[]`,
+/// `rule_group[]`, `file[]` and `exclude_alerts` filters.
+pub(super) async fn rules(
+    State(state): State<Arc<AppState>>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let Some(mgr) = state.rules.get() else {
+        return Ok(success(serde_json::json!({ "groups": [] })));
+    };
+    let kind = match p.get("type") {
+        None | Some("") => None,
+        Some(t @ ("alert" | "record")) => Some(t.to_string()),
+        Some(other) => {
+            return Err(Error::BadParam {
+                param: "type".into(),
+                reason: format!("not supported value {other:?}"),
+            }
+            .into());
+        }
+    };
+    let owned = |k: &str| p.all(k).into_iter().map(str::to_string).collect();
+    let filter = crate::rules::manager::RulesFilter {
+        kind,
+        rule_names: owned("rule_name[]"),
+        group_names: owned("rule_group[]"),
+        files: owned("file[]"),
+        exclude_alerts: p.get("exclude_alerts") == Some("true"),
+    };
+    Ok(success(mgr.rules_json(&filter)))
 }
 
-pub(super) async fn alerts() -> Response {
-    success(serde_json::json!({ "alerts": [] }))
+/// `/api/v1/alerts`: every pending and firing alert.
+pub(super) async fn alerts(State(state): State<Arc<AppState>>) -> Response {
+    match state.rules.get() {
+        Some(mgr) => success(mgr.alerts_json()),
+        None => success(serde_json::json!({ "alerts": [] })),
+    }
 }
 
 /// The Prometheus version Cairn's API and PromQL semantics follow; Grafana
