@@ -80,6 +80,14 @@ pub enum Error {
     /// function argument, ...).
     #[error("{reason}")]
     Execution { reason: String },
+    /// A range query would return more points per series than
+    /// `query.max_points_per_series` (Prometheus's text and `bad_data`
+    /// over HTTP; a limit, RESOURCE_EXHAUSTED, over gRPC).
+    #[error(
+        "invalid parameter \"step\": exceeded maximum resolution of {max_points} points per \
+         timeseries. Try decreasing the query resolution (?step=XX)"
+    )]
+    TooManyPoints { max_points: i64 },
     /// No such resource.
     #[error("{what} not found")]
     NotFound { what: String },
@@ -136,7 +144,8 @@ impl Error {
             | Snappy { .. }
             | Protobuf { .. }
             | WriteRejected { .. }
-            | InvalidV2 { .. } => (StatusCode::BAD_REQUEST, ErrorType::BadData),
+            | InvalidV2 { .. }
+            | TooManyPoints { .. } => (StatusCode::BAD_REQUEST, ErrorType::BadData),
             UnsupportedMediaType { .. } => (StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorType::BadData),
             BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, ErrorType::BadData),
             // 503, not 429: Prometheus 2.x senders retry 5xx always but 429

@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod error;
+pub mod exec;
 pub mod format;
 pub mod http;
 pub mod import;
