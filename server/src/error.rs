@@ -1,6 +1,7 @@
 //! The one error type of cairn-server, and the one place where errors
 //! become HTTP status codes and Prometheus's JSON error envelope
-//! ([`Error::status`], [`Error::error_type`]).
+//! ([`Error::status`], [`Error::error_type`]) and, beside it, gRPC status
+//! codes of the query service ([`Error::grpc_code`]).
 
 use std::path::PathBuf;
 
@@ -169,6 +170,57 @@ impl Error {
     /// Prometheus's `errorType` of this error.
     pub fn error_type(&self) -> ErrorType {
         self.status_and_type().1
+    }
+}
+
+impl Error {
+    /// **The** mapping from errors to the gRPC status codes of the query
+    /// service (`proto/cairn/query/v1/query.proto` documents it). OTLP's
+    /// receiver has its own retry-oriented mapping (`otlp::grpc_code`).
+    pub fn grpc_code(&self) -> tonic::Code {
+        use Error::*;
+        use tonic::Code;
+        match self {
+            ConfigRead { .. } | ConfigInvalid { .. } | ConfigValue { .. } | Bind { .. } => {
+                Code::Internal
+            }
+            BadParam { .. }
+            | BodyRead { .. }
+            | Snappy { .. }
+            | Protobuf { .. }
+            | WriteRejected { .. }
+            | InvalidV2 { .. }
+            | UnsupportedMediaType { .. }
+            // A query that cannot be evaluated on this data (duplicate
+            // series, many-to-many matching): retrying will not help.
+            | Execution { .. } => Code::InvalidArgument,
+            BodyTooLarge { .. } | TooManyPoints { .. } => Code::ResourceExhausted,
+            Overloaded { .. } | Unavailable { .. } => Code::Unavailable,
+            NotFound { .. } => Code::NotFound,
+            Engine(e) => match engine_status(e).1 {
+                ErrorType::BadData => Code::InvalidArgument,
+                _ => Code::Internal,
+            },
+            Query(e) => {
+                use cairn_query::Error as Q;
+                match e {
+                    Q::Parse { .. } | Q::BadData { .. } | Q::Execution { .. } => {
+                        Code::InvalidArgument
+                    }
+                    Q::NotSupported { .. } => Code::Unimplemented,
+                    Q::TooManySamples { .. } => Code::ResourceExhausted,
+                    Q::Timeout { .. } => Code::DeadlineExceeded,
+                    Q::Canceled { .. } => Code::Cancelled,
+                    Q::Storage(_) | Q::Internal { .. } | Q::Script { .. } => Code::Internal,
+                }
+            }
+            Internal { .. } => Code::Internal,
+        }
+    }
+
+    /// This error as a gRPC status of the query service.
+    pub fn to_grpc_status(&self) -> tonic::Status {
+        tonic::Status::new(self.grpc_code(), self.to_string())
     }
 }
 

@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod exec;
 pub mod format;
+pub mod grpc;
 pub mod http;
 pub mod import;
 pub mod metadata;

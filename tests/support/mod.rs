@@ -22,6 +22,8 @@ pub struct Server {
     /// `host:port` of the OTLP/gRPC and OTLP/HTTP listeners.
     pub otlp_grpc: String,
     pub otlp_http: String,
+    /// `host:port` of the gRPC query service.
+    pub grpc: String,
     pub data_dir: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -37,6 +39,7 @@ impl Server {
             .args(["--http-listen", "127.0.0.1:0", "--log-level", "info"])
             .args(["--otlp-grpc-listen", "127.0.0.1:0"])
             .args(["--otlp-http-listen", "127.0.0.1:0"])
+            .args(["--grpc-listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -46,6 +49,7 @@ impl Server {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         let (otlp_tx, otlp_rx) = std::sync::mpsc::channel::<(String, String)>();
+        let (grpc_tx, grpc_rx) = std::sync::mpsc::channel::<String>();
         {
             let log = log.clone();
             // Keeps draining stderr so the server never blocks on a full pipe.
@@ -58,6 +62,8 @@ impl Server {
                     };
                     if let (Some(g), Some(h)) = (field("otlp_grpc="), field("otlp_http=")) {
                         let _ = otlp_tx.send((g, h));
+                    } else if let Some(addr) = field(" grpc=") {
+                        let _ = grpc_tx.send(addr);
                     } else if let Some(addr) = field(" http=") {
                         let _ = tx.send(addr);
                     }
@@ -71,11 +77,15 @@ impl Server {
         let (otlp_grpc, otlp_http) = otlp_rx
             .recv_timeout(Duration::from_secs(60))
             .expect("server printed its OTLP listen addresses");
+        let grpc = grpc_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server printed its gRPC listen address");
         let server = Server {
             child,
             addr,
             otlp_grpc,
             otlp_http,
+            grpc,
             data_dir: data_dir.to_path_buf(),
             log,
         };
