@@ -3,7 +3,9 @@
 //! for the same queries (instant, range streamed in batches, series, label
 //! names and values); errors carry the documented status codes; and
 //! `cairn query` / `series` / `labels` print the expected table, JSON and
-//! CSV, and a bad expression's parse error with its position.
+//! CSV, and a bad expression's parse error with its position. The health
+//! service, reflection and gzip work, and cancelled or expired queries
+//! leave `cairn_queries_in_flight` at zero.
 
 mod support;
 
@@ -417,6 +419,161 @@ fn errors_have_the_documented_status_codes() {
         panic!("not a vector");
     };
     assert_eq!(v.samples[0].value, 150.0);
+}
+
+/// `cairn_queries_in_flight` from `/metrics`.
+fn in_flight(server: &Server) -> f64 {
+    let text = support::client()
+        .get(server.url("/metrics"))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("cairn_queries_in_flight "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no cairn_queries_in_flight in:\n{text}"))
+}
+
+/// Waits (bounded) until no query is in flight.
+fn wait_no_query_in_flight(server: &Server) {
+    for _ in 0..400 {
+        if in_flight(server) == 0.0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("queries still in flight: {}", in_flight(server));
+}
+
+#[test]
+fn health_reflection_gzip_and_released_queries() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server_with_data(dir.path());
+    let rt = runtime();
+    let channel = rt
+        .block_on(
+            tonic::transport::Channel::from_shared(format!("http://{}", server.grpc))
+                .expect("uri")
+                .connect(),
+        )
+        .expect("connect");
+
+    // Health: the query service (and the server as a whole) is serving.
+    let mut health = HealthClient::new(channel.clone());
+    for service in ["cairn.query.v1.QueryService", ""] {
+        let mut status = ServingStatus::Unknown;
+        // Serving once storage is open; the server is ready already, the
+        // health watcher polls every 100 ms.
+        for _ in 0..100 {
+            status = rt
+                .block_on(health.check(HealthCheckRequest {
+                    service: service.into(),
+                }))
+                .expect("check")
+                .into_inner()
+                .status();
+            if status == ServingStatus::Serving {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(status, ServingStatus::Serving, "{service:?}");
+    }
+
+    // Reflection lists the services.
+    let mut refl = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = rt
+        .block_on(refl.server_reflection_info(tokio_stream_once(req)))
+        .expect("reflection")
+        .into_inner();
+    let msg = rt
+        .block_on(stream.message())
+        .expect("message")
+        .expect("a response");
+    let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
+        panic!("not a service list: {msg:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"cairn.query.v1.QueryService".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_string()),
+        "{names:?}"
+    );
+
+    // gzip both ways.
+    let mut gz = rt
+        .block_on(connect(&server))
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+    let names = rt
+        .block_on(gz.label_names(pb::LabelNamesRequest::default()))
+        .expect("gzip")
+        .into_inner()
+        .names;
+    assert_eq!(names.len(), 5);
+
+    // A client that stops reading mid-stream, and one whose deadline
+    // passes: the server keeps answering and no query stays in flight.
+    let mut client = rt.block_on(connect(&server));
+    let mut stream = rt
+        .block_on(client.range_query(pb::RangeQueryRequest {
+            query: "load".into(),
+            start_ms: T0,
+            end_ms: T0 + 19 * 60_000,
+            step_ms: 15_000,
+            max_series_per_message: 1,
+            ..Default::default()
+        }))
+        .expect("range")
+        .into_inner();
+    let first = rt
+        .block_on(stream.message())
+        .expect("message")
+        .expect("a batch");
+    assert_eq!(first.series.len(), 1);
+    drop(stream);
+    let mut raw = raw_client(&server);
+    let mut req = tonic::Request::new(pb::InstantQueryRequest {
+        query: "count_values by (i) (\"v\", load) * on (i) group_left sum by (i) (load)".into(),
+        time_ms: Some(T0 + 60_000),
+        ..Default::default()
+    });
+    req.set_timeout(std::time::Duration::from_millis(1));
+    let err = rt.block_on(raw.instant_query(req)).expect_err("deadline");
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
+    wait_no_query_in_flight(&server);
+    let again = rt
+        .block_on(client.label_values(pb::LabelValuesRequest {
+            name: "gpu".into(),
+            ..Default::default()
+        }))
+        .expect("still serving")
+        .into_inner();
+    assert_eq!(again.values, ["0"]);
+}
+
+/// A request stream of one message.
+fn tokio_stream_once<T: Send + 'static>(msg: T) -> impl tonic::IntoStreamingRequest<Message = T> {
+    futures_once(msg)
+}
+
+fn futures_once<T: Send + 'static>(msg: T) -> tokio_stream::Iter<std::vec::IntoIter<T>> {
+    tokio_stream::iter(vec![msg])
 }
 
 /// Runs the `cairn` binary; returns (exit code, stdout, stderr).

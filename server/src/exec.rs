@@ -69,6 +69,22 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// Counts a query in `cairn_queries_in_flight` for as long as it lives.
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl InFlight {
+    fn new(g: &prometheus_client::metrics::gauge::Gauge) -> InFlight {
+        g.inc();
+        InFlight(g.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Parses a PromQL expression; a syntax error is bad data with its
 /// position (`1:5: parse error: ...`).
 pub fn parse_query(q: &str) -> Result<Expr, Error> {
@@ -115,7 +131,10 @@ pub fn check_range(
 
 /// Runs a query on a blocking thread, holding one of the server's query
 /// slots, with the engine configured from `query.*`. `cancel` stops it
-/// (the caller keeps a [`CancelOnDrop`]).
+/// (the caller keeps a [`CancelOnDrop`]). When this future is dropped
+/// (client gone, deadline passed) the evaluation goes on until the engine
+/// sees the cancelled flag, and only then gives its slot back and leaves
+/// `cairn_queries_in_flight`: the slots bound the queries really running.
 pub async fn execute(
     state: &AppState,
     spec: QuerySpec,
@@ -127,8 +146,9 @@ pub async fn execute(
         _ => qc.timeout.0,
     };
     let storage = state.storage()?.clone();
+    let in_flight = InFlight::new(&state.metrics.queries_in_flight);
     let queued = Instant::now();
-    let _slot = state
+    let slot = state
         .query_slots
         .clone()
         .acquire_owned()
@@ -150,6 +170,7 @@ pub async fn execute(
     };
     let started = Instant::now();
     let result = tokio::task::spawn_blocking(move || -> Result<QueryResult, Error> {
+        let (_slot, _in_flight) = (slot, in_flight);
         let querier = storage.querier()?;
         let (expr, query) = (&spec.expr, spec.query.as_str());
         let r = match spec.kind {
