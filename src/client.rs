@@ -119,6 +119,11 @@ pub struct Failure(pub String);
 
 impl From<tonic::Status> for Failure {
     fn from(s: tonic::Status) -> Self {
+        // tonic's channel enforces `--timeout` itself and calls it
+        // CANCELLED; the user asked for a deadline.
+        if s.code() == tonic::Code::Cancelled && s.message().contains("Timeout expired") {
+            return Failure("DeadlineExceeded: the query did not finish within --timeout".into());
+        }
         Failure(format!("{:?}: {}", s.code(), s.message()))
     }
 }

@@ -707,6 +707,24 @@ fn the_command_line_client_prints_tables_json_and_csv() {
         "{err}"
     );
 
+    // A deadline the query cannot meet: exit status 1, said plainly.
+    let (code, _, err) = cairn(&[
+        "query",
+        "sum by (i) (rate(load[5m])) * on (i) group_left count by (i) (load)",
+        "--start",
+        "1700000000",
+        "--end",
+        "1700001200",
+        "--step",
+        "1s",
+        "--timeout",
+        "1ms",
+        "--server",
+        addr,
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("cairn: DeadlineExceeded"), "{err}");
+
     // No server there: a clear message, exit status 1.
     let (code, _, err) = cairn(&["labels", "--server", "127.0.0.1:1"]);
     assert_eq!(code, 1);
