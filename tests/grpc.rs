@@ -15,13 +15,9 @@ use std::process::Command;
 use cairn_proto::query::v1 as pb;
 use cairn_proto::query::v1::query_service_client::QueryServiceClient;
 use serde_json::Value;
-use support::{Server, get_json, series, write_v1};
+use support::{Server, get_json};
 
-/// 2023-11-14T22:13:20Z.
-const T0: i64 = 1_700_000_000_000;
-/// Samples every 15 s for 20 minutes.
-const POINTS: i64 = 80;
-const STEP: i64 = 15_000;
+use support::T0;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -30,41 +26,8 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// Starts a server with known data: two request counters, a gauge with
-/// awkward fractions (bit-exactness), and 150 `load` series (work for the
-/// deadline test).
 fn server_with_data(dir: &std::path::Path) -> Server {
-    let server = Server::start(dir, &[]);
-    let mut all = Vec::new();
-    for (model, per_step) in [("llama", 3.0), ("mistral", 5.0)] {
-        let samples: Vec<(i64, f64)> = (0..POINTS)
-            .map(|i| (T0 + i * STEP, i as f64 * per_step + 0.1))
-            .collect();
-        all.push(series(
-            &[
-                ("__name__", "infer_requests_total"),
-                ("model", model),
-                ("route", "/chat"),
-            ],
-            &samples,
-        ));
-    }
-    let gauge: Vec<(i64, f64)> = (0..POINTS)
-        .map(|i| (T0 + i * STEP, 0.1 * i as f64 + 0.2))
-        .collect();
-    all.push(series(&[("__name__", "gpu_util"), ("gpu", "0")], &gauge));
-    for k in 0..150 {
-        let samples: Vec<(i64, f64)> = (0..POINTS)
-            .map(|i| (T0 + i * STEP, (i * (k + 1)) as f64))
-            .collect();
-        all.push(series(
-            &[("__name__", "load"), ("i", &k.to_string())],
-            &samples,
-        ));
-    }
-    let answer = write_v1(&server, all);
-    assert_eq!(answer.status, 204, "{}", answer.body);
-    server
+    support::server_with_query_data(dir)
 }
 
 async fn connect(server: &Server) -> QueryServiceClient<tonic::transport::Channel> {

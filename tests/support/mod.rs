@@ -317,3 +317,47 @@ pub fn raw_http(addr: &str, request_head: &str, body_prefix: &[u8]) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// 2023-11-14T22:13:20Z: the first sample of [`server_with_query_data`].
+pub const T0: i64 = 1_700_000_000_000;
+/// Samples per series of [`server_with_query_data`], one every [`STEP`] ms.
+pub const POINTS: i64 = 80;
+pub const STEP: i64 = 15_000;
+
+/// Starts a server with known data for the query APIs: two request
+/// counters (`infer_requests_total{model, route}`), a gauge with awkward
+/// fractions (`gpu_util{gpu="0"}`, for bit-exactness), and 150 `load{i}`
+/// series (work for deadline tests), 20 minutes from [`T0`].
+pub fn server_with_query_data(dir: &Path) -> Server {
+    let server = Server::start(dir, &[]);
+    let mut all = Vec::new();
+    for (model, per_step) in [("llama", 3.0), ("mistral", 5.0)] {
+        let samples: Vec<(i64, f64)> = (0..POINTS)
+            .map(|i| (T0 + i * STEP, i as f64 * per_step + 0.1))
+            .collect();
+        all.push(series(
+            &[
+                ("__name__", "infer_requests_total"),
+                ("model", model),
+                ("route", "/chat"),
+            ],
+            &samples,
+        ));
+    }
+    let gauge: Vec<(i64, f64)> = (0..POINTS)
+        .map(|i| (T0 + i * STEP, 0.1 * i as f64 + 0.2))
+        .collect();
+    all.push(series(&[("__name__", "gpu_util"), ("gpu", "0")], &gauge));
+    for k in 0..150 {
+        let samples: Vec<(i64, f64)> = (0..POINTS)
+            .map(|i| (T0 + i * STEP, (i * (k + 1)) as f64))
+            .collect();
+        all.push(series(
+            &[("__name__", "load"), ("i", &k.to_string())],
+            &samples,
+        ));
+    }
+    let answer = write_v1(&server, all);
+    assert_eq!(answer.status, 204, "{}", answer.body);
+    server
+}
