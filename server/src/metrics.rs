@@ -50,6 +50,8 @@ pub struct Metrics {
     pub resident_memory_bytes: Gauge,
     pub start_time_seconds: Gauge,
     pub ready: Gauge,
+    /// Queries waiting for a slot or being evaluated (HTTP and gRPC).
+    pub queries_in_flight: Gauge,
 }
 
 fn latency_buckets() -> Histogram {
@@ -134,6 +136,13 @@ impl Metrics {
             "1 once the WAL is replayed and Cairn serves reads and writes",
             ready.clone(),
         );
+        let queries_in_flight = Gauge::default();
+        registry.register(
+            "cairn_queries_in_flight",
+            "PromQL queries waiting for a slot or being evaluated (HTTP and gRPC); \
+             a cancelled query counts until its evaluation has stopped",
+            queries_in_flight.clone(),
+        );
         let resident_memory_bytes = Gauge::default();
         let start_time_seconds = Gauge::default();
         // Process metrics keep their conventional names, without `cairn_`.
@@ -164,6 +173,7 @@ impl Metrics {
             resident_memory_bytes,
             start_time_seconds,
             ready,
+            queries_in_flight,
         }
     }
 
