@@ -3,8 +3,10 @@
 //! The protoc binary comes from the `protoc-bin-vendored` crate, so building
 //! Cairn needs no protoc installed by hand. `tonic-prost-build` is used (not
 //! plain prost-build) so that gRPC services get server stubs (OTLP's
-//! `MetricsService`). The OTLP packages also get serde implementations
-//! following the proto3 JSON mapping from pbjson-build (camelCase names,
+//! `MetricsService`, Cairn's `QueryService`) and clients (`cairn query`).
+//! The descriptor set is kept for gRPC server reflection. The OTLP
+//! packages also get serde implementations following the proto3 JSON
+//! mapping from pbjson-build (camelCase names,
 //! 64-bit integers as strings or numbers, enums as names or numbers,
 //! unknown fields ignored), which is what OTLP/JSON is, save for trace and
 //! span ids (hex, not base64), handled by the server.
@@ -21,6 +23,7 @@ const PROTOS: &[&str] = &[
     "opentelemetry/proto/metrics/v1/metrics.proto",
     "opentelemetry/proto/collector/metrics/v1/metrics_service.proto",
     "google/rpc/status.proto",
+    "cairn/query/v1/query.proto",
 ];
 
 /// Packages that also get serde (proto3 JSON mapping) implementations from
@@ -40,7 +43,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={}", f.display());
     }
     tonic_prost_build::configure()
-        .build_client(false)
+        // Clients for `cairn query` and the tests; servers for Cairn.
+        .build_client(true)
         .build_server(true)
         // Decode failures are the client's INVALID_ARGUMENT (src/codec.rs).
         .codec_path("crate::codec::CairnCodec")

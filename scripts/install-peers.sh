@@ -8,6 +8,12 @@
 # - OpenTelemetry Python SDK and OTLP exporters (gRPC and HTTP), in a venv at
 #   $CAIRN_PEERS_DIR/otel-venv (default ~/.cache/cairn-peers), used by
 #   tests/otlp_interop.rs.
+# - pyarrow, in a venv at $CAIRN_PEERS_DIR/pyarrow-venv, used by
+#   engine/tests/block_pyarrow.rs (a block's Parquet file opens in a
+#   standard tool).
+# - grpcio and grpcio-tools (a Python client generated from proto/ at test
+#   time) and pyarrow, in a venv at $CAIRN_PEERS_DIR/grpc-venv, used by
+#   tests/grpc_interop.rs.
 set -euo pipefail
 
 PEERS_DIR="${CAIRN_PEERS_DIR:-$HOME/.cache/cairn-peers}"
@@ -32,6 +38,39 @@ if ! otel_ready; then
   python3 -m venv "$OTEL_VENV"
   "$OTEL_VENV/bin/pip" install --quiet --disable-pip-version-check "${OTEL_PACKAGES[@]}"
   otel_ready
+fi
+
+# --- pyarrow -------------------------------------------------------------
+PYARROW_VENV="$PEERS_DIR/pyarrow-venv"
+pyarrow_ready() {
+  [ -x "$PYARROW_VENV/bin/python" ] && "$PYARROW_VENV/bin/python" -c 'import pyarrow.parquet' 2>/dev/null
+}
+if ! pyarrow_ready; then
+  echo "install-peers: installing pyarrow into $PYARROW_VENV" >&2
+  python3 -m venv "$PYARROW_VENV"
+  "$PYARROW_VENV/bin/pip" install --quiet --disable-pip-version-check "pyarrow>=15"
+  pyarrow_ready
+fi
+
+# --- grpcio, grpcio-tools, pyarrow -----------------------------------------
+GRPC_VENV="$PEERS_DIR/grpc-venv"
+GRPC_PACKAGES=(
+  "grpcio>=1.60"
+  "grpcio-tools>=1.60"
+  "pyarrow>=14"
+)
+grpc_ready() {
+  [ -x "$GRPC_VENV/bin/python" ] && "$GRPC_VENV/bin/python" -c '
+import grpc
+import grpc_tools.protoc
+import pyarrow
+' 2>/dev/null
+}
+if ! grpc_ready; then
+  echo "install-peers: installing grpcio, grpcio-tools and pyarrow into $GRPC_VENV" >&2
+  python3 -m venv "$GRPC_VENV"
+  "$GRPC_VENV/bin/pip" install --quiet --disable-pip-version-check "${GRPC_PACKAGES[@]}"
+  grpc_ready
 fi
 
 # --- Prometheus, promtool, vmagent (Debian packages) -------------------------

@@ -2,8 +2,13 @@
 //! `docs/configuration.md` for every flag); `cairn rules check` validates
 //! rule files as `promtool check rules` does (see `docs/rules.md`). A configuration error exits
 //! with status 2 and a message naming the key; a start-up or run-time
-//! failure exits with status 1.
+//! failure exits with status 1. `cairn query`, `cairn series` and
+//! `cairn labels` are clients of a running server's gRPC query service
+//! (`client.rs`, `docs/grpc.md`); they exit with status 1 on any error.
 
+mod client;
+
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use cairn_server::{Config, ServeArgs};
@@ -24,6 +29,12 @@ enum Command {
     /// Work with Prometheus rule files.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Evaluate a PromQL expression on a running Cairn (over gRPC).
+    Query(client::QueryArgs),
+    /// List the series matching selectors on a running Cairn.
+    Series(client::SeriesArgs),
+    /// List label names, or the values of one label, on a running Cairn.
+    Labels(client::LabelsArgs),
 }
 
 #[derive(Subcommand)]
@@ -69,6 +80,38 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Query(args) => run_client(client::query(args)),
+        Command::Series(args) => run_client(client::series(args)),
+        Command::Labels(args) => run_client(client::labels(args)),
+    }
+}
+
+/// Runs a client command: its output on stdout, or `cairn: <message>` on
+/// stderr and exit status 1.
+fn run_client(f: impl std::future::Future<Output = Result<String, client::Failure>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cairn: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(f) {
+        Ok(out) => {
+            let mut stdout = std::io::stdout().lock();
+            // A closed pipe (`| head`) is not worth a message.
+            let _ = stdout
+                .write_all(out.as_bytes())
+                .and_then(|_| stdout.flush());
+            ExitCode::SUCCESS
+        }
+        Err(client::Failure(msg)) => {
+            eprintln!("cairn: {msg}");
+            ExitCode::FAILURE
         }
     }
 }

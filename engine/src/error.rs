@@ -46,4 +46,30 @@ pub enum Error {
     /// Another process holds the data directory.
     #[error("data directory {path} is in use by another process")]
     DirectoryLocked { path: PathBuf },
+    /// An object store request failed (after the store's own retries).
+    #[error("object store error on {location}: {source}")]
+    ObjectStore {
+        location: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// A storage URL does not name a usable object store.
+    #[error("invalid storage URL {url:?}: {reason}")]
+    InvalidStorageUrl { url: String, reason: String },
+    /// A block was written in a format version this build does not read.
+    #[error(
+        "block {block} has format version {version}, this build reads only version {supported}; upgrade Cairn to read it"
+    )]
+    UnsupportedBlockVersion {
+        block: String,
+        version: u64,
+        supported: u64,
+    },
+    /// A block's Parquet file does not decode (or, writing, encode).
+    #[error("parquet error in {location}: {source}")]
+    Parquet {
+        location: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
 }

@@ -7,6 +7,7 @@
 //! label matchers and a time range in, series with their samples out. The
 //! engine knows nothing of PromQL, HTTP or protobuf.
 
+pub mod block;
 pub mod chunk;
 pub mod db;
 pub mod error;

@@ -12,9 +12,7 @@
 //! | [`write_v2`] | `io.prometheus.write.v2` | remote-write 2.0 (`Request` with its symbol table) |
 //! | [`opentelemetry::proto`] | `opentelemetry.proto.{common,resource,metrics,collector.metrics}.v1` | OTLP metrics: `ExportMetricsServiceRequest`, the `MetricsService` gRPC server stub; serde for OTLP/JSON |
 //! | [`google::rpc`] | `google.rpc` | `Status`, the body of OTLP/HTTP failures |
-//!
-//! Cairn's gRPC query service will be added as a further module (and files
-//! in `build.rs`'s list).
+//! | [`query::v1`] | `cairn.query.v1` | Cairn's gRPC query service: `QueryService` server stub and client |
 //!
 //! Remote-write bodies are these messages encoded with [`prost::Message`]
 //! and then compressed with snappy's *block* format; this crate does only
@@ -102,6 +100,19 @@ pub mod google {
         include!(concat!(env!("OUT_DIR"), "/google.rpc.serde.rs"));
     }
 }
+
+/// Package `cairn.query.v1`: Cairn's gRPC query service (the public
+/// contract is `proto/cairn/query/v1/query.proto`).
+#[allow(clippy::all, missing_docs)]
+pub mod query {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/cairn.query.v1.rs"));
+    }
+}
+
+/// The encoded `FileDescriptorSet` of every message and service of this
+/// crate, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
 
 pub mod codec;
 

@@ -125,6 +125,8 @@ pub struct QueryStats {
     pub peak_samples: usize,
     /// Samples read from storage.
     pub samples_read: usize,
+    /// Series read from storage (once per selector that read them).
+    pub series_read: usize,
 }
 
 /// The result of a query with its annotations.

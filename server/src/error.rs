@@ -1,6 +1,7 @@
 //! The one error type of cairn-server, and the one place where errors
 //! become HTTP status codes and Prometheus's JSON error envelope
-//! ([`Error::status`], [`Error::error_type`]).
+//! ([`Error::status`], [`Error::error_type`]) and, beside it, gRPC status
+//! codes of the query service ([`Error::grpc_code`]).
 
 use std::path::PathBuf;
 
@@ -80,6 +81,14 @@ pub enum Error {
     /// function argument, ...).
     #[error("{reason}")]
     Execution { reason: String },
+    /// A range query would return more points per series than
+    /// `query.max_points_per_series` (Prometheus's text and `bad_data`
+    /// over HTTP; a limit, RESOURCE_EXHAUSTED, over gRPC).
+    #[error(
+        "invalid parameter \"step\": exceeded maximum resolution of {max_points} points per \
+         timeseries. Try decreasing the query resolution (?step=XX)"
+    )]
+    TooManyPoints { max_points: i64 },
     /// No such resource.
     #[error("{what} not found")]
     NotFound { what: String },
@@ -136,7 +145,8 @@ impl Error {
             | Snappy { .. }
             | Protobuf { .. }
             | WriteRejected { .. }
-            | InvalidV2 { .. } => (StatusCode::BAD_REQUEST, ErrorType::BadData),
+            | InvalidV2 { .. }
+            | TooManyPoints { .. } => (StatusCode::BAD_REQUEST, ErrorType::BadData),
             UnsupportedMediaType { .. } => (StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorType::BadData),
             BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, ErrorType::BadData),
             // 503, not 429: Prometheus 2.x senders retry 5xx always but 429
@@ -160,6 +170,57 @@ impl Error {
     /// Prometheus's `errorType` of this error.
     pub fn error_type(&self) -> ErrorType {
         self.status_and_type().1
+    }
+}
+
+impl Error {
+    /// **The** mapping from errors to the gRPC status codes of the query
+    /// service (`proto/cairn/query/v1/query.proto` documents it). OTLP's
+    /// receiver has its own retry-oriented mapping (`otlp::grpc_code`).
+    pub fn grpc_code(&self) -> tonic::Code {
+        use Error::*;
+        use tonic::Code;
+        match self {
+            ConfigRead { .. } | ConfigInvalid { .. } | ConfigValue { .. } | Bind { .. } => {
+                Code::Internal
+            }
+            BadParam { .. }
+            | BodyRead { .. }
+            | Snappy { .. }
+            | Protobuf { .. }
+            | WriteRejected { .. }
+            | InvalidV2 { .. }
+            | UnsupportedMediaType { .. }
+            // A query that cannot be evaluated on this data (duplicate
+            // series, many-to-many matching): retrying will not help.
+            | Execution { .. } => Code::InvalidArgument,
+            BodyTooLarge { .. } | TooManyPoints { .. } => Code::ResourceExhausted,
+            Overloaded { .. } | Unavailable { .. } => Code::Unavailable,
+            NotFound { .. } => Code::NotFound,
+            Engine(e) => match engine_status(e).1 {
+                ErrorType::BadData => Code::InvalidArgument,
+                _ => Code::Internal,
+            },
+            Query(e) => {
+                use cairn_query::Error as Q;
+                match e {
+                    Q::Parse { .. } | Q::BadData { .. } | Q::Execution { .. } => {
+                        Code::InvalidArgument
+                    }
+                    Q::NotSupported { .. } => Code::Unimplemented,
+                    Q::TooManySamples { .. } => Code::ResourceExhausted,
+                    Q::Timeout { .. } => Code::DeadlineExceeded,
+                    Q::Canceled { .. } => Code::Cancelled,
+                    Q::Storage(_) | Q::Internal { .. } | Q::Script { .. } => Code::Internal,
+                }
+            }
+            Internal { .. } => Code::Internal,
+        }
+    }
+
+    /// This error as a gRPC status of the query service.
+    pub fn to_grpc_status(&self) -> tonic::Status {
+        tonic::Status::new(self.grpc_code(), self.to_string())
     }
 }
 

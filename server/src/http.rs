@@ -44,6 +44,8 @@ use crate::metadata::MetadataStore;
 use crate::metrics::{HttpLabels, Metrics};
 use crate::remote_write::IncomingExemplar;
 use crate::storage::Storage;
+pub use api::{MAX_TIME_MS, MIN_TIME_MS, parse_time, unescape_label_name};
+pub use query::{parse_duration, write_timestamp};
 
 /// Exemplars kept in memory (oldest dropped first), as Prometheus's
 /// default exemplar storage.

@@ -12,7 +12,9 @@
 
 pub mod config;
 pub mod error;
+pub mod exec;
 pub mod format;
+pub mod grpc;
 pub mod http;
 pub mod import;
 pub mod metadata;

@@ -66,6 +66,8 @@ pub struct Metrics {
     pub start_time_seconds: Gauge,
     pub ready: Gauge,
     pub rules: RuleMetrics,
+    /// Queries waiting for a slot or being evaluated (HTTP and gRPC).
+    pub queries_in_flight: Gauge,
 }
 
 fn latency_buckets() -> Histogram {
@@ -150,6 +152,13 @@ impl Metrics {
             "1 once the WAL is replayed and Cairn serves reads and writes",
             ready.clone(),
         );
+        let queries_in_flight = Gauge::default();
+        registry.register(
+            "cairn_queries_in_flight",
+            "PromQL queries waiting for a slot or being evaluated (HTTP and gRPC); \
+             a cancelled query counts until its evaluation has stopped",
+            queries_in_flight.clone(),
+        );
         let resident_memory_bytes = Gauge::default();
         let start_time_seconds = Gauge::default();
         // Process metrics keep their conventional names, without `cairn_`.
@@ -197,6 +206,7 @@ impl Metrics {
             start_time_seconds,
             ready,
             rules,
+            queries_in_flight,
         }
     }
 

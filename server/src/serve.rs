@@ -1,6 +1,7 @@
 //! The lifecycle of `cairn serve`: logging, binding, opening storage (WAL
 //! replay) in the background while `/-/healthy` answers and `/-/ready`
-//! says 503, serving (the OTLP receivers on their own ports too), and
+//! says 503, serving (the OTLP receivers and the gRPC query service on
+//! their own ports too), and
 //! graceful shutdown on SIGINT/SIGTERM: stop
 //! accepting, finish in-flight requests, save metadata, close the WAL.
 
@@ -12,6 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, LogConfig, LogFormat};
 use crate::error::{Error, Result};
+use crate::grpc;
 use crate::http::{AppState, router};
 use crate::metadata::MetadataStore;
 use crate::otlp::{self, OtlpReceiver};
@@ -59,6 +61,7 @@ pub async fn run(config: Config) -> Result<()> {
     // Rule files load before anything is served: a broken file stops
     // start-up with every problem listed (see `rules::manager`).
     let rules = load_rules(&config)?;
+    let grpc_addr = config.listen.grpc;
     let state = Arc::new(AppState::new(config, MetadataStore::load(&data_dir)));
     let (rules_stop, rules_stop_rx) = tokio::sync::watch::channel(false);
     if let Some(mgr) = rules {
@@ -76,6 +79,10 @@ pub async fn run(config: Config) -> Result<()> {
         otlp_http = %otlp_addrs.http,
         "OTLP receivers listening"
     );
+    // The gRPC query service, on its own port.
+    let (grpc_addr, grpc_task) =
+        grpc::spawn_listener(state.clone(), grpc_addr, otlp_stop.subscribe()).await?;
+    tracing::info!(grpc = %grpc_addr, "gRPC query service listening");
     let fatal: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
     let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<()>();
 
@@ -162,6 +169,7 @@ pub async fn run(config: Config) -> Result<()> {
     for t in otlp_tasks {
         let _ = t.await;
     }
+    let _ = grpc_task.await;
     saver.abort();
     state
         .shutting_down

@@ -22,6 +22,8 @@ pub struct Server {
     /// `host:port` of the OTLP/gRPC and OTLP/HTTP listeners.
     pub otlp_grpc: String,
     pub otlp_http: String,
+    /// `host:port` of the gRPC query service.
+    pub grpc: String,
     pub data_dir: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -37,6 +39,7 @@ impl Server {
             .args(["--http-listen", "127.0.0.1:0", "--log-level", "info"])
             .args(["--otlp-grpc-listen", "127.0.0.1:0"])
             .args(["--otlp-http-listen", "127.0.0.1:0"])
+            .args(["--grpc-listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -46,6 +49,7 @@ impl Server {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         let (otlp_tx, otlp_rx) = std::sync::mpsc::channel::<(String, String)>();
+        let (grpc_tx, grpc_rx) = std::sync::mpsc::channel::<String>();
         {
             let log = log.clone();
             // Keeps draining stderr so the server never blocks on a full pipe.
@@ -58,6 +62,8 @@ impl Server {
                     };
                     if let (Some(g), Some(h)) = (field("otlp_grpc="), field("otlp_http=")) {
                         let _ = otlp_tx.send((g, h));
+                    } else if let Some(addr) = field(" grpc=") {
+                        let _ = grpc_tx.send(addr);
                     } else if let Some(addr) = field(" http=") {
                         let _ = tx.send(addr);
                     }
@@ -71,11 +77,15 @@ impl Server {
         let (otlp_grpc, otlp_http) = otlp_rx
             .recv_timeout(Duration::from_secs(60))
             .expect("server printed its OTLP listen addresses");
+        let grpc = grpc_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server printed its gRPC listen address");
         let server = Server {
             child,
             addr,
             otlp_grpc,
             otlp_http,
+            grpc,
             data_dir: data_dir.to_path_buf(),
             log,
         };
@@ -306,4 +316,48 @@ pub fn raw_http(addr: &str, request_head: &str, body_prefix: &[u8]) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// 2023-11-14T22:13:20Z: the first sample of [`server_with_query_data`].
+pub const T0: i64 = 1_700_000_000_000;
+/// Samples per series of [`server_with_query_data`], one every [`STEP`] ms.
+pub const POINTS: i64 = 80;
+pub const STEP: i64 = 15_000;
+
+/// Starts a server with known data for the query APIs: two request
+/// counters (`infer_requests_total{model, route}`), a gauge with awkward
+/// fractions (`gpu_util{gpu="0"}`, for bit-exactness), and 150 `load{i}`
+/// series (work for deadline tests), 20 minutes from [`T0`].
+pub fn server_with_query_data(dir: &Path) -> Server {
+    let server = Server::start(dir, &[]);
+    let mut all = Vec::new();
+    for (model, per_step) in [("llama", 3.0), ("mistral", 5.0)] {
+        let samples: Vec<(i64, f64)> = (0..POINTS)
+            .map(|i| (T0 + i * STEP, i as f64 * per_step + 0.1))
+            .collect();
+        all.push(series(
+            &[
+                ("__name__", "infer_requests_total"),
+                ("model", model),
+                ("route", "/chat"),
+            ],
+            &samples,
+        ));
+    }
+    let gauge: Vec<(i64, f64)> = (0..POINTS)
+        .map(|i| (T0 + i * STEP, 0.1 * i as f64 + 0.2))
+        .collect();
+    all.push(series(&[("__name__", "gpu_util"), ("gpu", "0")], &gauge));
+    for k in 0..150 {
+        let samples: Vec<(i64, f64)> = (0..POINTS)
+            .map(|i| (T0 + i * STEP, (i * (k + 1)) as f64))
+            .collect();
+        all.push(series(
+            &[("__name__", "load"), ("i", &k.to_string())],
+            &samples,
+        ));
+    }
+    let answer = write_v1(&server, all);
+    assert_eq!(answer.status, 204, "{}", answer.body);
+    server
 }

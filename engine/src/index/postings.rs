@@ -401,6 +401,30 @@ impl Postings {
         self.all.write().extend(refs);
     }
 
+    /// An index over series `0..num_series` from ready bitmaps, one per
+    /// (name, value) pair (a block's postings as read from disk). Empty
+    /// bitmaps are skipped; a pair given twice has its bitmaps united.
+    pub fn from_bitmaps(
+        num_series: u32,
+        entries: impl IntoIterator<Item = (Arc<str>, Arc<str>, RoaringBitmap)>,
+    ) -> Self {
+        let mut names: HashMap<Arc<str>, RwLock<NameEntry>> = HashMap::new();
+        for (name, value, bitmap) in entries {
+            if bitmap.is_empty() {
+                continue;
+            }
+            let e = names.entry(name).or_default().get_mut();
+            e.any |= &bitmap;
+            *e.values.entry(value).or_default() |= bitmap;
+        }
+        let mut all = RoaringBitmap::new();
+        all.insert_range(0..num_series);
+        Postings {
+            names: RwLock::new(names),
+            all: RwLock::new(all),
+        }
+    }
+
     /// Unregisters series `r`, which was added with `labels`. Values and
     /// names left without series are dropped.
     pub fn remove(&self, r: SeriesRef, labels: &Labels) {

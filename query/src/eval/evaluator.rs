@@ -189,6 +189,7 @@ impl Evaluator<'_> {
             // The decoded samples of one selector are held at once.
             self.hold(loaded)?;
             self.stats.samples_read += buf.len();
+            self.stats.series_read += 1;
             out.push((s.labels, buf));
         }
         Ok(out)

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::{ApiError, AppState, Params, success, success_with};
 use crate::error::Error;
-use crate::selector;
+use crate::{exec, selector};
 
 /// Earliest and latest times the API accepts, in ms: Prometheus's
 /// `minTime`/`maxTime` (the range Go's `time.Time` can hold in Unix ms).
@@ -85,25 +85,6 @@ fn match_sets(p: &Params) -> Result<Vec<Vec<Matcher>>, Error> {
         .collect()
 }
 
-/// Truncates to `limit`, with Prometheus's warning when it cuts.
-fn apply_limit<T>(v: &mut Vec<T>, limit: usize, warnings: &mut Vec<String>) {
-    if limit > 0 && v.len() > limit {
-        v.truncate(limit);
-        warnings.push("results truncated due to limit".into());
-    }
-}
-
-/// Runs blocking storage work off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
-) -> Result<T, Error> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Internal {
-            reason: format!("task failed: {e}"),
-        })?
-}
-
 /// A label set as a JSON object.
 fn labels_json(l: &Labels) -> BTreeMap<&str, &str> {
     l.iter().map(|l| (&*l.name, &*l.value)).collect()
@@ -114,32 +95,11 @@ pub(super) async fn series(
     p: Params,
 ) -> Result<Response, ApiError> {
     let sets = match_sets(&p)?;
-    if sets.is_empty() {
-        return Err(Error::BadParam {
-            param: "match[]".into(),
-            reason: "no match[] parameter provided".into(),
-        }
-        .into());
-    }
     let (start, end) = time_range(&p)?;
     let limit = limit(&p)?;
-    let storage = state.storage()?.clone();
-    let mut all = blocking(move || {
-        let q = storage.querier()?;
-        let mut out: Vec<Labels> = Vec::new();
-        for m in &sets {
-            out.extend(q.series(m, start, end)?);
-        }
-        // The union of several selectors: sorted, each series once.
-        if sets.len() > 1 {
-            out.sort();
-            out.dedup();
-        }
-        Ok(out)
-    })
-    .await?;
+    let mut all = exec::series(&state, sets, start, end).await?;
     let mut warnings = Vec::new();
-    apply_limit(&mut all, limit, &mut warnings);
+    exec::apply_limit(&mut all, limit, &mut warnings);
     let data: Vec<BTreeMap<&str, &str>> = all.iter().map(labels_json).collect();
     Ok(success_with(data, warnings, Vec::new()))
 }
@@ -151,23 +111,9 @@ pub(super) async fn labels(
     let sets = match_sets(&p)?;
     let (start, end) = time_range(&p)?;
     let limit = limit(&p)?;
-    let storage = state.storage()?.clone();
-    let mut names = blocking(move || {
-        let q = storage.querier()?;
-        if sets.is_empty() {
-            return Ok(q.label_names(&[], start, end)?);
-        }
-        let mut out = Vec::new();
-        for m in &sets {
-            out.extend(q.label_names(m, start, end)?);
-        }
-        out.sort();
-        out.dedup();
-        Ok(out)
-    })
-    .await?;
+    let mut names = exec::label_names(&state, sets, start, end).await?;
     let mut warnings = Vec::new();
-    apply_limit(&mut names, limit, &mut warnings);
+    exec::apply_limit(&mut names, limit, &mut warnings);
     Ok(success_with(names, warnings, Vec::new()))
 }
 
@@ -213,33 +159,12 @@ pub(super) async fn label_values(
     p: Params,
 ) -> Result<Response, ApiError> {
     let name = unescape_label_name(&name)?;
-    if name.is_empty() {
-        return Err(Error::BadParam {
-            param: "name".into(),
-            reason: "invalid label name \"\"".into(),
-        }
-        .into());
-    }
     let sets = match_sets(&p)?;
     let (start, end) = time_range(&p)?;
     let limit = limit(&p)?;
-    let storage = state.storage()?.clone();
-    let mut values = blocking(move || {
-        let q = storage.querier()?;
-        if sets.is_empty() {
-            return Ok(q.label_values(&name, &[], start, end)?);
-        }
-        let mut out = Vec::new();
-        for m in &sets {
-            out.extend(q.label_values(&name, m, start, end)?);
-        }
-        out.sort();
-        out.dedup();
-        Ok(out)
-    })
-    .await?;
+    let mut values = exec::label_values(&state, name, sets, start, end).await?;
     let mut warnings = Vec::new();
-    apply_limit(&mut values, limit, &mut warnings);
+    exec::apply_limit(&mut values, limit, &mut warnings);
     Ok(success_with(values, warnings, Vec::new()))
 }
 
@@ -446,7 +371,7 @@ pub(super) async fn tsdb(
         },
     };
     let storage = state.storage()?.clone();
-    let stats = blocking(move || storage.stats(limit)).await?;
+    let stats = exec::blocking(move || storage.stats(limit)).await?;
     Ok(success(stats))
 }
 

@@ -15,14 +15,7 @@ use crate::error::Error;
 /// Parses the `query` parameter; a syntax error is 400 `bad_data` with
 /// the position (`1:5: parse error: ...`).
 pub fn parse_param(p: &Params) -> Result<Expr, Error> {
-    let q = p.get("query").ok_or_else(|| Error::BadParam {
-        param: "query".into(),
-        reason: "missing query".into(),
-    })?;
-    cairn_query::parse(q).map_err(|e| Error::BadParam {
-        param: "query".into(),
-        reason: e.to_string(),
-    })
+    crate::exec::parse_query(p.get("query").unwrap_or_default())
 }
 
 pub(super) async fn format_query(p: Params) -> Result<Response, ApiError> {

@@ -16,14 +16,15 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cairn_engine::{Labels, TimestampMs};
-use cairn_query::eval::{CancelToken, QueryOptions};
-use cairn_query::{Engine, EngineOptions, QueryResult, Value};
+use cairn_query::eval::CancelToken;
+use cairn_query::{QueryResult, Value};
 
 use super::api::parse_time;
 use super::promql::parse_param;
 use super::{ApiError, AppState, Params};
 use crate::config::PromDuration;
 use crate::error::Error;
+use crate::exec::{self, CancelOnDrop, Kind, QuerySpec};
 
 /// Parses a duration parameter: float seconds (`15`, `0.5`) or a
 /// Prometheus duration (`15s`, `1m30s`), in milliseconds.
@@ -45,27 +46,6 @@ pub fn parse_duration(param: &str, s: &str) -> Result<i64, Error> {
     s.parse::<PromDuration>()
         .map(|d| d.as_millis_i64())
         .map_err(|_| bad(""))
-}
-
-/// Cancels the query when the request future is dropped (client gone).
-struct CancelOnDrop(CancelToken);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.cancel();
-    }
-}
-
-/// What to evaluate.
-enum Kind {
-    Instant {
-        t: TimestampMs,
-    },
-    Range {
-        start: TimestampMs,
-        end: TimestampMs,
-        step: i64,
-    },
 }
 
 pub(super) async fn instant(
@@ -99,40 +79,19 @@ pub(super) async fn range(
         .into());
     }
     let step = parse_duration("step", need("step")?)?;
-    if step <= 0 {
-        return Err(Error::BadParam {
-            param: "step".into(),
-            reason: "zero or negative query resolution step widths are not accepted. \
-                     Try a positive integer"
-                .into(),
-        }
-        .into());
-    }
-    let max_points = state.config.query.max_points_per_series as i64;
-    if (end - start) / step >= max_points {
-        return Err(Error::BadParam {
-            param: "step".into(),
-            reason: format!(
-                "exceeded maximum resolution of {max_points} points per timeseries. \
-                 Try decreasing the query resolution (?step=XX)"
-            ),
-        }
-        .into());
-    }
+    exec::check_range(&state.config, start, end, step)?;
     run(state, p, Kind::Range { start, end, step }).await
 }
 
 async fn run(state: Arc<AppState>, p: Params, kind: Kind) -> Result<Response, ApiError> {
     let expr = parse_param(&p)?;
     let query = p.get("query").unwrap_or_default().to_string();
-    let qc = &state.config.query;
-    let mut timeout = qc.timeout.0;
-    if let Some(s) = p.get("timeout") {
-        let ms = parse_duration("timeout", s)?;
-        if ms > 0 {
-            timeout = timeout.min(Duration::from_millis(ms as u64));
-        }
-    }
+    let timeout = match p.get("timeout") {
+        Some(s) => Some(parse_duration("timeout", s)?)
+            .filter(|ms| *ms > 0)
+            .map(|ms| Duration::from_millis(ms as u64)),
+        None => None,
+    };
     let limit = match p.get("limit") {
         None => 0,
         Some(s) => s.parse::<usize>().map_err(|_| Error::BadParam {
@@ -143,49 +102,23 @@ async fn run(state: Arc<AppState>, p: Params, kind: Kind) -> Result<Response, Ap
     let lookback = p
         .get("lookback_delta")
         .map(|s| parse_duration("lookback_delta", s))
-        .transpose()?
-        .filter(|ms| *ms > 0);
+        .transpose()?;
     let with_stats = p.get("stats").is_some();
 
-    let storage = state.storage()?.clone();
-    let _slot = state
-        .query_slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| Error::Unavailable {
-            reason: "shutting down".into(),
-        })?;
-    let engine = Engine::new(EngineOptions {
-        lookback_delta_ms: qc.lookback_delta.as_millis_i64(),
-        max_samples: usize::try_from(qc.max_samples).unwrap_or(usize::MAX),
-        timeout: Some(timeout),
-        max_points_per_series: qc.max_points_per_series as i64,
-        ..Default::default()
-    });
     let cancel = CancelToken::new();
     let _guard = CancelOnDrop(cancel.clone());
-    let opts = QueryOptions {
+    let spec = QuerySpec {
+        expr,
+        query,
+        kind,
+        timeout,
         lookback_delta_ms: lookback,
-        cancel: Some(cancel),
     };
     let started = Instant::now();
-    let result = tokio::task::spawn_blocking(move || -> Result<QueryResult, Error> {
-        let querier = storage.querier()?;
-        let r = match kind {
-            Kind::Instant { t } => engine.instant_query_expr(&*querier, &expr, &query, t, &opts),
-            Kind::Range { start, end, step } => {
-                engine.range_query_expr(&*querier, &expr, &query, start, end, step, &opts)
-            }
-        };
-        Ok(r?)
-    })
-    .await
-    .map_err(|e| Error::Internal {
-        reason: format!("query task failed: {e}"),
-    })??;
+    let mut done = exec::execute(&state, spec, cancel).await?;
     let elapsed = started.elapsed().as_secs_f64();
-    Ok(render(result, limit, with_stats.then_some(elapsed)))
+    exec::limit_result(&mut done.result, limit);
+    Ok(render(done.result, with_stats.then_some(elapsed)))
 }
 
 /// Appends a timestamp in seconds as Prometheus's `MarshalTimestamp`
@@ -229,17 +162,10 @@ fn write_point(out: &mut String, t: TimestampMs, v: f64) {
     out.push_str("\"]");
 }
 
-/// The success body of a query result.
-pub fn render(mut r: QueryResult, limit: usize, eval_secs: Option<f64>) -> Response {
-    let mut warnings = std::mem::take(&mut r.warnings);
-    let truncate = |n: usize, warnings: &mut Vec<String>| {
-        if limit > 0 && n > limit {
-            warnings.push("results truncated due to limit".into());
-            limit
-        } else {
-            n
-        }
-    };
+/// The success body of a query result (already cut to the request's
+/// limit by [`exec::limit_result`]).
+pub fn render(mut r: QueryResult, eval_secs: Option<f64>) -> Response {
+    let warnings = std::mem::take(&mut r.warnings);
     let mut out = String::with_capacity(256);
     out.push_str("{\"status\":\"success\",\"data\":{");
     match &r.value {
@@ -256,8 +182,7 @@ pub fn render(mut r: QueryResult, limit: usize, eval_secs: Option<f64>) -> Respo
         }
         Value::Vector(samples) => {
             out.push_str("\"resultType\":\"vector\",\"result\":[");
-            let n = truncate(samples.len(), &mut warnings);
-            for (i, s) in samples.iter().take(n).enumerate() {
+            for (i, s) in samples.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
@@ -271,8 +196,7 @@ pub fn render(mut r: QueryResult, limit: usize, eval_secs: Option<f64>) -> Respo
         }
         Value::Matrix(series) => {
             out.push_str("\"resultType\":\"matrix\",\"result\":[");
-            let n = truncate(series.len(), &mut warnings);
-            for (i, s) in series.iter().take(n).enumerate() {
+            for (i, s) in series.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }

@@ -1,0 +1,263 @@
+//! A block's index file: the symbol table, the series table and the roaring
+//! postings (label name=value -> series ordinals), so that resolving matchers
+//! needs neither the Parquet file's label columns nor a scan.
+//!
+//! Byte layout (all integers little endian; see `docs/format.md`, "Blocks"):
+//!
+//! ```text
+//! ┌──────────────┬─────────┬─────────┬────────┬──────────┬─────┬──────────┐
+//! │ magic "CNIX" │ version │ symbols │ series │ postings │ toc │ crc32c   │
+//! │ 4 bytes      │ 1 byte  │         │        │          │ 24B │ 4 bytes  │
+//! └──────────────┴─────────┴─────────┴────────┴──────────┴─────┴──────────┘
+//! ```
+//!
+//! A series' ordinal is its position in the series table, which is also the
+//! order of its rows in the Parquet file: series `i`'s chunk rows start at
+//! the sum of `num_chunks` of the series before it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+
+use crate::chunk::{put_uvarint, unzigzag, zigzag};
+use crate::error::{Error, Result};
+use crate::index::Postings;
+use crate::labels::{Label, Labels};
+
+pub const INDEX_MAGIC: [u8; 4] = *b"CNIX";
+pub const INDEX_VERSION: u8 = 1;
+
+/// One series of a block, as the index holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexSeries {
+    pub labels: Labels,
+    pub min_time: i64,
+    pub max_time: i64,
+    pub num_chunks: u32,
+    pub num_samples: u64,
+    /// First chunk row in the Parquet file (not stored: a prefix sum).
+    pub first_row: u64,
+}
+
+/// A decoded index: series table and postings.
+pub struct BlockIndex {
+    pub series: Vec<IndexSeries>,
+    pub postings: Postings,
+}
+
+/// Encodes the index of `series` (in block order).
+pub fn encode(series: &[IndexSeries]) -> Vec<u8> {
+    let mut symbols: Vec<&str> = series
+        .iter()
+        .flat_map(|s| s.labels.iter())
+        .flat_map(|l| [&*l.name, &*l.value])
+        .collect();
+    symbols.sort_unstable();
+    symbols.dedup();
+    let sym = |s: &str| symbols.binary_search(&s).unwrap_or(0) as u64;
+
+    let mut out = Vec::new();
+    out.extend_from_slice(&INDEX_MAGIC);
+    out.push(INDEX_VERSION);
+
+    let symbols_offset = out.len() as u64;
+    put_uvarint(&mut out, symbols.len() as u64);
+    for s in &symbols {
+        put_uvarint(&mut out, s.len() as u64);
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    let series_offset = out.len() as u64;
+    put_uvarint(&mut out, series.len() as u64);
+    // (name, value) -> ordinals, sorted by symbol ids (= by strings).
+    let mut postings: std::collections::BTreeMap<(u64, u64), RoaringBitmap> = Default::default();
+    for (i, s) in series.iter().enumerate() {
+        put_uvarint(&mut out, s.labels.len() as u64);
+        for l in &s.labels {
+            let key = (sym(&l.name), sym(&l.value));
+            put_uvarint(&mut out, key.0);
+            put_uvarint(&mut out, key.1);
+            postings.entry(key).or_default().insert(i as u32);
+        }
+        put_uvarint(&mut out, zigzag(s.min_time));
+        put_uvarint(&mut out, s.max_time.wrapping_sub(s.min_time) as u64);
+        put_uvarint(&mut out, u64::from(s.num_chunks));
+        put_uvarint(&mut out, s.num_samples);
+    }
+
+    let postings_offset = out.len() as u64;
+    put_uvarint(&mut out, postings.len() as u64);
+    let mut buf = Vec::new();
+    for ((name, value), bitmap) in &postings {
+        put_uvarint(&mut out, *name);
+        put_uvarint(&mut out, *value);
+        buf.clear();
+        // Writing into a Vec cannot fail.
+        let _ = bitmap.serialize_into(&mut buf);
+        put_uvarint(&mut out, buf.len() as u64);
+        out.extend_from_slice(&buf);
+    }
+
+    for off in [symbols_offset, series_offset, postings_offset] {
+        out.extend_from_slice(&off.to_le_bytes());
+    }
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Reads bytes of one index file, with errors naming the file and offset.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    path: &'a str,
+}
+
+impl<'a> Cursor<'a> {
+    fn corrupt(&self, reason: impl Into<String>) -> Error {
+        Error::Corrupted {
+            path: PathBuf::from(self.path),
+            offset: self.pos as u64,
+            reason: reason.into(),
+        }
+    }
+
+    fn uvarint(&mut self) -> Result<u64> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let Some(&b) = self.bytes.get(self.pos) else {
+                return Err(self.corrupt("truncated varint"));
+            };
+            self.pos += 1;
+            if i == 9 && b > 1 {
+                return Err(self.corrupt("varint overflows 64 bits"));
+            }
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(self.corrupt("varint overflows 64 bits"))
+    }
+
+    /// A length that must fit in the rest of the file (guards allocations).
+    fn len(&mut self, what: &str) -> Result<usize> {
+        let n = self.uvarint()?;
+        if n > (self.bytes.len() - self.pos) as u64 {
+            return Err(self.corrupt(format!("{what} {n} exceeds the file")));
+        }
+        Ok(n as usize)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
+        let Some(end) = end else {
+            return Err(self.corrupt("truncated"));
+        };
+        let s = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+}
+
+/// Decodes an index file. `path` names it in errors.
+pub fn decode(bytes: &[u8], path: &str) -> Result<BlockIndex> {
+    let corrupt = |offset: usize, reason: &str| Error::Corrupted {
+        path: PathBuf::from(path),
+        offset: offset as u64,
+        reason: reason.to_string(),
+    };
+    if bytes.len() < 5 + 24 + 4 || bytes[..4] != INDEX_MAGIC {
+        return Err(corrupt(
+            0,
+            "not a Cairn block index (bad magic or too short)",
+        ));
+    }
+    if bytes[4] != INDEX_VERSION {
+        return Err(Error::UnsupportedBlockVersion {
+            block: path.to_string(),
+            version: u64::from(bytes[4]),
+            supported: u64::from(INDEX_VERSION),
+        });
+    }
+    let body_len = bytes.len() - 4;
+    let mut crc = [0u8; 4];
+    crc.copy_from_slice(&bytes[body_len..]);
+    if crc32c::crc32c(&bytes[..body_len]) != u32::from_le_bytes(crc) {
+        return Err(corrupt(body_len, "checksum mismatch"));
+    }
+    let data = &bytes[..body_len - 24];
+    let mut c = Cursor {
+        bytes: data,
+        pos: 5,
+        path,
+    };
+
+    let n = c.len("symbol count")?;
+    let mut symbols: Vec<Arc<str>> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let len = c.len("symbol length")?;
+        let raw = c.take(len)?;
+        let s = std::str::from_utf8(raw).map_err(|_| c.corrupt("symbol is not UTF-8"))?;
+        symbols.push(Arc::from(s));
+    }
+    let symbol = |c: &mut Cursor<'_>| -> Result<Arc<str>> {
+        let id = c.uvarint()?;
+        symbols
+            .get(id as usize)
+            .cloned()
+            .ok_or_else(|| c.corrupt(format!("symbol {id} out of range")))
+    };
+
+    let n = c.len("series count")?;
+    let mut series = Vec::with_capacity(n);
+    let mut row = 0u64;
+    for _ in 0..n {
+        let nl = c.len("label count")?;
+        let mut labels = Vec::with_capacity(nl);
+        for _ in 0..nl {
+            let name = symbol(&mut c)?;
+            let value = symbol(&mut c)?;
+            labels.push(Label { name, value });
+        }
+        if !labels.windows(2).all(|w| w[0].name < w[1].name) {
+            return Err(c.corrupt("labels not sorted by name"));
+        }
+        let min_time = unzigzag(c.uvarint()?);
+        let max_time = min_time.wrapping_add(c.uvarint()? as i64);
+        let num_chunks = u32::try_from(c.uvarint()?).map_err(|_| c.corrupt("chunk count"))?;
+        let num_samples = c.uvarint()?;
+        series.push(IndexSeries {
+            labels: Labels::from_sorted(labels),
+            min_time,
+            max_time,
+            num_chunks,
+            num_samples,
+            first_row: row,
+        });
+        row += u64::from(num_chunks);
+    }
+
+    let n = c.len("postings count")?;
+    let mut entries = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = symbol(&mut c)?;
+        let value = symbol(&mut c)?;
+        let len = c.len("postings length")?;
+        let raw = c.take(len)?;
+        let bitmap = RoaringBitmap::deserialize_from(raw)
+            .map_err(|e| c.corrupt(format!("postings do not decode: {e}")))?;
+        if bitmap.max().is_some_and(|m| m as usize >= series.len()) {
+            return Err(c.corrupt("postings name a series beyond the series table"));
+        }
+        entries.push((name, value, bitmap));
+    }
+    if c.pos != data.len() {
+        return Err(c.corrupt("trailing bytes before the table of contents"));
+    }
+    Ok(BlockIndex {
+        postings: Postings::from_bitmaps(series.len() as u32, entries),
+        series,
+    })
+}

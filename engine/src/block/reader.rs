@@ -1,0 +1,604 @@
+//! The block read path: [`BlockReader`] serves one block through the
+//! [`Querier`] seam, [`BlocksQuerier`] every published block of a store.
+//!
+//! Blocks open lazily: listing reads only `meta.json`; the first query that
+//! overlaps a block's time range reads its index (one GET) and the Parquet
+//! footer (one or two range GETs), and keeps both in memory for the
+//! reader's lifetime. A select then fetches only the column chunks of the
+//! row groups holding the selected series, and only the columns it needs
+//! (series, chunk time range, chunk bytes): the label columns are never
+//! read, labels come from the index.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, UInt32Type};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+};
+use parquet::file::reader::{ChunkReader, Length};
+use roaring::RoaringBitmap;
+
+use super::index::{self, BlockIndex};
+use super::store::BlockStore;
+use super::writer::{COL_CHUNK, COL_MAX_TIME, COL_MIN_TIME, COL_SERIES};
+use super::{BlockMeta, INDEX_FILE, PARQUET_FILE, PARQUET_VERSION_KEY, list_blocks};
+use crate::chunk::Chunk;
+use crate::error::{Error, Result};
+use crate::labels::Labels;
+use crate::matcher::Matcher;
+use crate::querier::{Querier, Series};
+use crate::sample::{Sample, TimestampMs};
+
+/// A Parquet file in the object store, read by byte ranges.
+#[derive(Clone)]
+struct StoreFile {
+    store: BlockStore,
+    key: String,
+    size: u64,
+}
+
+impl Length for StoreFile {
+    fn len(&self) -> u64 {
+        self.size
+    }
+}
+
+impl ChunkReader for StoreFile {
+    type T = Cursor<Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        self.range(start, self.size.saturating_sub(start))
+            .map(Cursor::new)
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        self.range(start, length as u64)
+    }
+}
+
+impl StoreFile {
+    fn range(&self, start: u64, len: u64) -> parquet::errors::Result<Bytes> {
+        let end = start.saturating_add(len).min(self.size);
+        if start >= end {
+            return Ok(Bytes::new());
+        }
+        self.store
+            .get_range(&self.key, start..end)
+            .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+    }
+}
+
+/// What a block keeps in memory once opened.
+struct Opened {
+    index: BlockIndex,
+    file: StoreFile,
+    parquet: ArrowReaderMetadata,
+    /// First row of each row group, then the total row count.
+    row_group_starts: Vec<u64>,
+    projection: ProjectionMask,
+    /// Positions of the projected columns in a read batch.
+    cols: [usize; 4],
+}
+
+/// One block, opened lazily.
+pub struct BlockReader {
+    store: BlockStore,
+    meta: BlockMeta,
+    opened: Mutex<Option<Arc<Opened>>>,
+}
+
+/// Series of one block selected for a query: labels and chunks overlapping
+/// the range, in time order.
+type BlockSeries = (Labels, Vec<Chunk>);
+
+impl BlockReader {
+    /// A reader for a published block (nothing is read until a query).
+    pub fn new(store: BlockStore, meta: BlockMeta) -> Self {
+        BlockReader {
+            store,
+            meta,
+            opened: Mutex::new(None),
+        }
+    }
+
+    pub fn meta(&self) -> &BlockMeta {
+        &self.meta
+    }
+
+    fn overlaps(&self, mint: TimestampMs, maxt: TimestampMs) -> bool {
+        self.meta.min_time <= maxt && self.meta.max_time >= mint
+    }
+
+    fn location(&self, file: &str) -> String {
+        format!("{}/{}/{file}", self.store.location(), self.meta.ulid)
+    }
+
+    /// Reads and caches the index and the Parquet footer.
+    fn open(&self) -> Result<Arc<Opened>> {
+        let mut slot = self.opened.lock();
+        if let Some(o) = &*slot {
+            return Ok(Arc::clone(o));
+        }
+        let dir = &self.meta.ulid;
+        let index_key = format!("{dir}/{INDEX_FILE}");
+        let bytes = self.store.get(&index_key)?;
+        let index = index::decode(&bytes, &self.location(INDEX_FILE))?;
+
+        let key = format!("{dir}/{PARQUET_FILE}");
+        let size = match self.meta.file_size(PARQUET_FILE) {
+            Some(s) => s,
+            None => self
+                .store
+                .list(dir)?
+                .into_iter()
+                .find(|o| o.key == key)
+                .map(|o| o.size_bytes)
+                .ok_or_else(|| Error::Corrupted {
+                    path: self.location(PARQUET_FILE).into(),
+                    offset: 0,
+                    reason: "missing".into(),
+                })?,
+        };
+        let file = StoreFile {
+            store: self.store.clone(),
+            key,
+            size,
+        };
+        let location = self.location(PARQUET_FILE);
+        let pq_err = |source| Error::Parquet {
+            location: location.clone(),
+            source,
+        };
+        let parquet =
+            ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(pq_err)?;
+        let md = parquet.metadata();
+        let version = md
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|k| k.key == PARQUET_VERSION_KEY))
+            .and_then(|k| k.value.as_deref())
+            .and_then(|v| v.parse::<u64>().ok());
+        if version != Some(super::FORMAT_VERSION) {
+            return Err(Error::UnsupportedBlockVersion {
+                block: location,
+                version: version.unwrap_or(0),
+                supported: super::FORMAT_VERSION,
+            });
+        }
+        let mut row_group_starts = Vec::with_capacity(md.num_row_groups() + 1);
+        let mut total = 0u64;
+        for rg in md.row_groups() {
+            row_group_starts.push(total);
+            total += rg.num_rows() as u64;
+        }
+        row_group_starts.push(total);
+        let expected: u64 = index.series.iter().map(|s| u64::from(s.num_chunks)).sum();
+        if expected != total {
+            return Err(Error::Corrupted {
+                path: location.into(),
+                offset: 0,
+                reason: format!("index names {expected} chunk rows, the file has {total}"),
+            });
+        }
+        let schema = parquet.schema();
+        let find = |name: &str| {
+            schema.index_of(name).map_err(|_| Error::Corrupted {
+                path: self.location(PARQUET_FILE).into(),
+                offset: 0,
+                reason: format!("column {name} missing"),
+            })
+        };
+        let wanted = [
+            find(COL_SERIES)?,
+            find(COL_MIN_TIME)?,
+            find(COL_MAX_TIME)?,
+            find(COL_CHUNK)?,
+        ];
+        // Every column is a flat root column, so root indices are leaves.
+        let projection = ProjectionMask::roots(md.file_metadata().schema_descr(), wanted);
+        // Projected columns keep file order in the batch.
+        let mut order = wanted;
+        order.sort_unstable();
+        let pos = |c: usize| order.iter().position(|&x| x == c).unwrap_or(0);
+        let cols = [
+            pos(wanted[0]),
+            pos(wanted[1]),
+            pos(wanted[2]),
+            pos(wanted[3]),
+        ];
+        let opened = Arc::new(Opened {
+            index,
+            file,
+            parquet,
+            row_group_starts,
+            projection,
+            cols,
+        });
+        *slot = Some(Arc::clone(&opened));
+        Ok(opened)
+    }
+
+    /// Ordinals of series matching `matchers` (all when empty and
+    /// `all_if_empty`) with samples in `[mint, maxt]`.
+    fn select_ordinals(
+        &self,
+        o: &Opened,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+        all_if_empty: bool,
+    ) -> RoaringBitmap {
+        let mut bm = if matchers.is_empty() && all_if_empty {
+            o.index.postings.all()
+        } else {
+            o.index.postings.select(matchers)
+        };
+        if !(mint <= self.meta.min_time && maxt >= self.meta.max_time) {
+            bm.retain(|i| {
+                o.index
+                    .series
+                    .get(i as usize)
+                    .is_some_and(|s| s.min_time <= maxt && s.max_time >= mint)
+            });
+        }
+        bm
+    }
+
+    /// The selected series with their chunks overlapping `[mint, maxt]`, in
+    /// block order (by metric name, then labels).
+    pub(crate) fn select_chunks(
+        &self,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<BlockSeries>> {
+        if !self.overlaps(mint, maxt) {
+            return Ok(Vec::new());
+        }
+        let o = self.open()?;
+        let ordinals = self.select_ordinals(&o, matchers, mint, maxt, false);
+        if ordinals.is_empty() {
+            return Ok(Vec::new());
+        }
+        let location = self.location(PARQUET_FILE);
+        let corrupt = |reason: String| Error::Corrupted {
+            path: location.clone().into(),
+            offset: 0,
+            reason,
+        };
+        let pq_err = |source| Error::Parquet {
+            location: location.clone(),
+            source,
+        };
+
+        // Row ranges per selected series, then the row groups they touch.
+        let ranges: Vec<(u64, u64)> = ordinals
+            .iter()
+            .map(|i| {
+                let s = &o.index.series[i as usize];
+                (s.first_row, s.first_row + u64::from(s.num_chunks))
+            })
+            .collect();
+        let starts = &o.row_group_starts;
+        let mut groups: Vec<usize> = Vec::new();
+        for &(lo, hi) in &ranges {
+            let first = starts.partition_point(|&s| s <= lo).saturating_sub(1);
+            let last = starts.partition_point(|&s| s < hi).saturating_sub(1);
+            for g in first..=last {
+                if groups.last() != Some(&g) {
+                    groups.push(g);
+                }
+            }
+        }
+        // Rows of the chosen groups, concatenated: map file rows into them.
+        let mut offset_of = BTreeMap::new();
+        let mut total = 0u64;
+        for &g in &groups {
+            offset_of.insert(g, (starts[g], total));
+            total += starts[g + 1] - starts[g];
+        }
+        let to_local = |row: u64| -> u64 {
+            let g = starts.partition_point(|&s| s <= row).saturating_sub(1);
+            let (gstart, local) = offset_of.get(&g).copied().unwrap_or((starts[g], 0));
+            local + (row - gstart)
+        };
+        let selection = RowSelection::from_consecutive_ranges(
+            ranges
+                .iter()
+                .map(|&(lo, hi)| to_local(lo) as usize..(to_local(hi - 1) + 1) as usize),
+            total as usize,
+        );
+        let reader =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(o.file.clone(), o.parquet.clone())
+                .with_row_groups(groups)
+                .with_projection(o.projection.clone())
+                .with_row_selection(selection)
+                .with_batch_size(8192)
+                .build()
+                .map_err(pq_err)?;
+
+        let mut out: Vec<BlockSeries> = Vec::with_capacity(ordinals.len() as usize);
+        let mut ords = ordinals.iter();
+        let mut current: Option<(u32, u32)> = None; // (ordinal, rows left)
+        for batch in reader {
+            let batch = batch.map_err(|e| pq_err(e.into()))?;
+            let [c_series, c_min, c_max, c_chunk] = o.cols;
+            let series = batch
+                .column(c_series)
+                .as_primitive_opt::<UInt32Type>()
+                .ok_or_else(|| corrupt("series column is not UInt32".into()))?;
+            let min_t = batch
+                .column(c_min)
+                .as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| corrupt("min_time_ms column is not Int64".into()))?;
+            let max_t = batch
+                .column(c_max)
+                .as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| corrupt("max_time_ms column is not Int64".into()))?;
+            let chunks = batch
+                .column(c_chunk)
+                .as_binary_opt::<i32>()
+                .ok_or_else(|| corrupt("chunk column is not Binary".into()))?;
+            for row in 0..batch.num_rows() {
+                let (ord, left) = match current {
+                    Some((ord, left)) if left > 0 => (ord, left),
+                    _ => {
+                        let ord = ords
+                            .next()
+                            .ok_or_else(|| corrupt("more chunk rows than selected".into()))?;
+                        let s = &o.index.series[ord as usize];
+                        out.push((s.labels.clone(), Vec::new()));
+                        (ord, s.num_chunks)
+                    }
+                };
+                current = Some((ord, left - 1));
+                if series.value(row) != ord {
+                    return Err(corrupt(format!(
+                        "chunk row of series {} where series {ord} was expected",
+                        series.value(row)
+                    )));
+                }
+                if min_t.value(row) > maxt || max_t.value(row) < mint {
+                    continue;
+                }
+                let chunk = Chunk::from_bytes(chunks.value(row).to_vec())?;
+                if chunk.min_time() != min_t.value(row) || chunk.max_time() != max_t.value(row) {
+                    return Err(corrupt(format!(
+                        "chunk of series {ord}: header time range differs from its columns"
+                    )));
+                }
+                if let Some(last) = out.last_mut() {
+                    last.1.push(chunk);
+                }
+            }
+        }
+        if ords.next().is_some() || current.is_some_and(|(_, left)| left > 0) {
+            return Err(corrupt("fewer chunk rows than the index names".into()));
+        }
+        out.retain(|(_, chunks)| !chunks.is_empty());
+        Ok(out)
+    }
+
+    fn matching_labels(
+        &self,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<Labels>> {
+        if !self.overlaps(mint, maxt) {
+            return Ok(Vec::new());
+        }
+        let o = self.open()?;
+        let bm = self.select_ordinals(&o, matchers, mint, maxt, true);
+        let mut v: Vec<Labels> = bm
+            .iter()
+            .map(|i| o.index.series[i as usize].labels.clone())
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+}
+
+impl Querier for BlockReader {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<Series>> {
+        let mut v: Vec<Series> = self
+            .select_chunks(matchers, mint, maxt)?
+            .into_iter()
+            .map(|(labels, chunks)| {
+                Series::from_chunks(labels, chunks, Vec::new(), true, mint, maxt)
+            })
+            .collect();
+        v.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(v)
+    }
+
+    fn series(
+        &self,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<Labels>> {
+        self.matching_labels(matchers, mint, maxt)
+    }
+
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<String>> {
+        if !self.overlaps(mint, maxt) {
+            return Ok(Vec::new());
+        }
+        let o = self.open()?;
+        let bm = self.select_ordinals(&o, matchers, mint, maxt, true);
+        Ok(o.index.postings.label_names(Some(&bm)))
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<String>> {
+        if !self.overlaps(mint, maxt) {
+            return Ok(Vec::new());
+        }
+        let o = self.open()?;
+        let bm = self.select_ordinals(&o, matchers, mint, maxt, true);
+        Ok(o.index.postings.label_values(name, Some(&bm)))
+    }
+}
+
+/// Every published block of a store behind one [`Querier`].
+pub struct BlocksQuerier {
+    store: BlockStore,
+    blocks: Mutex<Vec<Arc<BlockReader>>>,
+}
+
+impl BlocksQuerier {
+    /// Lists the store's published blocks (reading only their meta.json).
+    pub fn open(store: BlockStore) -> Result<Self> {
+        let q = BlocksQuerier {
+            store,
+            blocks: Mutex::new(Vec::new()),
+        };
+        q.refresh()?;
+        Ok(q)
+    }
+
+    /// Re-lists the store, keeping opened blocks' caches.
+    pub fn refresh(&self) -> Result<()> {
+        let metas = list_blocks(&self.store)?;
+        let mut blocks = self.blocks.lock();
+        let old: BTreeMap<String, Arc<BlockReader>> =
+            blocks.drain(..).map(|b| (b.meta.ulid.clone(), b)).collect();
+        for m in metas {
+            let b = match old.get(&m.ulid) {
+                Some(b) => Arc::clone(b),
+                None => Arc::new(BlockReader::new(self.store.clone(), m)),
+            };
+            blocks.push(b);
+        }
+        Ok(())
+    }
+
+    /// The published blocks' metas, oldest first.
+    pub fn metas(&self) -> Vec<BlockMeta> {
+        self.blocks.lock().iter().map(|b| b.meta.clone()).collect()
+    }
+
+    fn overlapping(&self, mint: TimestampMs, maxt: TimestampMs) -> Vec<Arc<BlockReader>> {
+        self.blocks
+            .lock()
+            .iter()
+            .filter(|b| b.overlaps(mint, maxt))
+            .cloned()
+            .collect()
+    }
+
+    fn merge_sorted<T: Ord>(parts: Vec<Vec<T>>) -> Vec<T> {
+        let mut v: Vec<T> = parts.into_iter().flatten().collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+impl Querier for BlocksQuerier {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<Series>> {
+        let mut by_labels: BTreeMap<Labels, Vec<Vec<Chunk>>> = BTreeMap::new();
+        for b in self.overlapping(mint, maxt) {
+            for (labels, chunks) in b.select_chunks(matchers, mint, maxt)? {
+                by_labels.entry(labels).or_default().push(chunks);
+            }
+        }
+        let mut out = Vec::with_capacity(by_labels.len());
+        for (labels, parts) in by_labels {
+            let mut chunks: Vec<Chunk> = parts.into_iter().flatten().collect();
+            chunks.sort_by_key(Chunk::min_time);
+            let disjoint = chunks.windows(2).all(|w| w[0].max_time() < w[1].min_time());
+            if disjoint {
+                out.push(Series::from_chunks(
+                    labels,
+                    chunks,
+                    Vec::new(),
+                    true,
+                    mint,
+                    maxt,
+                ));
+            } else {
+                // Overlapping blocks (out-of-order data, two writers): a
+                // timestamp present in both is returned once.
+                let mut samples: Vec<Sample> = Vec::new();
+                for c in &chunks {
+                    c.decode_into(mint, maxt, &mut samples)?;
+                }
+                samples.sort_by_key(|s| s.t);
+                samples.dedup_by_key(|s| s.t);
+                out.push(Series::from_samples(labels, samples));
+            }
+        }
+        Ok(out)
+    }
+
+    fn series(
+        &self,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<Labels>> {
+        let parts = self
+            .overlapping(mint, maxt)
+            .iter()
+            .map(|b| b.series(matchers, mint, maxt))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self::merge_sorted(parts))
+    }
+
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<String>> {
+        let parts = self
+            .overlapping(mint, maxt)
+            .iter()
+            .map(|b| b.label_names(matchers, mint, maxt))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self::merge_sorted(parts))
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<String>> {
+        let parts = self
+            .overlapping(mint, maxt)
+            .iter()
+            .map(|b| b.label_values(name, matchers, mint, maxt))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self::merge_sorted(parts))
+    }
+}
