@@ -4,6 +4,8 @@
 //! version check; the index codec against a reference model; and the size
 //! of a block on a realistic fleet mix.
 
+use std::sync::Arc;
+
 use proptest::prelude::*;
 
 use super::index::{self, IndexSeries};
@@ -336,6 +338,48 @@ fn block_from_head_answers_like_the_head_on_file_url() {
 fn block_from_head_answers_like_the_head_in_a_local_dir() {
     let dir = tempfile::tempdir().unwrap();
     check_block_matches_head(BlockStore::local(dir.path()).unwrap());
+}
+
+/// The head and a block cut from it, read together: every query answers
+/// exactly like the head alone (samples in both are returned once), over
+/// the block's range, across its edge, and past it.
+#[test]
+fn head_and_block_merged_answer_like_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fleet_db(dir.path());
+    let head = db.querier();
+    let store = BlockStore::from_url("memory://").unwrap();
+    writer::write_block(&store, &*head, BASE, BLOCK_MAXT, BlockOptions::default())
+        .unwrap()
+        .expect("data");
+    let blocks: Arc<dyn Querier> = Arc::new(BlocksQuerier::open(store).unwrap());
+    let merged = crate::querier::MergedQuerier::new(vec![blocks, Arc::clone(&head)]);
+    let all = vec![m(MatchOp::RegexMatch, "__name__", ".*")];
+    let mut queries = query_table();
+    queries.push((all.clone(), i64::MIN, i64::MAX));
+    queries.push((all.clone(), BLOCK_MAXT - 60_000, BLOCK_MAXT + 60_000));
+    queries.push((vec![m(MatchOp::Equal, "job", "odd")], i64::MIN, i64::MAX));
+    for (i, (matchers, mint, maxt)) in queries.into_iter().enumerate() {
+        assert_eq!(
+            dump(&merged, &matchers, mint, maxt),
+            dump(&*head, &matchers, mint, maxt),
+            "query {i}"
+        );
+        assert_eq!(
+            merged.series(&matchers, mint, maxt).unwrap(),
+            head.series(&matchers, mint, maxt).unwrap(),
+            "query {i}: series"
+        );
+        assert_eq!(
+            merged.label_values("pod", &matchers, mint, maxt).unwrap(),
+            head.label_values("pod", &matchers, mint, maxt).unwrap(),
+            "query {i}: label values"
+        );
+    }
+    let every = dump(&merged, &all, i64::MIN, i64::MAX);
+    let samples: usize = every.iter().map(|(_, v)| v.len()).sum();
+    assert_eq!(samples as u64, db.stats().samples, "each sample exactly once");
+    db.close().unwrap();
 }
 
 /// A store holding one block of a few series, and its meta.
