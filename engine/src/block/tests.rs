@@ -378,7 +378,84 @@ fn head_and_block_merged_answer_like_the_head() {
     }
     let every = dump(&merged, &all, i64::MIN, i64::MAX);
     let samples: usize = every.iter().map(|(_, v)| v.len()).sum();
-    assert_eq!(samples as u64, db.stats().samples, "each sample exactly once");
+    assert_eq!(
+        samples as u64,
+        db.stats().samples,
+        "each sample exactly once"
+    );
+    db.close().unwrap();
+}
+
+/// `Db::cut_blocks` writes each frozen aligned range once, refuses later
+/// samples for it, and head + blocks still answer like the head.
+#[test]
+fn db_cuts_frozen_ranges_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fleet_db(dir.path());
+    let store = BlockStore::from_url("memory://").unwrap();
+    let all = vec![m(MatchOp::RegexMatch, "__name__", ".*")];
+    let before = dump(&*db.querier(), &all, i64::MIN, i64::MAX);
+
+    // Newest sample BASE + 2h05m, window 10 min: only [BASE - 2h, BASE) is
+    // frozen (it holds the first 10 minutes of data).
+    let cut = db
+        .cut_blocks(&store, DEFAULT_BLOCK_RANGE_MS, BlockOptions::default())
+        .unwrap();
+    assert_eq!(cut.len(), 1);
+    assert!(
+        cut[0].min_time >= BASE - 10 * 60 * 1000 && cut[0].max_time < BASE,
+        "{:?}",
+        cut[0]
+    );
+    assert!(
+        db.cut_blocks(&store, DEFAULT_BLOCK_RANGE_MS, BlockOptions::default())
+            .unwrap()
+            .is_empty()
+    );
+
+    // The range is closed: even a new series cannot add to it.
+    let out = db
+        .append(&[WriteSeries {
+            labels: Labels::from_pairs([("__name__", "newcomer")]),
+            samples: vec![Sample::new(BASE - 1, 1.0)],
+        }])
+        .unwrap();
+    assert_eq!(out.samples_rejected(), 1);
+
+    let blocks: Arc<dyn Querier> = Arc::new(BlocksQuerier::open(store.clone()).unwrap());
+    let merged = crate::querier::MergedQuerier::new(vec![blocks, db.querier()]);
+    assert_eq!(dump(&merged, &all, i64::MIN, i64::MAX), before);
+    let in_block = dump(
+        &BlocksQuerier::open(store.clone()).unwrap(),
+        &all,
+        i64::MIN,
+        i64::MAX,
+    );
+    let n: usize = in_block.iter().map(|(_, v)| v.len()).sum();
+    assert_eq!(n as u64, cut[0].stats.num_samples);
+    assert_eq!(
+        in_block,
+        dump(&*db.querier(), &all, i64::MIN, BASE - 1),
+        "the block holds exactly the head's samples of its range"
+    );
+
+    // Time moves on: the next range freezes and is cut.
+    let late = Labels::from_pairs([("__name__", "late"), ("job", "odd")]);
+    let t = BASE + DEFAULT_BLOCK_RANGE_MS + 10 * 60 * 1000;
+    assert!(
+        db.append(&[WriteSeries {
+            labels: late,
+            samples: vec![Sample::new(t, 1.0)]
+        }])
+        .unwrap()
+        .rejected
+        .is_empty()
+    );
+    let cut2 = db
+        .cut_blocks(&store, DEFAULT_BLOCK_RANGE_MS, BlockOptions::default())
+        .unwrap();
+    assert_eq!(cut2.len(), 1);
+    assert!(cut2[0].min_time >= BASE && cut2[0].max_time <= BLOCK_MAXT);
     db.close().unwrap();
 }
 
