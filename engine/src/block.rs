@@ -67,7 +67,8 @@ pub struct BlockMeta {
     pub max_time: i64,
     pub stats: BlockStats,
     pub compaction: Compaction,
-    /// The data files, with their sizes (checked when read).
+    /// The data files, with their sizes (the reader takes the Parquet
+    /// file's size from here to read its footer without a HEAD request).
     pub files: Vec<BlockFile>,
 }
 

@@ -363,6 +363,58 @@ impl Db {
             .checkpoint(move |r| head.series(SeriesRef(r)).is_some(), mint)
     }
 
+    /// Writes a level-1 block for every aligned range of `range_ms` that
+    /// the head holds and that can no longer change: ranges ending at or
+    /// before the newest sample minus the out-of-order window. Before a
+    /// range is read, the head's lower bound is raised to its end, so
+    /// samples for it (even of new series) are rejected from then on.
+    /// Ranges that already have a published level-1 block in `store` are
+    /// skipped, so calling this again (or after a restart, while the WAL
+    /// still holds the range) writes nothing twice. Returns the new
+    /// blocks, each durable in the store when returned.
+    ///
+    /// The head is not truncated and the WAL not checkpointed yet: the
+    /// head keeps answering for the range (read head and blocks through a
+    /// [`crate::MergedQuerier`], which returns each sample once). An
+    /// append that read the old lower bound just before it was raised can
+    /// still land in the head after the block was written; once truncation
+    /// exists, it must wait for such appends.
+    pub fn cut_blocks(
+        &self,
+        store: &crate::block::BlockStore,
+        range_ms: i64,
+        opts: crate::block::BlockOptions,
+    ) -> Result<Vec<crate::block::BlockMeta>> {
+        let range_ms = range_ms.max(1);
+        let (Some(lo), Some(hi)) = (self.head.min_time(), self.head.max_time()) else {
+            return Ok(Vec::new());
+        };
+        let frozen_end = hi.saturating_sub(self.head.options().ooo_window_ms);
+        let existing = crate::block::list_blocks(store)?;
+        let q = self.querier();
+        let mut out = Vec::new();
+        let mut start = crate::block::range_start(lo, range_ms);
+        while start.saturating_add(range_ms) <= frozen_end {
+            let end = start + range_ms; // exclusive
+            let covered = existing
+                .iter()
+                .any(|m| m.compaction.level == 1 && m.min_time >= start && m.max_time < end);
+            if !covered {
+                self.head.raise_min_valid_time(end);
+                if let Some(meta) =
+                    crate::block::writer::write_block(store, &*q, start, end - 1, opts.clone())?
+                {
+                    tracing::info!(block = %meta.ulid, mint = start, maxt = end - 1,
+                        series = meta.stats.num_series, samples = meta.stats.num_samples,
+                        "block written");
+                    out.push(meta);
+                }
+            }
+            start = end;
+        }
+        Ok(out)
+    }
+
     /// Flushes and fsyncs the WAL and releases the directory.
     pub fn close(self) -> Result<()> {
         self.wal.close()

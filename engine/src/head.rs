@@ -396,6 +396,19 @@ impl Head {
     }
 
     /// Newest sample timestamp in the head, if any.
+    /// Raises the oldest timestamp the head accepts (never lowers it):
+    /// from now on samples older than `t` are rejected as too old, in or
+    /// out of order, for new series too. Called before a range is cut into
+    /// a block, so the range cannot change once written.
+    pub fn raise_min_valid_time(&self, t: i64) {
+        self.min_valid_t.fetch_max(t, Ordering::AcqRel);
+    }
+
+    /// The oldest timestamp the head accepts.
+    pub fn min_valid_time(&self) -> i64 {
+        self.min_valid_t.load(Ordering::Acquire)
+    }
+
     pub fn max_time(&self) -> Option<i64> {
         let t = self.max_t.load(Ordering::Acquire);
         (t != i64::MIN).then_some(t)

@@ -25,5 +25,5 @@ pub use error::{Error, Result};
 pub use index::{CardinalityStats, SeriesRef};
 pub use labels::{Label, Labels};
 pub use matcher::{MatchOp, Matcher};
-pub use querier::{Querier, Series};
+pub use querier::{MergedQuerier, Querier, Series};
 pub use sample::{STALE_NAN_BITS, Sample, TimestampMs, is_stale_nan};

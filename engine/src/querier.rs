@@ -191,3 +191,103 @@ pub trait Querier: Send + Sync {
         maxt: TimestampMs,
     ) -> Result<Vec<String>>;
 }
+
+/// Several queriers read as one (the head and the blocks, or several
+/// blocks): series with the same labels are merged, and a sample present
+/// in more than one source (a block cut from the head before the head is
+/// truncated, overlapping blocks) is returned once. Where two sources hold
+/// different values at one timestamp, the earlier source in the list wins.
+///
+/// A series found in one source is passed through untouched (decoded on
+/// demand); one found in several is decoded when selected and merged.
+pub struct MergedQuerier {
+    sources: Vec<std::sync::Arc<dyn Querier>>,
+}
+
+impl MergedQuerier {
+    pub fn new(sources: Vec<std::sync::Arc<dyn Querier>>) -> Self {
+        MergedQuerier { sources }
+    }
+
+    fn union<T: Ord>(parts: Vec<Vec<T>>) -> Vec<T> {
+        let mut v: Vec<T> = parts.into_iter().flatten().collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+impl Querier for MergedQuerier {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<Series>> {
+        let mut by_labels: std::collections::BTreeMap<Labels, Vec<Series>> = Default::default();
+        for q in &self.sources {
+            for s in q.select(matchers, mint, maxt)? {
+                by_labels.entry(s.labels.clone()).or_default().push(s);
+            }
+        }
+        let mut out = Vec::with_capacity(by_labels.len());
+        for (labels, mut parts) in by_labels {
+            if parts.len() == 1 {
+                out.extend(parts.pop());
+                continue;
+            }
+            let mut samples = Vec::new();
+            for p in &parts {
+                p.try_read_samples(mint, maxt, &mut samples)?;
+            }
+            // Stable: among equal timestamps the earlier source stays first.
+            samples.sort_by_key(|s| s.t);
+            samples.dedup_by_key(|s| s.t);
+            out.push(Series::from_samples(labels, samples));
+        }
+        Ok(out)
+    }
+
+    fn series(
+        &self,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<Labels>> {
+        let parts = self
+            .sources
+            .iter()
+            .map(|q| q.series(matchers, mint, maxt))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self::union(parts))
+    }
+
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<String>> {
+        let parts = self
+            .sources
+            .iter()
+            .map(|q| q.label_names(matchers, mint, maxt))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self::union(parts))
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<String>> {
+        let parts = self
+            .sources
+            .iter()
+            .map(|q| q.label_values(name, matchers, mint, maxt))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self::union(parts))
+    }
+}

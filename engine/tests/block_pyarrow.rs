@@ -31,6 +31,9 @@ fn python() -> PathBuf {
     python
 }
 
+/// (metric name, labels, samples, min time, max time) of one series.
+type SeriesSummary = (String, BTreeMap<String, String>, usize, i64, i64);
+
 const BASE: i64 = 1_700_006_400_000;
 
 #[test]
@@ -86,7 +89,7 @@ fn pyarrow_reads_a_block_and_finds_the_same_series() {
     // What the head holds for the range, in the block's row order (by
     // metric name, then labels).
     let all = Matcher::new(MatchOp::RegexMatch, "__name__", ".*").unwrap();
-    let mut want: Vec<(String, BTreeMap<String, String>, usize, i64, i64)> = db
+    let mut want: Vec<SeriesSummary> = db
         .querier()
         .select(&[all], BASE, maxt)
         .unwrap()
@@ -103,7 +106,7 @@ fn pyarrow_reads_a_block_and_finds_the_same_series() {
         })
         .collect();
     want.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-    let got: Vec<(String, BTreeMap<String, String>, usize, i64, i64)> = seen["series"]
+    let got: Vec<SeriesSummary> = seen["series"]
         .as_array()
         .unwrap()
         .iter()
