@@ -166,9 +166,10 @@ remote_read:
     let out = promtool(&[
         "range",
         &format!("--start={}", now - 600),
-        // A little past now: `now` is truncated to the second, and the first
-        // scrape may be younger than that.
-        &format!("--end={}", now + 5),
+        // Past now by more than a step: `now` is truncated to the second
+        // and the first scrape may be younger, so a grid ending at `now`
+        // could have no step at or after it.
+        &format!("--end={}", now + 30),
         "--step=15s",
         &cairn_url,
         "up{job=\"cairn\"}",
