@@ -672,3 +672,77 @@ fn writes_beyond_max_in_flight_get_503_with_retry_after() {
     }
     assert!(ok, "writes recover after the slow request ends");
 }
+
+#[test]
+fn remote_read_streams_xor_chunks_when_asked_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    first_write(&server);
+    // 3 series of 1000 samples with irregular steps and values, one with a
+    // stale marker: several 120-sample chunks each.
+    let mut written: Vec<(Vec<(String, String)>, Vec<(i64, u64)>)> = Vec::new();
+    let mut batch = Vec::new();
+    for s in 0..3i64 {
+        let labels = [
+            ("__name__", "long_series"),
+            ("shard", ["a", "b", "c"][s as usize]),
+        ];
+        let mut samples = Vec::new();
+        let mut t = T0;
+        for i in 0..1000i64 {
+            t += 15_000 + (i * 7 + s) % 50 - 25;
+            let v = if s == 1 && i == 500 {
+                f64::from_bits(STALE_NAN)
+            } else {
+                ((i * (s + 3)) % 97) as f64 * 0.25 + i as f64
+            };
+            samples.push((t, v));
+        }
+        written.push((
+            labels
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            samples.iter().map(|&(t, v)| (t, v.to_bits())).collect(),
+        ));
+        batch.push(series(&labels, &samples));
+    }
+    let a = write_v1(&server, batch);
+    assert_eq!(a.status, 204, "{}", a.body);
+
+    let (streamed, frames) = read_streamed(
+        &server,
+        &[
+            (&[("__name__", "long_series")], 0, i64::MAX),
+            (&[("__name__", "up"), ("job", "api")], 0, i64::MAX),
+            (&[("__name__", "absent")], 0, i64::MAX),
+        ],
+    );
+    assert!(frames >= 2, "one frame per query with series: {frames}");
+    assert_eq!(streamed[0], written);
+    // The same answer as the SAMPLES response.
+    assert_eq!(
+        streamed[0],
+        read(&server, &[("__name__", "long_series")], 0, i64::MAX)
+    );
+    assert_eq!(
+        streamed[1],
+        read(&server, &[("__name__", "up"), ("job", "api")], 0, i64::MAX)
+    );
+    assert_eq!(
+        streamed[1][0].1.len(),
+        3,
+        "stale marker kept: {:?}",
+        streamed[1]
+    );
+    assert!(streamed[2].is_empty());
+
+    // A time range cuts inside chunks: only samples inside it come back.
+    let (mint, maxt) = (written[2].1[130].0, written[2].1[400].0);
+    let (cut, _) = read_streamed(
+        &server,
+        &[(&[("__name__", "long_series"), ("shard", "c")], mint, maxt)],
+    );
+    assert_eq!(cut[0].len(), 1);
+    assert_eq!(cut[0][0].1, written[2].1[130..=400].to_vec());
+}

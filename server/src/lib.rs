@@ -22,6 +22,7 @@ pub mod remote_write;
 pub mod selector;
 pub mod serve;
 pub mod storage;
+pub mod xor_chunk;
 
 pub use config::{Config, ServeArgs};
 pub use error::{Error, Result};
