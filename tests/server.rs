@@ -126,6 +126,9 @@ fn write_read_restart_read() {
         j["data"]["seriesCountByMetricName"][0],
         serde_json::json!({"name": "up", "value": 2})
     );
+    // Query latency is recorded per endpoint (route pattern).
+    let (s, _) = get_json(&server, "/api/v1/query?query=up&time=1700000000");
+    assert_eq!(s, 200);
     let metrics = client()
         .get(server.url("/metrics"))
         .send()
@@ -133,10 +136,36 @@ fn write_read_restart_read() {
         .text()
         .expect("text");
     assert!(
+        metrics.contains(
+            "cairn_http_request_duration_seconds_count{handler=\"/api/v1/query\",code=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
         metrics.contains("cairn_ingested_samples_total{protocol=\"v1\"} 6"),
         "{metrics}"
     );
     assert!(metrics.contains("cairn_head_series 3"), "{metrics}");
+    // Every WAL fsync (at least the write's) is in the latency histogram.
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
+            .parse()
+            .expect("number")
+    };
+    let fsyncs = value("cairn_wal_fsyncs");
+    assert!(fsyncs >= 1.0, "{metrics}");
+    assert_eq!(value("cairn_wal_fsync_duration_seconds_count"), fsyncs);
+    assert_eq!(
+        value("cairn_wal_fsync_duration_seconds_bucket{le=\"+Inf\"}"),
+        fsyncs
+    );
+    assert!(
+        value("cairn_wal_fsync_duration_seconds_sum") > 0.0,
+        "{metrics}"
+    );
     assert!(
         metrics.contains(
             "cairn_http_request_duration_seconds_count{handler=\"/api/v1/write\",code=\"204\"} 1"
