@@ -775,3 +775,69 @@ fn remote_read_streams_xor_chunks_when_asked_first() {
     assert_eq!(cut[0].len(), 1);
     assert_eq!(cut[0][0].1, written[2].1[130..=400].to_vec());
 }
+
+/// Loads 2000 series of an hour of 15 s samples: a range query over them
+/// evaluates millions of points, which takes far longer than 1 ms in any
+/// build, so a 1 ms timeout expires deterministically.
+fn load_heavy(server: &Server) {
+    for batch in 0..10 {
+        let series_batch: Vec<pb::TimeSeries> = (0..200)
+            .map(|i| {
+                let n = batch * 200 + i;
+                let samples: Vec<(i64, f64)> = (0..240)
+                    .map(|k| (T0 + k * 15_000, (k * (n % 7 + 1)) as f64))
+                    .collect();
+                series(
+                    &[
+                        ("__name__", "load"),
+                        ("g", &(n % 10).to_string()),
+                        ("n", &n.to_string()),
+                    ],
+                    &samples,
+                )
+            })
+            .collect();
+        let a = write_v1(server, series_batch);
+        assert_eq!(a.status, 204, "{}", a.body);
+    }
+}
+
+#[test]
+fn query_timeouts_answer_503_with_error_type_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    load_heavy(&server);
+    let (start, end) = (T0 / 1000 + 300, T0 / 1000 + 3600);
+    let range = format!(
+        "/api/v1/query_range?query=sum%20by%20(g)%20(rate(load%5B5m%5D))&start={start}&end={end}&step=1"
+    );
+    // Without a timeout parameter the query completes: 10 groups.
+    let (s, j) = get_json(&server, &range);
+    assert_eq!(s, 200, "{j}");
+    assert_eq!(j["data"]["result"].as_array().map(Vec::len), Some(10));
+    // The same query with timeout=1ms: 503, errorType timeout.
+    let (s, j) = get_json(&server, &format!("{range}&timeout=1ms"));
+    assert_eq!(s, 503, "{j}");
+    assert_eq!(j["status"], "error");
+    assert_eq!(j["errorType"], "timeout");
+    assert_eq!(j["error"], "query timed out in expression evaluation");
+    // The server stays healthy and answers the next query.
+    let (s, _) = get_json(&server, &range);
+    assert_eq!(s, 200);
+    server.stop();
+
+    // query.timeout is a ceiling: a longer `timeout` parameter cannot
+    // extend it.
+    let server = Server::start(dir.path(), &["--query-timeout", "1ms"]);
+    let (s, j) = get_json(&server, &format!("{range}&timeout=60s"));
+    assert_eq!(s, 503, "{j}");
+    assert_eq!(j["errorType"], "timeout");
+    let (s, j) = get_json(
+        &server,
+        &format!(
+            "/api/v1/query?query=count(max_over_time(rate(load%5B5m%5D)%5B55m:1s%5D))&time={end}"
+        ),
+    );
+    assert_eq!(s, 503, "{j}");
+    assert_eq!(j["errorType"], "timeout");
+}
