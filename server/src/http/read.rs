@@ -165,6 +165,12 @@ pub(super) async fn remote_read(
                 .iter()
                 .find_map(|&t| ResponseType::try_from(t).ok())
                 == Some(ResponseType::StreamedXorChunks);
+            tracing::debug!(
+                streamed,
+                accepted = ?req.accepted_response_types,
+                queries = req.queries.len(),
+                "remote-read"
+            );
             let querier = storage.querier()?;
             let mut results = Vec::with_capacity(req.queries.len());
             let mut frames = FrameBuilder {
