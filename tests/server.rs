@@ -126,6 +126,9 @@ fn write_read_restart_read() {
         j["data"]["seriesCountByMetricName"][0],
         serde_json::json!({"name": "up", "value": 2})
     );
+    // Query latency is recorded per endpoint (route pattern).
+    let (s, _) = get_json(&server, "/api/v1/query?query=up&time=1700000000");
+    assert_eq!(s, 200);
     let metrics = client()
         .get(server.url("/metrics"))
         .send()
@@ -133,10 +136,36 @@ fn write_read_restart_read() {
         .text()
         .expect("text");
     assert!(
+        metrics.contains(
+            "cairn_http_request_duration_seconds_count{handler=\"/api/v1/query\",code=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
         metrics.contains("cairn_ingested_samples_total{protocol=\"v1\"} 6"),
         "{metrics}"
     );
     assert!(metrics.contains("cairn_head_series 3"), "{metrics}");
+    // Every WAL fsync (at least the write's) is in the latency histogram.
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
+            .parse()
+            .expect("number")
+    };
+    let fsyncs = value("cairn_wal_fsyncs");
+    assert!(fsyncs >= 1.0, "{metrics}");
+    assert_eq!(value("cairn_wal_fsync_duration_seconds_count"), fsyncs);
+    assert_eq!(
+        value("cairn_wal_fsync_duration_seconds_bucket{le=\"+Inf\"}"),
+        fsyncs
+    );
+    assert!(
+        value("cairn_wal_fsync_duration_seconds_sum") > 0.0,
+        "{metrics}"
+    );
     assert!(
         metrics.contains(
             "cairn_http_request_duration_seconds_count{handler=\"/api/v1/write\",code=\"204\"} 1"
@@ -671,4 +700,144 @@ fn writes_beyond_max_in_flight_get_503_with_retry_after() {
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
     assert!(ok, "writes recover after the slow request ends");
+}
+
+#[test]
+fn remote_read_streams_xor_chunks_when_asked_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    first_write(&server);
+    // 3 series of 1000 samples with irregular steps and values, one with a
+    // stale marker: several 120-sample chunks each.
+    let mut written: Vec<(Vec<(String, String)>, Vec<(i64, u64)>)> = Vec::new();
+    let mut batch = Vec::new();
+    for s in 0..3i64 {
+        let labels = [
+            ("__name__", "long_series"),
+            ("shard", ["a", "b", "c"][s as usize]),
+        ];
+        let mut samples = Vec::new();
+        let mut t = T0;
+        for i in 0..1000i64 {
+            t += 15_000 + (i * 7 + s) % 50 - 25;
+            let v = if s == 1 && i == 500 {
+                f64::from_bits(STALE_NAN)
+            } else {
+                ((i * (s + 3)) % 97) as f64 * 0.25 + i as f64
+            };
+            samples.push((t, v));
+        }
+        written.push((
+            labels
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            samples.iter().map(|&(t, v)| (t, v.to_bits())).collect(),
+        ));
+        batch.push(series(&labels, &samples));
+    }
+    let a = write_v1(&server, batch);
+    assert_eq!(a.status, 204, "{}", a.body);
+
+    let (streamed, frames) = read_streamed(
+        &server,
+        &[
+            (&[("__name__", "long_series")], 0, i64::MAX),
+            (&[("__name__", "up"), ("job", "api")], 0, i64::MAX),
+            (&[("__name__", "absent")], 0, i64::MAX),
+        ],
+    );
+    assert!(frames >= 2, "one frame per query with series: {frames}");
+    assert_eq!(streamed[0], written);
+    // The same answer as the SAMPLES response.
+    assert_eq!(
+        streamed[0],
+        read(&server, &[("__name__", "long_series")], 0, i64::MAX)
+    );
+    assert_eq!(
+        streamed[1],
+        read(&server, &[("__name__", "up"), ("job", "api")], 0, i64::MAX)
+    );
+    assert_eq!(
+        streamed[1][0].1.len(),
+        3,
+        "stale marker kept: {:?}",
+        streamed[1]
+    );
+    assert!(streamed[2].is_empty());
+
+    // A time range cuts inside chunks: only samples inside it come back.
+    let (mint, maxt) = (written[2].1[130].0, written[2].1[400].0);
+    let (cut, _) = read_streamed(
+        &server,
+        &[(&[("__name__", "long_series"), ("shard", "c")], mint, maxt)],
+    );
+    assert_eq!(cut[0].len(), 1);
+    assert_eq!(cut[0][0].1, written[2].1[130..=400].to_vec());
+}
+
+/// Loads 2000 series of an hour of 15 s samples: a range query over them
+/// evaluates millions of points, which takes far longer than 1 ms in any
+/// build, so a 1 ms timeout expires deterministically.
+fn load_heavy(server: &Server) {
+    for batch in 0..10 {
+        let series_batch: Vec<pb::TimeSeries> = (0..200)
+            .map(|i| {
+                let n = batch * 200 + i;
+                let samples: Vec<(i64, f64)> = (0..240)
+                    .map(|k| (T0 + k * 15_000, (k * (n % 7 + 1)) as f64))
+                    .collect();
+                series(
+                    &[
+                        ("__name__", "load"),
+                        ("g", &(n % 10).to_string()),
+                        ("n", &n.to_string()),
+                    ],
+                    &samples,
+                )
+            })
+            .collect();
+        let a = write_v1(server, series_batch);
+        assert_eq!(a.status, 204, "{}", a.body);
+    }
+}
+
+#[test]
+fn query_timeouts_answer_503_with_error_type_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    load_heavy(&server);
+    let (start, end) = (T0 / 1000 + 300, T0 / 1000 + 3600);
+    let range = format!(
+        "/api/v1/query_range?query=sum%20by%20(g)%20(rate(load%5B5m%5D))&start={start}&end={end}&step=1"
+    );
+    // Without a timeout parameter the query completes: 10 groups.
+    let (s, j) = get_json(&server, &range);
+    assert_eq!(s, 200, "{j}");
+    assert_eq!(j["data"]["result"].as_array().map(Vec::len), Some(10));
+    // The same query with timeout=1ms: 503, errorType timeout.
+    let (s, j) = get_json(&server, &format!("{range}&timeout=1ms"));
+    assert_eq!(s, 503, "{j}");
+    assert_eq!(j["status"], "error");
+    assert_eq!(j["errorType"], "timeout");
+    assert_eq!(j["error"], "query timed out in expression evaluation");
+    // The server stays healthy and answers the next query.
+    let (s, _) = get_json(&server, &range);
+    assert_eq!(s, 200);
+    server.stop();
+
+    // query.timeout is a ceiling: a longer `timeout` parameter cannot
+    // extend it.
+    let server = Server::start(dir.path(), &["--query-timeout", "1ms"]);
+    let (s, j) = get_json(&server, &format!("{range}&timeout=60s"));
+    assert_eq!(s, 503, "{j}");
+    assert_eq!(j["errorType"], "timeout");
+    let (s, j) = get_json(
+        &server,
+        &format!(
+            "/api/v1/query?query=count(max_over_time(rate(load%5B5m%5D)%5B55m:1s%5D))&time={end}"
+        ),
+    );
+    assert_eq!(s, 503, "{j}");
+    assert_eq!(j["errorType"], "timeout");
 }

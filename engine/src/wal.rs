@@ -82,6 +82,42 @@ pub struct WalStats {
     pub fsyncs: u64,
     pub bytes_written: u64,
     pub writes: u64,
+    /// Latency of the successful group-commit fsyncs.
+    pub fsync_latency: FsyncLatency,
+}
+
+/// Upper bounds, in seconds, of [`FsyncLatency`]'s buckets (a last,
+/// unbounded bucket follows).
+pub const FSYNC_BUCKETS_SECONDS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// A fixed-bucket histogram of fsync latencies: `counts[i]` fsyncs took at
+/// most `FSYNC_BUCKETS_SECONDS[i]` and more than the bucket before (not
+/// cumulative); `counts[14]` took longer than the last bound.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FsyncLatency {
+    pub counts: [u64; 15],
+    pub sum_nanos: u64,
+}
+
+impl FsyncLatency {
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_nanos as f64 / 1e9
+    }
+
+    /// The bucket an fsync of `elapsed` falls in.
+    pub fn bucket(elapsed: std::time::Duration) -> usize {
+        let secs = elapsed.as_secs_f64();
+        FSYNC_BUCKETS_SECONDS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(FSYNC_BUCKETS_SECONDS.len())
+    }
 }
 
 enum Cmd {
@@ -97,6 +133,17 @@ struct Counters {
     fsyncs: AtomicU64,
     bytes_written: AtomicU64,
     writes: AtomicU64,
+    /// [`FsyncLatency`], one relaxed add per bucket and for the sum.
+    fsync_buckets: [AtomicU64; 15],
+    fsync_nanos: AtomicU64,
+}
+
+impl Counters {
+    fn record_fsync(&self, elapsed: std::time::Duration) {
+        self.fsync_buckets[FsyncLatency::bucket(elapsed)].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.fsync_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
 }
 
 /// The open WAL. `Send + Sync`; appenders call [`Wal::log`] concurrently.
@@ -296,6 +343,12 @@ impl Wal {
             fsyncs: self.counters.fsyncs.load(Ordering::Relaxed),
             bytes_written: self.counters.bytes_written.load(Ordering::Relaxed),
             writes: self.counters.writes.load(Ordering::Relaxed),
+            fsync_latency: FsyncLatency {
+                counts: std::array::from_fn(|i| {
+                    self.counters.fsync_buckets[i].load(Ordering::Relaxed)
+                }),
+                sum_nanos: self.counters.fsync_nanos.load(Ordering::Relaxed),
+            },
         }
     }
 
@@ -423,10 +476,12 @@ impl Writer {
             return;
         }
         if self.failed.is_none() {
-            let res = self
-                .file
-                .write_all(&self.buf)
-                .and_then(|()| self.file.sync_data());
+            let res = self.file.write_all(&self.buf).and_then(|()| {
+                let start = std::time::Instant::now();
+                self.file.sync_data()?;
+                self.counters.record_fsync(start.elapsed());
+                Ok(())
+            });
             match res {
                 Ok(()) => {
                     self.size += self.buf.len() as u64;

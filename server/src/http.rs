@@ -6,7 +6,7 @@
 //! | `write` | `POST /api/v1/write` (remote-write 1.0 and 2.0), `POST /api/v1/import/prometheus` (text format) |
 //! | `query` | `/api/v1/query`, `/api/v1/query_range` |
 //! | `promql` | `/api/v1/format_query`, `/api/v1/parse_query` |
-//! | `read` | `POST /api/v1/read` (remote-read, SAMPLES responses) |
+//! | `read` | `POST /api/v1/read` (remote-read, SAMPLES or streamed XOR chunks) |
 //! | `api` | `/api/v1/{series,labels,label/<n>/values,metadata,query_exemplars,rules,alerts}`, `/api/v1/status/*` |
 //! | here | `/-/healthy`, `/-/ready`, `/metrics` |
 //!

@@ -25,6 +25,7 @@ pub mod rules;
 pub mod selector;
 pub mod serve;
 pub mod storage;
+pub mod xor_chunk;
 
 pub use config::{Config, ServeArgs};
 pub use error::{Error, Result};

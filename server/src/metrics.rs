@@ -4,9 +4,16 @@
 //!
 //! Counters and histograms are updated on the request path; gauges that
 //! mirror storage state (head series, ...) are refreshed from storage
-//! statistics when `/metrics` is scraped.
+//! statistics when `/metrics` is scraped. The WAL fsync latency
+//! histogram is kept by the engine's WAL writer (fixed buckets, atomics)
+//! and copied here at scrape time ([`WalFsyncCollector`]).
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::Arc;
+
+use cairn_engine::wal::{FSYNC_BUCKETS_SECONDS, FsyncLatency};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -48,8 +55,44 @@ pub struct RuleMetrics {
     pub evaluation_failures: Family<RuleGroupLabels, Counter>,
 }
 
+/// `cairn_wal_fsync_duration_seconds`: the last snapshot of the WAL
+/// writer's fsync histogram, encoded as a Prometheus histogram.
+#[derive(Debug, Default)]
+pub struct WalFsyncCollector {
+    latest: parking_lot::Mutex<FsyncLatency>,
+}
+
+impl WalFsyncCollector {
+    pub fn set(&self, latency: FsyncLatency) {
+        *self.latest.lock() = latency;
+    }
+}
+
+impl Collector for WalFsyncCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let h = *self.latest.lock();
+        // Per-bucket counts (the encoder accumulates them); the last bucket
+        // is +Inf, which the encoder spells from f64::MAX.
+        let buckets: Vec<(f64, u64)> = FSYNC_BUCKETS_SECONDS
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::MAX))
+            .zip(h.counts)
+            .collect();
+        encoder
+            .encode_descriptor(
+                "cairn_wal_fsync_duration_seconds",
+                "Latency of WAL fsyncs (one per group commit)",
+                None,
+                MetricType::Histogram,
+            )?
+            .encode_histogram::<NoLabelSet>(h.sum_seconds(), h.count(), &buckets, None)
+    }
+}
+
 /// Every metric Cairn exposes.
 pub struct Metrics {
+    pub wal_fsync: Arc<WalFsyncCollector>,
     registry: Registry,
     pub http_duration: Family<HttpLabels, Histogram>,
     pub ingested_samples: Family<ProtocolLabels, Counter>,
@@ -189,7 +232,10 @@ impl Metrics {
             rules.evaluation_failures.clone(),
         );
         start_time_seconds.set(chrono::Utc::now().timestamp());
+        let wal_fsync = Arc::new(WalFsyncCollector::default());
+        registry.register_collector(Box::new(wal_fsync.clone()));
         Metrics {
+            wal_fsync,
             registry,
             http_duration,
             ingested_samples,
@@ -218,6 +264,7 @@ impl Metrics {
         self.head_memory_bytes.set(g(s.memory_bytes));
         self.wal_fsyncs.set(g(s.wal_fsyncs));
         self.wal_written_bytes.set(g(s.wal_bytes_written));
+        self.wal_fsync.set(s.wal_fsync_latency);
     }
 
     pub fn count_ingested(&self, protocol: Protocol, n: u64) {
@@ -295,5 +342,31 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn wal_fsync_histogram_is_cumulative_with_sum_and_count() {
+        let m = Metrics::new();
+        let mut counts = [0u64; 15];
+        counts[3] = 2; // <= 1 ms
+        counts[8] = 1; // <= 50 ms
+        counts[14] = 1; // > 2.5 s
+        m.wal_fsync.set(FsyncLatency {
+            counts,
+            sum_nanos: 3_500_000_000,
+        });
+        let text = m.encode();
+        for line in [
+            "# TYPE cairn_wal_fsync_duration_seconds histogram",
+            "cairn_wal_fsync_duration_seconds_bucket{le=\"0.0005\"} 0",
+            "cairn_wal_fsync_duration_seconds_bucket{le=\"0.001\"} 2",
+            "cairn_wal_fsync_duration_seconds_bucket{le=\"0.05\"} 3",
+            "cairn_wal_fsync_duration_seconds_bucket{le=\"2.5\"} 3",
+            "cairn_wal_fsync_duration_seconds_bucket{le=\"+Inf\"} 4",
+            "cairn_wal_fsync_duration_seconds_count 4",
+            "cairn_wal_fsync_duration_seconds_sum 3.5",
+        ] {
+            assert!(text.contains(line), "{line} missing in {text}");
+        }
     }
 }

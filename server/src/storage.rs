@@ -47,6 +47,8 @@ pub struct StorageStats {
     pub wal_fsyncs: u64,
     #[serde(skip)]
     pub wal_bytes_written: u64,
+    #[serde(skip)]
+    pub wal_fsync_latency: cairn_engine::wal::FsyncLatency,
 }
 
 /// Prometheus's `headStats`.
@@ -186,6 +188,7 @@ impl Storage for DbStorage {
                 memory_bytes: s.memory_bytes,
                 wal_fsyncs: s.wal.fsyncs,
                 wal_bytes_written: s.wal.bytes_written,
+                wal_fsync_latency: s.wal.fsync_latency,
             })
         })
     }

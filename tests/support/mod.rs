@@ -278,6 +278,102 @@ pub fn read(
         .collect()
 }
 
+/// Series as remote-read returns them: labels, then (timestamp, value bits).
+pub type ReadSeries = Vec<(Vec<(String, String)>, Vec<(i64, u64)>)>;
+
+/// Remote-reads `queries` (equality matchers, mint, maxt) asking for
+/// STREAMED_XOR_CHUNKS, checks the framing (uvarint size, big-endian
+/// CRC32C, message) and every chunk (XOR, at most 120 samples, its min/max
+/// times equal its first/last sample), and returns the series of each
+/// query with consecutive frames of one series joined, plus the number of
+/// frames.
+pub fn read_streamed(
+    server: &Server,
+    queries: &[(&[(&str, &str)], i64, i64)],
+) -> (Vec<ReadSeries>, usize) {
+    let req = pb::ReadRequest {
+        queries: queries
+            .iter()
+            .map(|(matchers, mint, maxt)| pb::Query {
+                start_timestamp_ms: *mint,
+                end_timestamp_ms: *maxt,
+                matchers: matchers
+                    .iter()
+                    .map(|(n, v)| pb::LabelMatcher {
+                        r#type: pb::label_matcher::Type::Eq as i32,
+                        name: n.to_string(),
+                        value: v.to_string(),
+                    })
+                    .collect(),
+                hints: None,
+            })
+            .collect(),
+        accepted_response_types: vec![
+            pb::read_request::ResponseType::StreamedXorChunks as i32,
+            pb::read_request::ResponseType::Samples as i32,
+        ],
+    };
+    let resp = client()
+        .post(server.url("/api/v1/read"))
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .body(snappy(&req.encode_to_vec()))
+        .send()
+        .expect("read request");
+    assert_eq!(resp.status().as_u16(), 200, "remote-read failed");
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse"
+    );
+    assert!(resp.headers().get("content-encoding").is_none());
+    let body = resp.bytes().expect("body");
+    let mut out: Vec<ReadSeries> = vec![Vec::new(); queries.len()];
+    let mut rest: &[u8] = &body;
+    let mut frames = 0;
+    while !rest.is_empty() {
+        let mut size: u64 = 0;
+        let mut shift = 0;
+        loop {
+            let b = rest[0];
+            rest = &rest[1..];
+            size |= u64::from(b & 0x7f) << shift;
+            shift += 7;
+            if b < 0x80 {
+                break;
+            }
+            assert!(shift < 64, "uvarint too long");
+        }
+        let crc = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes"));
+        let msg = &rest[4..4 + size as usize];
+        rest = &rest[4 + size as usize..];
+        assert_eq!(crc32c::crc32c(msg), crc, "frame {frames} checksum");
+        frames += 1;
+        let frame = pb::ChunkedReadResponse::decode(msg).expect("ChunkedReadResponse");
+        let result = &mut out[frame.query_index as usize];
+        for cs in frame.chunked_series {
+            let labels: Vec<(String, String)> = cs
+                .labels
+                .iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
+            let mut samples = Vec::new();
+            for c in &cs.chunks {
+                assert_eq!(c.r#type, pb::chunk::Encoding::Xor as i32);
+                let got = cairn_server::xor_chunk::decode(&c.data).expect("XOR chunk");
+                assert!(!got.is_empty() && got.len() <= 120, "{} samples", got.len());
+                assert_eq!(got[0].t, c.min_time_ms);
+                assert_eq!(got[got.len() - 1].t, c.max_time_ms);
+                samples.extend(got.iter().map(|s| (s.t, s.v.to_bits())));
+            }
+            match result.last_mut() {
+                Some((last, s)) if *last == labels => s.extend(samples),
+                _ => result.push((labels, samples)),
+            }
+        }
+    }
+    (out, frames)
+}
+
 /// GETs a JSON API path and returns (status, parsed body).
 pub fn get_json(server: &Server, path_and_query: &str) -> (u16, serde_json::Value) {
     let resp = client()

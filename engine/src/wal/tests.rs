@@ -97,6 +97,9 @@ fn concurrent_appenders_share_fsyncs_and_lose_nothing() {
     let st = w.stats();
     assert_eq!(st.bytes_written, 400 * batch(0, 0, 0.0).len() as u64);
     assert!(st.fsyncs <= 400, "{st:?}");
+    // Every group-commit fsync is in the latency histogram.
+    assert_eq!(st.fsync_latency.count(), st.fsyncs, "{st:?}");
+    assert!(st.fsync_latency.sum_nanos > 0, "{st:?}");
     w.close().unwrap();
     drop(w);
     let (_w, _, recs) = open_collect(dir.path(), opts()).unwrap();
@@ -377,4 +380,29 @@ fn writes_after_close_fail_cleanly() {
     w.close().unwrap();
     let err = w.log(batch(1, 1, 1.0)).unwrap_err();
     assert!(matches!(err, Error::WalUnavailable { .. }), "{err}");
+}
+
+#[test]
+fn fsync_latencies_fall_in_the_bucket_of_their_upper_bound() {
+    use std::time::Duration;
+    let table = [
+        (Duration::ZERO, 0),
+        (Duration::from_micros(100), 0),
+        (Duration::from_micros(101), 1),
+        (Duration::from_micros(900), 3),
+        (Duration::from_millis(1), 3),
+        (Duration::from_millis(30), 8),
+        (Duration::from_millis(2500), 13),
+        (Duration::from_secs(3), 14),
+        (Duration::from_secs(1 << 40), 14),
+    ];
+    for (elapsed, bucket) in table {
+        assert_eq!(FsyncLatency::bucket(elapsed), bucket, "{elapsed:?}");
+    }
+    let c = Counters::default();
+    c.record_fsync(Duration::from_micros(700));
+    c.record_fsync(Duration::from_secs(5));
+    assert_eq!(c.fsync_buckets[3].load(Ordering::Relaxed), 1);
+    assert_eq!(c.fsync_buckets[14].load(Ordering::Relaxed), 1);
+    assert_eq!(c.fsync_nanos.load(Ordering::Relaxed), 5_000_700_000);
 }
