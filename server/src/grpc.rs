@@ -14,6 +14,7 @@
 //! itself and answers `DEADLINE_EXCEEDED`, as the contract says.
 
 pub mod convert;
+pub mod export;
 pub mod service;
 
 use std::net::SocketAddr;
