@@ -6,7 +6,8 @@
 //! Data path: [`service`] decodes a request, runs it through
 //! [`crate::exec`] (the HTTP API's engine, limits, query slots and
 //! cancellation) and encodes the result with [`convert`]; range results
-//! are streamed in bounded batches.
+//! are streamed in bounded batches. [`export`] streams raw samples as
+//! Arrow IPC.
 //!
 //! The services are served by axum (hyper, HTTP/2 without TLS) rather than
 //! tonic's own transport server, because tonic's server answers an expired
