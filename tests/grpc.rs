@@ -525,6 +525,15 @@ fn health_reflection_gzip_and_released_queries() {
         .expect("still serving")
         .into_inner();
     assert_eq!(again.values, ["0"]);
+
+    // SIGTERM with gRPC client connections still open: a clean exit
+    // (after at most the shutdown grace period), and no more answers.
+    let status = server.stop();
+    assert!(status.success(), "{status:?}");
+    let err = rt
+        .block_on(client.label_names(pb::LabelNamesRequest::default()))
+        .expect_err("server gone");
+    assert_ne!(err.code(), tonic::Code::Ok, "{err:?}");
 }
 
 /// A request stream of one message.

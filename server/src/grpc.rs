@@ -18,6 +18,7 @@ pub mod convert;
 pub mod export;
 pub mod service;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,9 @@ pub use service::QueryGrpc;
 
 /// The service name, as health checks and reflection know it.
 pub const SERVICE_NAME: &str = "cairn.query.v1.QueryService";
+
+/// How long open gRPC calls may run on once shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// How often the health service looks whether storage became ready.
 const HEALTH_POLL: Duration = Duration::from_millis(100);
@@ -94,17 +98,27 @@ pub async fn spawn_listener(
         })
     };
     let task = tokio::spawn(async move {
+        let mut grace = stop.clone();
         let shutdown = async move {
             let _ = stop.wait_for(|v| *v).await;
             health
                 .set_not_serving::<QueryServiceServer<QueryGrpc>>()
                 .await;
         };
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "gRPC query server failed");
+        let serve = axum::serve(listener, router).with_graceful_shutdown(shutdown);
+        // Clients may keep HTTP/2 connections (and streams) open after
+        // shutdown began; they get SHUTDOWN_GRACE to finish, then the
+        // server stops regardless so that `cairn serve` always exits.
+        tokio::select! {
+            served = serve.into_future() => {
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "gRPC query server failed");
+                }
+            }
+            _ = async {
+                let _ = grace.wait_for(|v| *v).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => tracing::warn!("gRPC connections still open after the shutdown grace period: closing"),
         }
         watcher.abort();
     });
