@@ -335,8 +335,7 @@ fn errors_have_the_documented_status_codes() {
             step_ms: 1,
             ..Default::default()
         }))
-        .err()
-        .expect("end before start");
+        .expect_err("end before start");
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
 
     // Over a limit: too many points per series.
@@ -348,8 +347,7 @@ fn errors_have_the_documented_status_codes() {
             step_ms: 1,
             ..Default::default()
         }))
-        .err()
-        .expect("too many points");
+        .expect_err("too many points");
     assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("maximum resolution"), "{err:?}");
 
@@ -365,8 +363,7 @@ fn errors_have_the_documented_status_codes() {
     req.set_timeout(std::time::Duration::from_millis(1));
     let err = rt
         .block_on(raw.range_query(req))
-        .err()
-        .expect("deadline exceeded");
+        .expect_err("deadline exceeded");
     assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
 
     // The server still answers (the cancelled query released its slot).
@@ -528,6 +525,15 @@ fn health_reflection_gzip_and_released_queries() {
         .expect("still serving")
         .into_inner();
     assert_eq!(again.values, ["0"]);
+
+    // SIGTERM with gRPC client connections still open: a clean exit
+    // (after at most the shutdown grace period), and no more answers.
+    let status = server.stop();
+    assert!(status.success(), "{status:?}");
+    let err = rt
+        .block_on(client.label_names(pb::LabelNamesRequest::default()))
+        .expect_err("server gone");
+    assert_ne!(err.code(), tonic::Code::Ok, "{err:?}");
 }
 
 /// A request stream of one message.
@@ -537,6 +543,100 @@ fn tokio_stream_once<T: Send + 'static>(msg: T) -> impl tonic::IntoStreamingRequ
 
 fn futures_once<T: Send + 'static>(msg: T) -> tokio_stream::Iter<std::vec::IntoIter<T>> {
     tokio_stream::iter(vec![msg])
+}
+
+/// Rows of an export as (labels, [(ms, value bits)]) per series.
+type Exported = BTreeMap<Vec<(String, String)>, Vec<(i64, u64)>>;
+
+#[test]
+fn export_streams_the_raw_samples_as_arrow_ipc() {
+    use arrow::array::{Array, Float64Array, StringArray, TimestampMillisecondArray};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server_with_data(dir.path());
+    let rt = runtime();
+    let mut client = rt.block_on(connect(&server));
+    let (start, end) = (T0, T0 + 20 * 60_000);
+    let mut stream = rt
+        .block_on(client.export(pb::ExportRequest {
+            matchers: vec!["infer_requests_total".into(), "gpu_util".into()],
+            start_ms: start,
+            end_ms: end,
+            max_rows_per_batch: 50,
+        }))
+        .expect("export")
+        .into_inner();
+    let mut bytes = Vec::new();
+    let mut messages = 0;
+    while let Some(m) = rt.block_on(stream.message()).expect("message") {
+        bytes.extend_from_slice(&m.arrow_ipc);
+        messages += 1;
+    }
+    // 240 rows: four full batches of 50 sent as they fill, then the last
+    // 40 rows with the end-of-stream marker.
+    assert_eq!(messages, 5);
+    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+        .expect("an Arrow IPC stream");
+    let schema = reader.schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        names,
+        ["__name__", "gpu", "model", "route", "timestamp", "value"]
+    );
+    let label_names: Vec<String> = names[..4].iter().map(|n| n.to_string()).collect();
+    let mut got = Exported::new();
+    let mut batches = 0;
+    for batch in reader {
+        let batch = batch.expect("batch");
+        batches += 1;
+        assert!(batch.num_rows() <= 50);
+        let labels: Vec<&StringArray> = (0..4)
+            .map(|i| {
+                batch
+                    .column(i)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .expect("utf8 label column")
+            })
+            .collect();
+        let ts = batch
+            .column(4)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .expect("timestamp column");
+        let vs = batch
+            .column(5)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .expect("value column");
+        for row in 0..batch.num_rows() {
+            let key: Vec<(String, String)> = label_names
+                .iter()
+                .zip(&labels)
+                .filter(|(_, col)| !col.is_null(row))
+                .map(|(n, col)| (n.clone(), col.value(row).to_string()))
+                .collect();
+            got.entry(key)
+                .or_default()
+                .push((ts.value(row), vs.value(row).to_bits()));
+        }
+    }
+    assert_eq!(batches, 5);
+    let mut want = Exported::new();
+    for name in ["infer_requests_total", "gpu_util"] {
+        for (labels, samples) in support::read(&server, &[("__name__", name)], start, end) {
+            want.insert(labels, samples);
+        }
+    }
+    assert_eq!(want.len(), 3);
+    assert_eq!(got, want);
+
+    // No selector: INVALID_ARGUMENT.
+    let err = rt
+        .block_on(client.export(pb::ExportRequest::default()))
+        .expect_err("no selector");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    wait_no_query_in_flight(&server);
 }
 
 /// Runs the `cairn` binary; returns (exit code, stdout, stderr).

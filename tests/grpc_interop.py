@@ -1,6 +1,6 @@
 """The Python side of tests/grpc_interop.rs: a grpcio client generated at
 test time from Cairn's proto with grpcio-tools, run against the real
-server. Prints one JSON document with what it received; values as the
+server; pyarrow reads the Arrow export. Prints one JSON document with what it received; values as the
 64-bit patterns of their doubles, so the Rust side compares them bit for
 bit with the HTTP API's.
 
@@ -13,6 +13,7 @@ import sys
 
 from grpc_tools import protoc
 import grpc
+import pyarrow as pa
 
 
 def bits(v):
@@ -75,6 +76,22 @@ def main():
         result["series"] = [labels(s.labels) for s in r.series]
         result["labels"] = list(stub.LabelNames(pb.LabelNamesRequest()).names)
         result["values"] = list(stub.LabelValues(pb.LabelValuesRequest(name="model")).values)
+
+        chunks = [m.arrow_ipc for m in stub.Export(pb.ExportRequest(
+            matchers=spec["series"], start_ms=spec["start"], end_ms=spec["end"],
+            max_rows_per_batch=50))]
+        table = pa.ipc.open_stream(b"".join(chunks)).read_all()
+        label_cols = [n for n in table.column_names if n not in ("timestamp", "value")]
+        ts = table.column("timestamp").cast(pa.int64()).to_pylist()
+        vs = table.column("value").to_pylist()
+        cols = {n: table.column(n).to_pylist() for n in label_cols}
+        exported = {}
+        for i in range(table.num_rows):
+            key = json.dumps({n: cols[n][i] for n in label_cols if cols[n][i] is not None},
+                             sort_keys=True)
+            exported.setdefault(key, []).append([ts[i], bits(vs[i])])
+        result["export"] = [[json.loads(k), v] for k, v in sorted(exported.items())]
+        result["export_schema"] = [str(f.type) for f in table.schema]
 
         try:
             stub.InstantQuery(pb.InstantQueryRequest(query="sum(rate(x[5m])"))

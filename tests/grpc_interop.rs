@@ -4,7 +4,8 @@
 //! (streamed, one series per message), series, label names and values
 //! against the real `cairn serve`; its series and values equal the HTTP
 //! API's for the same queries, bit for bit, and a syntax error comes back
-//! as INVALID_ARGUMENT with the position.
+//! as INVALID_ARGUMENT with the position. pyarrow reads the Arrow export,
+//! whose samples equal remote-read's.
 
 mod support;
 
@@ -151,6 +152,33 @@ fn a_generated_python_client_gets_the_http_api_results_bit_for_bit() {
         got["values"],
         http_data(&server, "/api/v1/label/model/values")
     );
+    // The export, read by pyarrow: exactly the stored samples.
+    let mut want: Vec<Value> = Vec::new();
+    for name in ["gpu_util", "infer_requests_total"] {
+        let end = T0 + 19 * 60_000;
+        for (labels, samples) in support::read(&server, &[("__name__", name)], T0, end) {
+            let labels: serde_json::Map<String, Value> = labels
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+            let pts: Vec<Value> = samples.iter().map(|(t, b)| json!([t, b])).collect();
+            want.push(json!([labels, pts]));
+        }
+    }
+    assert_eq!(want.len(), 3);
+    assert_eq!(got["export"], Value::Array(want));
+    assert_eq!(
+        got["export_schema"],
+        json!([
+            "string",
+            "string",
+            "string",
+            "string",
+            "timestamp[ms, tz=UTC]",
+            "double"
+        ])
+    );
+
     let bad: BTreeMap<usize, String> = got["bad_query"]
         .as_array()
         .expect("an error")

@@ -70,10 +70,10 @@ impl Drop for CancelOnDrop {
 }
 
 /// Counts a query in `cairn_queries_in_flight` for as long as it lives.
-struct InFlight(prometheus_client::metrics::gauge::Gauge);
+pub struct InFlight(prometheus_client::metrics::gauge::Gauge);
 
 impl InFlight {
-    fn new(g: &prometheus_client::metrics::gauge::Gauge) -> InFlight {
+    pub fn new(g: &prometheus_client::metrics::gauge::Gauge) -> InFlight {
         g.inc();
         InFlight(g.clone())
     }

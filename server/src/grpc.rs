@@ -6,7 +6,8 @@
 //! Data path: [`service`] decodes a request, runs it through
 //! [`crate::exec`] (the HTTP API's engine, limits, query slots and
 //! cancellation) and encodes the result with [`convert`]; range results
-//! are streamed in bounded batches.
+//! are streamed in bounded batches. [`export`] streams raw samples as
+//! Arrow IPC.
 //!
 //! The services are served by axum (hyper, HTTP/2 without TLS) rather than
 //! tonic's own transport server, because tonic's server answers an expired
@@ -14,8 +15,10 @@
 //! itself and answers `DEADLINE_EXCEEDED`, as the contract says.
 
 pub mod convert;
+pub mod export;
 pub mod service;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +33,9 @@ pub use service::QueryGrpc;
 
 /// The service name, as health checks and reflection know it.
 pub const SERVICE_NAME: &str = "cairn.query.v1.QueryService";
+
+/// How long open gRPC calls may run on once shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// How often the health service looks whether storage became ready.
 const HEALTH_POLL: Duration = Duration::from_millis(100);
@@ -92,17 +98,27 @@ pub async fn spawn_listener(
         })
     };
     let task = tokio::spawn(async move {
+        let mut grace = stop.clone();
         let shutdown = async move {
             let _ = stop.wait_for(|v| *v).await;
             health
                 .set_not_serving::<QueryServiceServer<QueryGrpc>>()
                 .await;
         };
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "gRPC query server failed");
+        let serve = axum::serve(listener, router).with_graceful_shutdown(shutdown);
+        // Clients may keep HTTP/2 connections (and streams) open after
+        // shutdown began; they get SHUTDOWN_GRACE to finish, then the
+        // server stops regardless so that `cairn serve` always exits.
+        tokio::select! {
+            served = serve.into_future() => {
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "gRPC query server failed");
+                }
+            }
+            _ = async {
+                let _ = grace.wait_for(|v| *v).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => tracing::warn!("gRPC connections still open after the shutdown grace period: closing"),
         }
         watcher.abort();
     });

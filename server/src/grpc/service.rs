@@ -269,6 +269,29 @@ impl QueryService for QueryGrpc {
         Ok(Response::new(pb::LabelValuesResponse { values, warnings }))
     }
 
+    type ExportStream = super::export::ExportStream;
+
+    async fn export(
+        &self,
+        request: Request<pb::ExportRequest>,
+    ) -> Result<Response<Self::ExportStream>, Status> {
+        let call = Call::of(&request);
+        let r = request.into_inner();
+        let sets = match_sets(&r.matchers)?;
+        let deadline = call.deadline.map(|d| call.received + d);
+        let stream = super::export::start(
+            self.state.clone(),
+            sets,
+            r.start_ms,
+            r.end_ms,
+            r.max_rows_per_batch as usize,
+            deadline,
+        )
+        .await
+        .map_err(|e| status(&e))?;
+        Ok(Response::new(stream))
+    }
+
     async fn metadata(
         &self,
         request: Request<pb::MetadataRequest>,
