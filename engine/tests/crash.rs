@@ -133,6 +133,7 @@ fn parent() {
             .spawn()
             .expect("spawn child");
         let stdout = child.stdout.take().expect("piped stdout");
+        let (first_ack_tx, first_ack_rx) = std::sync::mpsc::channel::<()>();
         let reader = std::thread::spawn(move || {
             let mut acks = Vec::new();
             for line in BufReader::new(stdout).lines() {
@@ -142,13 +143,27 @@ fn parent() {
                     (parts.next(), parts.next(), parts.next(), parts.next())
                     && let Ok(k) = k.parse::<u64>()
                 {
+                    if acks.is_empty() {
+                        let _ = first_ack_tx.send(());
+                    }
                     acks.push(k);
                 }
             }
             acks
         });
-        let delay_ms = 20 + rng.next() % 130;
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        // Even rounds kill at a random moment after the child's first
+        // acknowledgement, so they always test acknowledged data however slow
+        // the machine is; odd rounds kill at a random moment after the start,
+        // which may fall in WAL replay or before the first append.
+        let wait_for_ack = round % 2 == 0;
+        if wait_for_ack {
+            // Bounded: a child that acknowledges nothing in this time fails
+            // the check below.
+            let _ = first_ack_rx.recv_timeout(Duration::from_secs(30));
+            std::thread::sleep(Duration::from_millis(rng.next() % 100));
+        } else {
+            std::thread::sleep(Duration::from_millis(20 + rng.next() % 130));
+        }
         child.kill().expect("SIGKILL the child");
         let status = child.wait().expect("reap the child");
         assert!(
@@ -162,6 +177,11 @@ fn parent() {
         if let Some(&first) = acks.first() {
             assert_eq!(first, next_start);
             rounds_with_acks += 1;
+        } else {
+            assert!(
+                !wait_for_ack,
+                "round {round}: the child acknowledged nothing within 30 s"
+            );
         }
         acked.extend(acks.iter().copied());
         // The child may have sent one batch past its last acknowledgement.
