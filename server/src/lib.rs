@@ -19,6 +19,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod otlp;
 pub mod remote_write;
+mod remote_write_fast;
 pub mod selector;
 pub mod serve;
 pub mod storage;
