@@ -15,7 +15,6 @@
 //! another field or wire type, a malformed varint or length, invalid
 //! UTF-8. So behaviour on unusual or broken input is prost's.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use cairn_engine::{Labels, Sample};
@@ -84,10 +83,6 @@ impl<'a> Reader<'a> {
         Some(b)
     }
 
-    fn str(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.bytes()?).ok()
-    }
-
     fn fixed64(&mut self) -> Option<u64> {
         let end = self.pos.checked_add(8)?;
         let b: [u8; 8] = self.buf.get(self.pos..end)?.try_into().ok()?;
@@ -96,40 +91,46 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// One `Arc<str>` per distinct string of a request.
+/// One `Arc<str>` per distinct string of a request, keyed by its bytes:
+/// only a string not seen before is checked for UTF-8 and allocated.
 struct StrCache<'a> {
-    map: HashMap<&'a str, Arc<str>, xxhash_rust::xxh3::Xxh3Builder>,
+    map: hashbrown::HashMap<&'a [u8], Arc<str>>,
 }
 
 impl<'a> StrCache<'a> {
     fn new() -> Self {
         StrCache {
-            map: HashMap::with_capacity_and_hasher(256, Default::default()),
+            map: hashbrown::HashMap::with_capacity(256),
         }
     }
 
-    fn get(&mut self, s: &'a str) -> Arc<str> {
-        if let Some(a) = self.map.get(s) {
-            return a.clone();
+    /// The string of `b`, or `None` if it is not UTF-8.
+    fn get(&mut self, b: &'a [u8]) -> Option<Arc<str>> {
+        if let Some(a) = self.map.get(b) {
+            return Some(a.clone());
         }
-        let a: Arc<str> = Arc::from(s);
-        self.map.insert(s, a.clone());
-        a
+        let a: Arc<str> = Arc::from(std::str::from_utf8(b).ok()?);
+        self.map.insert(b, a.clone());
+        Some(a)
     }
 }
 
 /// Reads a `prometheus.Label` (name 1, value 2; last occurrence wins).
-fn read_label(msg: &[u8]) -> Option<(&str, &str)> {
+fn read_label<'a>(msg: &'a [u8], cache: &mut StrCache<'a>) -> Option<(Arc<str>, Arc<str>)> {
     let mut r = Reader::new(msg);
-    let (mut name, mut value) = ("", "");
+    let (mut name, mut value): (&[u8], &[u8]) = (b"", b"");
     while !r.done() {
         match r.key()? {
-            (1, LEN) => name = r.str()?,
-            (2, LEN) => value = r.str()?,
+            (1, LEN) => name = r.bytes()?,
+            (2, LEN) => value = r.bytes()?,
             _ => return None,
         }
     }
-    Some((name, value))
+    Some((cache.get(name)?, cache.get(value)?))
+}
+
+fn as_strs(p: &(Arc<str>, Arc<str>)) -> (&str, &str) {
+    (&p.0, &p.1)
 }
 
 /// Reads a `prometheus.Sample` (value 1 double, timestamp 2 int64).
@@ -151,7 +152,7 @@ fn read_sample(msg: &[u8]) -> Option<Sample> {
 pub fn decode_v1_plain(buf: &[u8], limits: DecodeLimits) -> Option<DecodedWrite> {
     let mut out = DecodedWrite::default();
     let mut cache = StrCache::new();
-    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(16);
+    let mut pairs: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(16);
     let mut samples: Vec<Sample> = Vec::with_capacity(16);
     let mut top = Reader::new(buf);
     while !top.done() {
@@ -163,25 +164,22 @@ pub fn decode_v1_plain(buf: &[u8], limits: DecodeLimits) -> Option<DecodedWrite>
         samples.clear();
         while !ts.done() {
             match ts.key()? {
-                (1, LEN) => pairs.push(read_label(ts.bytes()?)?),
+                (1, LEN) => pairs.push(read_label(ts.bytes()?, &mut cache)?),
                 (2, LEN) => samples.push(read_sample(ts.bytes()?)?),
                 _ => return None,
             }
         }
         let n_samples = samples.len() as u64;
         out.samples_sent += n_samples;
-        let labels: Result<Labels, _> = check_label_names(pairs.iter().copied()).and_then(|()| {
-            finish_labels(Labels::try_from_pairs(
-                pairs.iter().map(|&(n, v)| (cache.get(n), cache.get(v))),
-            ))
-        });
+        let labels: Result<Labels, _> = check_label_names(pairs.iter().map(as_strs))
+            .and_then(|()| finish_labels(Labels::try_from_pairs(pairs.iter().cloned())));
         let labels = match labels {
             Ok(l) => l,
             Err((reason, detail)) => {
                 out.rejected.add(
                     reason,
                     n_samples,
-                    &describe_pairs(pairs.iter().copied()),
+                    &describe_pairs(pairs.iter().map(as_strs)),
                     &detail,
                 );
                 continue;
