@@ -355,7 +355,7 @@ pub(crate) fn accept_samples(
     limits: DecodeLimits,
     rejected: &mut Rejections,
 ) -> Vec<Sample> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(samples.size_hint().0);
     let mut future = 0u64;
     let mut first_future = 0;
     for s in samples {
