@@ -147,6 +147,27 @@ fn read_sample(msg: &[u8]) -> Option<Sample> {
     Some(s)
 }
 
+/// Reads a `prometheus.TimeSeries` of labels and samples into the
+/// (cleared) buffers.
+fn read_series<'a>(
+    msg: &'a [u8],
+    cache: &mut StrCache<'a>,
+    pairs: &mut Vec<(Arc<str>, Arc<str>)>,
+    samples: &mut Vec<Sample>,
+) -> Option<()> {
+    pairs.clear();
+    samples.clear();
+    let mut ts = Reader::new(msg);
+    while !ts.done() {
+        match ts.key()? {
+            (1, LEN) => pairs.push(read_label(ts.bytes()?, cache)?),
+            (2, LEN) => samples.push(read_sample(ts.bytes()?)?),
+            _ => return None,
+        }
+    }
+    Some(())
+}
+
 /// Decodes a `prometheus.WriteRequest` made only of series with labels
 /// and float samples, as `decode` would; `None` to let prost decode it.
 pub fn decode_v1_plain(buf: &[u8], limits: DecodeLimits) -> Option<DecodedWrite> {
@@ -159,23 +180,18 @@ pub fn decode_v1_plain(buf: &[u8], limits: DecodeLimits) -> Option<DecodedWrite>
         let (1, LEN) = top.key()? else {
             return None;
         };
-        let mut ts = Reader::new(top.bytes()?);
-        pairs.clear();
-        samples.clear();
-        while !ts.done() {
-            match ts.key()? {
-                (1, LEN) => pairs.push(read_label(ts.bytes()?, &mut cache)?),
-                (2, LEN) => samples.push(read_sample(ts.bytes()?)?),
-                _ => return None,
-            }
-        }
+        let ts = top.bytes()?;
+        read_series(ts, &mut cache, &mut pairs, &mut samples)?;
         let n_samples = samples.len() as u64;
         out.samples_sent += n_samples;
+        // The pairs move into the label set; a rejection (rare) reads
+        // them again to name the series as it was sent.
         let labels: Result<Labels, _> = check_label_names(pairs.iter().map(as_strs))
-            .and_then(|()| finish_labels(Labels::try_from_pairs(pairs.iter().cloned())));
+            .and_then(|()| finish_labels(Labels::try_from_pairs(pairs.drain(..))));
         let labels = match labels {
             Ok(l) => l,
             Err((reason, detail)) => {
+                read_series(ts, &mut cache, &mut pairs, &mut samples)?;
                 out.rejected.add(
                     reason,
                     n_samples,
