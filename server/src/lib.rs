@@ -21,7 +21,11 @@ pub mod metadata;
 pub mod metrics;
 pub mod otlp;
 pub mod remote_write;
+<<<<<<< HEAD
 pub mod rules;
+=======
+mod remote_write_fast;
+>>>>>>> ingestperf
 pub mod selector;
 pub mod serve;
 pub mod storage;

@@ -276,6 +276,9 @@ pub struct DecodeLimits {
 pub fn decode(protocol: Protocol, buf: &[u8], limits: DecodeLimits) -> Result<DecodedWrite> {
     match protocol {
         Protocol::V1 => {
+            if let Some(out) = crate::remote_write_fast::decode_v1_plain(buf, limits) {
+                return Ok(out);
+            }
             let req = v1::WriteRequest::decode(buf).map_err(|e| Error::Protobuf {
                 message: "prometheus.WriteRequest",
                 reason: e.to_string(),
@@ -307,12 +310,26 @@ pub fn is_valid_label_name(name: &str) -> bool {
 fn build_labels<'a>(
     pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
 ) -> std::result::Result<Labels, (RejectReason, String)> {
-    for (n, _) in pairs.clone() {
-        if !is_valid_label_name(n) {
-            return Err((RejectReason::EmptyLabelName, String::new()));
-        }
+    check_label_names(pairs.clone())?;
+    finish_labels(Labels::try_from_pairs(pairs))
+}
+
+/// The first check of [`build_labels`]: every name non-empty.
+pub(crate) fn check_label_names<'a>(
+    mut pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) -> std::result::Result<(), (RejectReason, String)> {
+    if pairs.any(|(n, _)| !is_valid_label_name(n)) {
+        return Err((RejectReason::EmptyLabelName, String::new()));
     }
-    let labels = Labels::try_from_pairs(pairs).map_err(|e| {
+    Ok(())
+}
+
+/// The rest of [`build_labels`]: a duplicate name or a missing metric name
+/// rejects the series.
+pub(crate) fn finish_labels(
+    labels: cairn_engine::Result<Labels>,
+) -> std::result::Result<Labels, (RejectReason, String)> {
+    let labels = labels.map_err(|e| {
         let detail = match e {
             cairn_engine::Error::InvalidLabels { reason, .. } => reason,
             other => other.to_string(),
@@ -326,19 +343,19 @@ fn build_labels<'a>(
 }
 
 /// Prints a raw label list (possibly invalid) for an error message.
-fn describe_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+pub(crate) fn describe_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     let inner: Vec<String> = pairs.map(|(n, v)| format!("{n}={v:?}")).collect();
     format!("{{{}}}", inner.join(", "))
 }
 
 /// Keeps the samples not too far in the future, rejecting the rest.
-fn accept_samples(
+pub(crate) fn accept_samples(
     labels: &Labels,
     samples: impl Iterator<Item = Sample>,
     limits: DecodeLimits,
     rejected: &mut Rejections,
 ) -> Vec<Sample> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(samples.size_hint().0);
     let mut future = 0u64;
     let mut first_future = 0;
     for s in samples {
@@ -391,6 +408,12 @@ fn v2_type_name(t: i32) -> &'static str {
         T::Info => "info",
         T::Stateset => "stateset",
     }
+}
+
+/// [`decode_v1`] for the fast path's equivalence tests.
+#[cfg(test)]
+pub(crate) fn decode_v1_for_tests(req: v1::WriteRequest, limits: DecodeLimits) -> DecodedWrite {
+    decode_v1(req, limits)
 }
 
 fn decode_v1(req: v1::WriteRequest, limits: DecodeLimits) -> DecodedWrite {
