@@ -21,11 +21,8 @@ pub mod metadata;
 pub mod metrics;
 pub mod otlp;
 pub mod remote_write;
-<<<<<<< HEAD
-pub mod rules;
-=======
 mod remote_write_fast;
->>>>>>> ingestperf
+pub mod rules;
 pub mod selector;
 pub mod serve;
 pub mod storage;
