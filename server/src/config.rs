@@ -336,13 +336,28 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::from_yaml(&text).map_err(|e| match e {
+        let mut config = Config::from_yaml(&text).map_err(|e| match e {
             Error::ConfigInvalid { reason, .. } => Error::ConfigInvalid {
                 origin: path.display().to_string(),
                 reason,
             },
             other => other,
-        })
+        })?;
+        if let Some(dir) = path.parent() {
+            config.resolve_relative_paths(dir);
+        }
+        Ok(config)
+    }
+
+    /// Makes relative `rule_files` entries relative to `dir`, the config
+    /// file's directory, as Prometheus does, so a configuration works
+    /// whatever directory Cairn is started from.
+    fn resolve_relative_paths(&mut self, dir: &Path) {
+        for entry in &mut self.rule_files {
+            if Path::new(entry.as_str()).is_relative() {
+                *entry = dir.join(entry.as_str()).to_string_lossy().into_owned();
+            }
+        }
     }
 
     /// Parses YAML text. An empty document is the default configuration.
@@ -727,6 +742,28 @@ listen:
         assert_eq!(c.query, QueryConfig::default());
         // What we print parses back to the same configuration.
         assert_eq!(Config::from_yaml(&c.to_yaml()).expect("round trip"), c);
+    }
+
+    #[test]
+    fn rule_files_are_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("cairn.yml");
+        std::fs::write(
+            &file,
+            "rule_files:\n  - rules/*.yml\n  - /etc/cairn/a.yml\n",
+        )
+        .expect("write config");
+        let c = Config::from_file(&file).expect("config");
+        assert_eq!(
+            c.rule_files,
+            vec![
+                dir.path()
+                    .join("rules/*.yml")
+                    .to_string_lossy()
+                    .into_owned(),
+                "/etc/cairn/a.yml".to_string(),
+            ]
+        );
     }
 
     /// Each bad file must fail with a message that names the offending key.
