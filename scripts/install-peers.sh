@@ -8,12 +8,10 @@
 # - OpenTelemetry Python SDK and OTLP exporters (gRPC and HTTP), in a venv at
 #   $CAIRN_PEERS_DIR/otel-venv (default ~/.cache/cairn-peers), used by
 #   tests/otlp_interop.rs.
-# - pyarrow, in a venv at $CAIRN_PEERS_DIR/pyarrow-venv, used by
-#   engine/tests/block_pyarrow.rs (a block's Parquet file opens in a
-#   standard tool).
-# - grpcio and grpcio-tools (a Python client generated from proto/ at test
-#   time) and pyarrow, in a venv at $CAIRN_PEERS_DIR/grpc-venv, used by
-#   tests/grpc_interop.rs.
+# - grpcio, grpcio-tools and pyarrow, in one venv at $CAIRN_PEERS_DIR/py-venv:
+#   tests/grpc_interop.rs generates a Python client from proto/ at test time
+#   and reads the Arrow export; engine/tests/block_pyarrow.rs opens a block's
+#   Parquet file in a standard tool.
 set -euo pipefail
 
 PEERS_DIR="${CAIRN_PEERS_DIR:-$HOME/.cache/cairn-peers}"
@@ -40,37 +38,25 @@ if ! otel_ready; then
   otel_ready
 fi
 
-# --- pyarrow -------------------------------------------------------------
-PYARROW_VENV="$PEERS_DIR/pyarrow-venv"
-pyarrow_ready() {
-  [ -x "$PYARROW_VENV/bin/python" ] && "$PYARROW_VENV/bin/python" -c 'import pyarrow.parquet' 2>/dev/null
-}
-if ! pyarrow_ready; then
-  echo "install-peers: installing pyarrow into $PYARROW_VENV" >&2
-  python3 -m venv "$PYARROW_VENV"
-  "$PYARROW_VENV/bin/pip" install --quiet --disable-pip-version-check "pyarrow>=15"
-  pyarrow_ready
-fi
-
-# --- grpcio, grpcio-tools, pyarrow -----------------------------------------
-GRPC_VENV="$PEERS_DIR/grpc-venv"
-GRPC_PACKAGES=(
+# --- grpcio, grpcio-tools, pyarrow (one venv) --------------------------------
+PY_VENV="$PEERS_DIR/py-venv"
+PY_PACKAGES=(
   "grpcio>=1.60"
   "grpcio-tools>=1.60"
   "pyarrow>=14"
 )
-grpc_ready() {
-  [ -x "$GRPC_VENV/bin/python" ] && "$GRPC_VENV/bin/python" -c '
+py_ready() {
+  [ -x "$PY_VENV/bin/python" ] && "$PY_VENV/bin/python" -c '
 import grpc
 import grpc_tools.protoc
-import pyarrow
+import pyarrow.parquet
 ' 2>/dev/null
 }
-if ! grpc_ready; then
-  echo "install-peers: installing grpcio, grpcio-tools and pyarrow into $GRPC_VENV" >&2
-  python3 -m venv "$GRPC_VENV"
-  "$GRPC_VENV/bin/pip" install --quiet --disable-pip-version-check "${GRPC_PACKAGES[@]}"
-  grpc_ready
+if ! py_ready; then
+  echo "install-peers: installing grpcio, grpcio-tools and pyarrow into $PY_VENV" >&2
+  python3 -m venv "$PY_VENV"
+  "$PY_VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
+  py_ready
 fi
 
 # --- Prometheus, promtool, vmagent (Debian packages) -------------------------

@@ -22,7 +22,7 @@ fn python() -> PathBuf {
             let home = std::env::var_os("HOME").expect("HOME is set");
             PathBuf::from(home).join(".cache/cairn-peers")
         });
-    let python = peers.join("pyarrow-venv/bin/python");
+    let python = peers.join("py-venv/bin/python");
     assert!(
         python.exists(),
         "{} missing: run scripts/install-peers.sh (scripts/test.sh does)",
