@@ -32,7 +32,7 @@ use crate::chunk::Chunk;
 use crate::error::{Error, Result};
 use crate::labels::Labels;
 use crate::matcher::Matcher;
-use crate::querier::{Querier, Series};
+use crate::querier::{MergedQuerier, Querier, Series};
 use crate::sample::{Sample, TimestampMs};
 
 /// A Parquet file in the object store, read by byte ranges.
@@ -509,11 +509,15 @@ impl BlocksQuerier {
             .collect()
     }
 
-    fn merge_sorted<T: Ord>(parts: Vec<Vec<T>>) -> Vec<T> {
-        let mut v: Vec<T> = parts.into_iter().flatten().collect();
-        v.sort();
-        v.dedup();
-        v
+    /// The blocks overlapping `[mint, maxt]` as one querier, for the
+    /// look-ups that merge plain sorted lists (series, label names/values).
+    fn merged(&self, mint: TimestampMs, maxt: TimestampMs) -> MergedQuerier {
+        MergedQuerier::new(
+            self.overlapping(mint, maxt)
+                .into_iter()
+                .map(|b| b as Arc<dyn Querier>)
+                .collect(),
+        )
     }
 }
 
@@ -565,12 +569,7 @@ impl Querier for BlocksQuerier {
         mint: TimestampMs,
         maxt: TimestampMs,
     ) -> Result<Vec<Labels>> {
-        let parts = self
-            .overlapping(mint, maxt)
-            .iter()
-            .map(|b| b.series(matchers, mint, maxt))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self::merge_sorted(parts))
+        self.merged(mint, maxt).series(matchers, mint, maxt)
     }
 
     fn label_names(
@@ -579,12 +578,7 @@ impl Querier for BlocksQuerier {
         mint: TimestampMs,
         maxt: TimestampMs,
     ) -> Result<Vec<String>> {
-        let parts = self
-            .overlapping(mint, maxt)
-            .iter()
-            .map(|b| b.label_names(matchers, mint, maxt))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self::merge_sorted(parts))
+        self.merged(mint, maxt).label_names(matchers, mint, maxt)
     }
 
     fn label_values(
@@ -594,11 +588,7 @@ impl Querier for BlocksQuerier {
         mint: TimestampMs,
         maxt: TimestampMs,
     ) -> Result<Vec<String>> {
-        let parts = self
-            .overlapping(mint, maxt)
-            .iter()
-            .map(|b| b.label_values(name, matchers, mint, maxt))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self::merge_sorted(parts))
+        self.merged(mint, maxt)
+            .label_values(name, matchers, mint, maxt)
     }
 }
