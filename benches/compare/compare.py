@@ -527,7 +527,7 @@ def render(results, summary, args, machine):
             rw = val("Cairn", "cpu_s_per_million")
             lines.append(f"| Cairn over OTLP/HTTP (the same data), server CPU s per million samples | | | "
                          f"{otlp['cpu_s_per_million']:.2f} ({otlp['samples_per_s'] / 1000:,.0f} k samples/s, "
-                         f"{otlp['series']:,} series) | | {ratio(otlp['cpu_s_per_million'], val('VictoriaMetrics', 'cpu_s_per_million'))} "
+                         f"{otlp['series']:,} series; by remote-write {by['Cairn'].get('restart_series') or 0:,}) | | {ratio(otlp['cpu_s_per_million'], val('VictoriaMetrics', 'cpu_s_per_million'))} "
                          f"| {ratio(otlp['cpu_s_per_million'], rw)} of remote-write |")
     lines.append("")
     lines.append("Dashboard queries, median ms:")
