@@ -338,6 +338,7 @@ def measure(db, args, summary):
     if disk is None:
         disk = dir_bytes(db.dir, exclude={os.path.join(db.dir, "server.log")})
     out["disk_bytes"] = disk
+    out["restart_s"], out["restart_series"] = restart(db, summary)
     data = os.path.join(db.dir, "data")
     if os.path.isdir(data):
         parts = sorted((dir_bytes(os.path.join(data, e)) if os.path.isdir(os.path.join(data, e))
@@ -347,6 +348,65 @@ def measure(db, args, summary):
     out["bytes_per_sample"] = disk / accepted
     out["notes"] = db.notes
     return out
+
+
+def restart(db, summary):
+    """Starts the stopped database again on the same data; returns the
+    seconds from process start until it answers a query over all series
+    (ready, WAL replayed), and how many series it then holds at the
+    window's end (to show it came back with its data)."""
+    t0 = time.monotonic()
+    if not db.start():
+        log(f"{db.name}: did not come back after a restart: {db.log_head()}")
+        stop(db.proc)
+        return None, None
+    elapsed, series = None, None
+    try:
+        # A process that answers HTTP is not always ready to query (storage
+        # may still be replaying): poll, bounded.
+        for _ in range(1200):
+            try:
+                _, data = query(db, "count({__name__=~\".+\"})", "instant", 0,
+                                summary["last_sample_ms"] / 1000, 60)
+                result = data.get("result") or []
+                series = int(float(result[0]["value"][1])) if result else 0
+                elapsed = time.monotonic() - t0
+                break
+            except (OSError, urllib.error.URLError, ValueError):
+                time.sleep(0.05)
+    finally:
+        stop(db.proc)
+    log(f"{db.name}: answering {elapsed} s after a restart, {series} series at the end")
+    return elapsed, series
+
+
+def measure_otlp(db, args, summary):
+    """Cairn only (Prometheus 2.42 and VictoriaMetrics 1.79 take no OTLP):
+    a fresh instance fed the same data as OTLP/HTTP protobuf."""
+    if not db.start():
+        return {"reason": "did not start: " + db.log_head()}
+    try:
+        pid = db.proc.pid
+        cpu0 = cpu_seconds(pid)
+        send = subprocess.run([args.workload_bin, "send", "--otlp", "--dir", args.data,
+                               "--url", db.base + "/otlp/v1/metrics", "--concurrency", str(args.concurrency)],
+                              capture_output=True, text=True, timeout=args.send_timeout)
+        cpu1 = cpu_seconds(pid)
+        report = json.loads(send.stdout.strip().splitlines()[-1])
+        accepted = report["accepted_samples"]
+        if accepted == 0:
+            return {"reason": f"accepted no sample: {report.get('first_rejection')}"}
+        # Same series as by remote-write: count them at the window's end.
+        _, data = query(db, "count({__name__=~\".+\"})", "instant", 0, summary["last_sample_ms"] / 1000, 60)
+        result = data.get("result") or []
+        return {"samples_per_s": report["samples_per_second"],
+                "cpu_s_per_million": (cpu1 - cpu0) / (accepted / 1e6),
+                "accepted": accepted, "rejected": report["rejected_samples"],
+                "series": int(float(result[0]["value"][1])) if result else 0}
+    except (IndexError, ValueError, OSError, urllib.error.URLError, subprocess.TimeoutExpired) as e:
+        return {"reason": str(e)[:300]}
+    finally:
+        stop(db.proc)
 
 
 # --- result agreement -----------------------------------------------------
@@ -446,6 +506,7 @@ def render(results, summary, args, machine):
         ("settled RSS per active series", "settled_rss_per_series", "kb", False),
         ("disk after the database's flush", "disk_bytes", "bytes", False),
         ("bytes per sample on disk", "bytes_per_sample", "num", False),
+        ("restart on the same data, s to ready", "restart_s", "num", False),
     ]
     for label, key, kind, _ in rows:
         cells = [fmt(val(n, key), kind) for n in names]
@@ -458,6 +519,16 @@ def render(results, summary, args, machine):
         lines.append(f"| promtool block from OpenMetrics, bytes per sample | "
                      + " | ".join(f"{b / summary['samples']:.2f}" if n == "Prometheus" else "" for n in names)
                      + " | | | |")
+    otlp = (by.get("Cairn") or {}).get("otlp")
+    if otlp:
+        if "reason" in otlp:
+            lines.append(f"| Cairn over OTLP/HTTP | not measured: {otlp['reason']} | | | | | |")
+        else:
+            rw = val("Cairn", "cpu_s_per_million")
+            lines.append(f"| Cairn over OTLP/HTTP (the same data), server CPU s per million samples | | | "
+                         f"{otlp['cpu_s_per_million']:.2f} ({otlp['samples_per_s'] / 1000:,.0f} k samples/s, "
+                         f"{otlp['series']:,} series; by remote-write {by['Cairn'].get('restart_series') or 0:,}) | | {ratio(otlp['cpu_s_per_million'], val('VictoriaMetrics', 'cpu_s_per_million'))} "
+                         f"| {ratio(otlp['cpu_s_per_million'], rw)} of remote-write |")
     lines.append("")
     lines.append("Dashboard queries, median ms:")
     lines.append("")
@@ -589,6 +660,9 @@ def main():
             log(f"{db.name}: starting in {db.dir}")
             try:
                 results.append(measure(db, args, summary))
+                if key == "cairn" and os.path.isdir(os.path.join(args.data, "otlp")):
+                    log("Cairn: a fresh instance fed the same data over OTLP/HTTP")
+                    results[-1]["otlp"] = measure_otlp(Cairn(workdir, args.cairn_bin), args, summary)
             except (OSError, urllib.error.URLError, ValueError, subprocess.TimeoutExpired) as e:
                 log(f"{db.name}: failed: {e}")
                 results.append({"name": db.name, "available": False, "reason": f"{e}"[:300]})

@@ -6,7 +6,8 @@
 #   benches/compare/run.sh [--series 10000] [--duration 1h] [--seed 1]
 #                          [--runs 5] [--concurrency 4] [--churn 0]
 #                          [--dbs prometheus,victoriametrics,cairn]
-#                          [--openmetrics auto|yes|no] [--workdir /tmp]
+#                          [--openmetrics auto|yes|no] [--otlp auto|yes|no]
+#                          [--workdir /tmp]
 #                          [--markdown FILE] [--json FILE]
 #
 # It installs the peers if missing (apt-get), builds cairn-workload and cairn
@@ -16,7 +17,7 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 series=10000 duration=1h seed=1 runs=5 concurrency=4 churn=0
-dbs=prometheus,victoriametrics,cairn openmetrics=auto workdir=/tmp
+dbs=prometheus,victoriametrics,cairn openmetrics=auto otlp=auto workdir=/tmp
 markdown="" json=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -28,10 +29,11 @@ while [ $# -gt 0 ]; do
     --churn) churn="$2"; shift 2 ;;
     --dbs) dbs="$2"; shift 2 ;;
     --openmetrics) openmetrics="$2"; shift 2 ;;
+    --otlp) otlp="$2"; shift 2 ;;
     --workdir) workdir="$2"; shift 2 ;;
     --markdown) markdown="$2"; shift 2 ;;
     --json) json="$2"; shift 2 ;;
-    -h|--help) sed -n 2,16p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -72,6 +74,10 @@ fi
 formats=remote-write
 if [ "$openmetrics" = yes ] || { [ "$openmetrics" = auto ] && [ "$series" -le 20000 ]; }; then
   formats=remote-write,openmetrics
+fi
+# OTLP payloads of the same data, for a second Cairn instance fed by OTLP.
+if [[ ",$dbs," == *",cairn,"* ]] && { [ "$otlp" = yes ] || { [ "$otlp" = auto ] && [ "$series" -le 20000 ]; }; }; then
+  formats="$formats,otlp"
 fi
 data="$workdir/cairn-workload-s${series}-d${duration}-seed${seed}-churn${churn}-${formats//,/+}"
 if [ ! -f "$data/summary.json" ]; then

@@ -1,6 +1,10 @@
 //! Label matchers (`=`, `!=`, `=~`, `!~`) with Prometheus semantics.
 //!
 //! Regular expressions are RE2 syntax (the `regex` crate), fully anchored.
+//! Go's RE2 gives the Perl classes `\d`, `\w`, `\s` and the word boundary
+//! `\b` their ASCII meaning, where the `regex` crate's are Unicode-aware
+//! (`\d` matches `٣`); [`go_regex`] rewrites them to their ASCII forms so
+//! that a pattern selects exactly what it selects in Prometheus.
 //! A matcher that matches the empty string also selects series that do not
 //! have the label at all, because a missing label has the empty value.
 //!
@@ -39,6 +43,100 @@ impl MatchOp {
     }
 }
 
+/// Compiles `pattern` as Prometheus does: Go RE2 semantics
+/// ([`go_regex`]), `.` matching newlines, anchored at both ends.
+pub fn compile_anchored(pattern: &str) -> std::result::Result<Regex, regex::Error> {
+    Regex::new(&format!("^(?s:{})$", go_regex(pattern)))
+}
+
+/// Rewrites the Perl character classes and word boundaries of an RE2
+/// pattern to the ASCII forms Go gives them: `\d` = `[0-9]`, `\w` =
+/// `[0-9A-Za-z_]`, `\s` = `[\t\n\f\r ]`, their negations, and `\b`/`\B`
+/// as ASCII word boundaries; inside a bracket class likewise. Everything
+/// else (escaped characters, `\pL`, POSIX `[:alpha:]`, which the `regex`
+/// crate already treats as ASCII) is copied unchanged.
+pub fn go_regex(pattern: &str) -> std::borrow::Cow<'_, str> {
+    if !pattern.contains('\\') {
+        return std::borrow::Cow::Borrowed(pattern);
+    }
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut chars = pattern.chars().peekable();
+    // Inside a bracket class; `class_start` while its first character may
+    // still be a literal `]`.
+    let mut in_class = false;
+    let mut class_start = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let Some(e) = chars.next() else {
+                    out.push('\\');
+                    break;
+                };
+                class_start = false;
+                let ascii = match e {
+                    'd' | 'D' => Some("0-9"),
+                    'w' | 'W' => Some("0-9A-Za-z_"),
+                    's' | 'S' => Some("\\t\\n\\f\\r "),
+                    _ => None,
+                };
+                match (ascii, in_class) {
+                    (Some(set), true) if e.is_ascii_lowercase() => out.push_str(set),
+                    (Some(set), _) if e.is_ascii_lowercase() => {
+                        out.push('[');
+                        out.push_str(set);
+                        out.push(']');
+                    }
+                    (Some(set), _) => {
+                        out.push_str("[^");
+                        out.push_str(set);
+                        out.push(']');
+                    }
+                    (None, false) if e == 'b' || e == 'B' => {
+                        out.push_str("(?-u:\\");
+                        out.push(e);
+                        out.push(')');
+                    }
+                    (None, _) => {
+                        out.push('\\');
+                        out.push(e);
+                    }
+                }
+            }
+            '[' if !in_class => {
+                out.push('[');
+                in_class = true;
+                class_start = true;
+                if chars.peek() == Some(&'^') {
+                    out.push('^');
+                    chars.next();
+                }
+            }
+            '[' if chars.peek() == Some(&':') => {
+                // A POSIX class such as [:alpha:]: copy through its `:]`.
+                out.push('[');
+                class_start = false;
+                let mut prev = '[';
+                for p in chars.by_ref() {
+                    out.push(p);
+                    if prev == ':' && p == ']' {
+                        break;
+                    }
+                    prev = p;
+                }
+            }
+            ']' if in_class && !class_start => {
+                out.push(']');
+                in_class = false;
+            }
+            _ => {
+                out.push(c);
+                class_start = false;
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// One label matcher, with its regex compiled once.
 #[derive(Clone)]
 pub struct Matcher {
@@ -57,7 +155,7 @@ impl Matcher {
         let value = value.into();
         let (re, shape) = match op {
             MatchOp::RegexMatch | MatchOp::RegexNoMatch => {
-                let anchored = format!("^(?s:{value})$");
+                let anchored = format!("^(?s:{})$", go_regex(&value));
                 let re = Regex::new(&anchored).map_err(|e| Error::InvalidRegex {
                     label: name.clone(),
                     pattern: value.clone(),
@@ -333,6 +431,41 @@ fn pieces_of_concat(subs: &[Hir]) -> Option<Vec<Piece>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn perl_classes_and_boundaries_are_ascii_as_in_go() {
+        for (pattern, value, want) in [
+            (r"\d+", "123", true),
+            (r"\d+", "١٢٣", false), // Arabic-Indic digits: not \d in Go
+            (r"\D", "٣", true),
+            (r"\w+", "abc_9", true),
+            (r"\w+", "é", false),
+            (r"\W", "é", true),
+            (r"\s", "\u{a0}", false), // no-break space: not \s in Go
+            (r"\s", "\t", true),
+            (r"\s", "\u{b}", false), // vertical tab: not \s in Go
+            (r"\S", "\u{a0}", true),
+            (r"[\d.]+", "1.5", true),
+            (r"[\d.]+", "١.٥", false),
+            (r"[^\d]+", "abc", true),
+            (r"[^\d]+", "a1", false),
+            (r"[\D]", "x", true),
+            (r"[]\d]+", "]1", true),
+            (r"[[:alpha:]\d]+", "a1", true),
+            (r".*\bapi\b.*", "the api here", true),
+            (r".*\bapi\b.*", "éapi", true), // é is not a word character in Go
+            (r".*\Bpi.*", "api", true),
+            (r"\\d", "\\d", true), // an escaped backslash, then a literal d
+            (r"\.\d", ".5", true),
+            (r"\pL+", "é", true), // Unicode classes stay Unicode
+        ] {
+            let re = compile_anchored(pattern).unwrap();
+            assert_eq!(re.is_match(value), want, "{pattern} on {value:?} ({})", go_regex(pattern));
+            let m = Matcher::new(MatchOp::RegexMatch, "l", pattern).unwrap();
+            assert_eq!(m.matches(value), want, "matcher {pattern} on {value:?}");
+        }
+        assert!(matches!(go_regex("abc|de.*"), std::borrow::Cow::Borrowed(_)));
+    }
 
     #[test]
     fn regex_is_fully_anchored() {

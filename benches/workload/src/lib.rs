@@ -5,8 +5,8 @@
 //! Where it fits: this crate is a *client* of Cairn. It produces the same
 //! data for every database under test, as remote-write 1.0 payload files
 //! (what agents send), OpenMetrics text (what Prometheus's backfill reads)
-//! and, later, OTLP (see [`sim::Sink`]); and it sends payloads to any
-//! remote-write URL. It depends on cairn-proto for the wire types only.
+//! and OTLP `ExportMetricsServiceRequest` files (what an OpenTelemetry SDK
+//! sends); and it sends payloads to any remote-write or OTLP/HTTP URL. It depends on cairn-proto for the wire types only.
 //!
 //! | module | holds |
 //! |---|---|
@@ -14,7 +14,8 @@
 //! | [`sim`] | values over time and the time-ordered scrape driver; the [`sim::Sink`] output trait |
 //! | [`remote_write`] | snappy protobuf payload files and their manifest |
 //! | [`openmetrics`] | OpenMetrics text for `promtool tsdb create-blocks-from openmetrics` |
-//! | [`send`] | the concurrent remote-write sender with retries |
+//! | [`otlp`] | OTLP protobuf payload files of the same data |
+//! | [`send`] | the concurrent sender (remote-write or OTLP/HTTP) with retries |
 //! | [`rng`], [`duration`] | the deterministic random source; argument parsing |
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 pub mod duration;
 pub mod fleet;
 pub mod openmetrics;
+pub mod otlp;
 pub mod remote_write;
 pub mod rng;
 pub mod send;
@@ -51,6 +53,7 @@ pub enum Error {
 pub enum Format {
     RemoteWrite,
     OpenMetrics,
+    Otlp,
 }
 
 /// Generation parameters beyond the data itself: where and how to write.
@@ -65,7 +68,7 @@ pub struct OutputOptions {
 pub const SUMMARY_FILE: &str = "summary.json";
 pub const OPENMETRICS_FILE: &str = "openmetrics.txt";
 
-/// Generates the workload into `out.dir`: `remote-write/`,
+/// Generates the workload into `out.dir`: `remote-write/`, `otlp/`,
 /// `openmetrics.txt` (as asked) and `summary.json`.
 pub fn generate_to_dir(
     config: &sim::WorkloadConfig,
@@ -89,11 +92,23 @@ pub fn generate_to_dir(
             &out.dir.join(OPENMETRICS_FILE),
         )?);
     }
+    let mut otlp = None;
+    if out.formats.contains(&Format::Otlp) {
+        otlp = Some(otlp::OtlpSink::create(
+            &otlp::otlp_dir(&out.dir),
+            out.shards,
+            out.samples_per_request,
+            config.start_ms,
+        )?);
+    }
     let mut sinks: Vec<&mut dyn sim::Sink> = Vec::new();
     if let Some(s) = rw.as_mut() {
         sinks.push(s);
     }
     if let Some(s) = om.as_mut() {
+        sinks.push(s);
+    }
+    if let Some(s) = otlp.as_mut() {
         sinks.push(s);
     }
     let summary = sim::generate(config, &mut sinks)?;

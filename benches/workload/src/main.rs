@@ -55,18 +55,23 @@ enum Command {
         /// Remote-write shards (the sender's maximum useful concurrency).
         #[arg(long, default_value_t = 4)]
         shards: usize,
-        /// Comma-separated: remote-write, openmetrics.
+        /// Comma-separated: remote-write, otlp, openmetrics.
         #[arg(long, default_value = "remote-write")]
         formats: String,
     },
-    /// Send the remote-write payloads of a generated directory.
+    /// Send the remote-write (or OTLP) payloads of a generated directory.
     Send {
         /// Directory written by `gen`.
         #[arg(long)]
         dir: PathBuf,
-        /// Remote-write URL, e.g. http://127.0.0.1:9090/api/v1/write.
+        /// Remote-write URL, e.g. http://127.0.0.1:9090/api/v1/write, or
+        /// with --otlp an OTLP/HTTP URL, e.g. http://127.0.0.1:4318/v1/metrics.
         #[arg(long)]
         url: String,
+        /// Send the `otlp/` payloads (generated with --formats otlp) as
+        /// OTLP/HTTP protobuf instead of the remote-write ones.
+        #[arg(long)]
+        otlp: bool,
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
         #[arg(long, default_value_t = 8)]
@@ -116,7 +121,10 @@ fn main() -> anyhow::Result<()> {
                 .map(|f| match f.trim() {
                     "remote-write" => Ok(Format::RemoteWrite),
                     "openmetrics" => Ok(Format::OpenMetrics),
-                    other => anyhow::bail!("unknown format {other:?} (remote-write, openmetrics; OTLP is not built yet)"),
+                    "otlp" => Ok(Format::Otlp),
+                    other => {
+                        anyhow::bail!("unknown format {other:?} (remote-write, otlp, openmetrics)")
+                    }
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let options = OutputOptions {
@@ -131,22 +139,32 @@ fn main() -> anyhow::Result<()> {
         Command::Send {
             dir,
             url,
+            otlp,
             concurrency,
             max_attempts,
             timeout_s,
             limit,
         } => {
+            let (protocol, payload_dir) = if otlp {
+                (
+                    cairn_workload::send::Protocol::Otlp,
+                    cairn_workload::otlp::otlp_dir(&dir),
+                )
+            } else {
+                (
+                    cairn_workload::send::Protocol::RemoteWrite,
+                    cairn_workload::send::remote_write_dir(&dir),
+                )
+            };
             let options = cairn_workload::send::SendOptions {
                 url,
+                protocol,
                 concurrency,
                 max_attempts,
                 timeout: Duration::from_secs(timeout_s),
                 limit,
             };
-            let report = cairn_workload::send::send_dir(
-                &cairn_workload::send::remote_write_dir(&dir),
-                &options,
-            )?;
+            let report = cairn_workload::send::send_dir(&payload_dir, &options)?;
             eprintln!(
                 "sent {} requests: {} samples accepted, {} rejected, {:.0} samples/s in {:.1} s",
                 report.requests,

@@ -155,22 +155,27 @@ impl Sink for RemoteWriteSink {
         for shard in 0..self.shards.len() {
             self.flush(shard)?;
         }
-        self.manifest.sort_by_key(|p| (p.seq, p.shard));
-        let mut text = String::from("file\tshard\tseq\tsamples\tmin_t_ms\tmax_t_ms\n");
-        for p in &self.manifest {
-            text.push_str(&format!(
-                "{}\t{}\t{}\t{}\t{}\t{}\n",
-                p.file, p.shard, p.seq, p.samples, p.min_t_ms, p.max_t_ms
-            ));
-        }
-        let path = self.dir.join(MANIFEST);
-        let mut f = fs::File::create(&path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        f.write_all(text.as_bytes())
-            .map_err(|source| Error::Io { path, source })
+        write_manifest(&self.dir, &mut self.manifest)
     }
+}
+
+/// Writes `manifest` (sorted by `(seq, shard)`) as `<dir>/manifest.tsv`.
+pub fn write_manifest(dir: &Path, manifest: &mut [Payload]) -> Result<(), Error> {
+    manifest.sort_by_key(|p| (p.seq, p.shard));
+    let mut text = String::from("file\tshard\tseq\tsamples\tmin_t_ms\tmax_t_ms\n");
+    for p in manifest.iter() {
+        text.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\n",
+            p.file, p.shard, p.seq, p.samples, p.min_t_ms, p.max_t_ms
+        ));
+    }
+    let path = dir.join(MANIFEST);
+    let mut f = fs::File::create(&path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    f.write_all(text.as_bytes())
+        .map_err(|source| Error::Io { path, source })
 }
 
 /// Reads the manifest of a remote-write directory.

@@ -1,5 +1,6 @@
 //! The load sender: posts remote-write payload files to any remote-write
-//! URL, with a chosen concurrency, and counts what the receiver accepted.
+//! URL, or OTLP payload files to any OTLP/HTTP URL, with a chosen
+//! concurrency, and counts what the receiver accepted.
 //!
 //! Ordering: the generator shards series like Prometheus's queue manager,
 //! and each shard's requests are sent one after another by one worker
@@ -18,9 +19,19 @@ use std::time::{Duration, Instant};
 use crate::Error;
 use crate::remote_write::{Payload, read_manifest};
 
+/// The wire protocol of a payload directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Prometheus remote-write 1.0: snappy-compressed protobuf.
+    RemoteWrite,
+    /// OTLP/HTTP: binary protobuf `ExportMetricsServiceRequest`.
+    Otlp,
+}
+
 #[derive(Debug, Clone)]
 pub struct SendOptions {
     pub url: String,
+    pub protocol: Protocol,
     pub concurrency: usize,
     pub max_attempts: u32,
     pub timeout: Duration,
@@ -131,14 +142,17 @@ fn post_with_retries(
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
-        let result = agent
+        let request = agent
             .post(&options.url)
             .header("Content-Type", "application/x-protobuf")
-            .header("Content-Encoding", "snappy")
-            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-            .header("User-Agent", "cairn-workload")
-            .body(body.to_vec())
-            .send();
+            .header("User-Agent", "cairn-workload");
+        let request = match options.protocol {
+            Protocol::RemoteWrite => request
+                .header("Content-Encoding", "snappy")
+                .header("X-Prometheus-Remote-Write-Version", "0.1.0"),
+            Protocol::Otlp => request,
+        };
+        let result = request.body(body.to_vec()).send();
         match result {
             Ok(response) => {
                 let status = response.status();

@@ -374,6 +374,7 @@ fn sender_retries_server_errors_and_counts_rejections() {
     let options = |url: String| send::SendOptions {
         url,
         concurrency: 2,
+        protocol: send::Protocol::RemoteWrite,
         max_attempts: 3,
         timeout: Duration::from_secs(10),
         limit: None,
@@ -399,4 +400,192 @@ fn sender_retries_server_errors_and_counts_rejections() {
     assert_eq!(report.rejected_samples, summary.samples);
     assert_eq!(report.retries, 0);
     assert!(report.first_rejection.is_some_and(|r| r.contains("400")));
+}
+
+/// `le` as the test compares it: the parsed bound's shortest form.
+fn normal_le(le: &str) -> String {
+    match le {
+        "+Inf" => "+Inf".to_string(),
+        v => format!("{}", v.parse::<f64>().expect("numeric le")),
+    }
+}
+
+/// A series key with `le` normalised, from sorted (name, value) pairs.
+fn normal_key<'a>(pairs: impl Iterator<Item = (&'a str, String)>) -> String {
+    let mut pairs: Vec<(&str, String)> = pairs
+        .map(|(n, v)| {
+            if n == "le" {
+                (n, normal_le(&v))
+            } else {
+                (n, v)
+            }
+        })
+        .collect();
+    pairs.sort();
+    pairs
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[test]
+fn otlp_payloads_translate_back_to_the_remote_write_series() {
+    use crate::otlp::otlp_dir;
+    use cairn_proto::opentelemetry::proto::collector::metrics::v1::ExportMetricsServiceRequest;
+    use cairn_proto::opentelemetry::proto::common::v1::{KeyValue, any_value};
+    use cairn_proto::opentelemetry::proto::metrics::v1::{metric, number_data_point};
+    use cairn_proto::prost::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_config();
+    let mut out = output(dir.path());
+    out.formats = vec![Format::Otlp];
+    let summary = generate_to_dir(&config, &out).expect("gen");
+    let (rec, _) = record(&config);
+    let want: BTreeMap<String, Vec<(i64, u64)>> = rec
+        .series
+        .iter()
+        .map(|(k, v)| {
+            let pairs = k.split(',').map(|p| {
+                let (n, v) = p.split_once('=').expect("pair");
+                (n, v.to_string())
+            });
+            (
+                normal_key(pairs),
+                v.iter().map(|(t, x)| (*t, x.to_bits())).collect(),
+            )
+        })
+        .collect();
+
+    // Prometheus's translation, reduced to what the generator emits.
+    let text = |kv: &KeyValue| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        other => panic!("non-string attribute {other:?}"),
+    };
+    let mut got: BTreeMap<String, Vec<(i64, u64)>> = BTreeMap::new();
+    let mut push = |name: String,
+                    base: &[(String, String)],
+                    attrs: &[KeyValue],
+                    extra: Option<(&str, String)>,
+                    t: i64,
+                    v: f64| {
+        let mut pairs: Vec<(&str, String)> =
+            base.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+        pairs.extend(attrs.iter().map(|kv| (kv.key.as_str(), text(kv))));
+        pairs.push(("__name__", name));
+        pairs.extend(extra);
+        got.entry(normal_key(pairs.into_iter()))
+            .or_default()
+            .push((t, v.to_bits()));
+    };
+    let manifest = read_manifest(&otlp_dir(dir.path())).expect("manifest");
+    let mut total = 0;
+    for p in &manifest {
+        let body = std::fs::read(otlp_dir(dir.path()).join(&p.file)).expect("reads");
+        let req = ExportMetricsServiceRequest::decode(body.as_slice()).expect("decodes");
+        let mut in_file = 0;
+        for rm in &req.resource_metrics {
+            let resource = rm.resource.as_ref().expect("resource");
+            let base: Vec<(String, String)> = resource
+                .attributes
+                .iter()
+                .map(|kv| {
+                    let name = match kv.key.as_str() {
+                        "service.name" => "job",
+                        "service.instance.id" => "instance",
+                        other => panic!("unexpected resource attribute {other}"),
+                    };
+                    (name.to_string(), text(kv))
+                })
+                .collect();
+            for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
+                let number =
+                    |p: &cairn_proto::opentelemetry::proto::metrics::v1::NumberDataPoint| match p
+                        .value
+                    {
+                        Some(number_data_point::Value::AsDouble(v)) => v,
+                        other => panic!("not a double: {other:?}"),
+                    };
+                match m.data.as_ref().expect("data") {
+                    metric::Data::Sum(sum) => {
+                        assert!(sum.is_monotonic);
+                        for pt in &sum.data_points {
+                            let t = (pt.time_unix_nano / 1_000_000) as i64;
+                            push(
+                                format!("{}_total", m.name),
+                                &base,
+                                &pt.attributes,
+                                None,
+                                t,
+                                number(pt),
+                            );
+                            in_file += 1;
+                        }
+                    }
+                    metric::Data::Gauge(g) => {
+                        for pt in &g.data_points {
+                            let t = (pt.time_unix_nano / 1_000_000) as i64;
+                            push(m.name.clone(), &base, &pt.attributes, None, t, number(pt));
+                            in_file += 1;
+                        }
+                    }
+                    metric::Data::Histogram(h) => {
+                        for pt in &h.data_points {
+                            let t = (pt.time_unix_nano / 1_000_000) as i64;
+                            assert_eq!(pt.bucket_counts.len(), pt.explicit_bounds.len() + 1);
+                            let mut cumulative = 0u64;
+                            for (i, c) in pt.bucket_counts.iter().enumerate() {
+                                cumulative += c;
+                                let le = pt
+                                    .explicit_bounds
+                                    .get(i)
+                                    .map_or("+Inf".to_string(), |b| b.to_string());
+                                push(
+                                    format!("{}_bucket", m.name),
+                                    &base,
+                                    &pt.attributes,
+                                    Some(("le", le)),
+                                    t,
+                                    cumulative as f64,
+                                );
+                            }
+                            push(
+                                format!("{}_sum", m.name),
+                                &base,
+                                &pt.attributes,
+                                None,
+                                t,
+                                pt.sum.expect("sum"),
+                            );
+                            push(
+                                format!("{}_count", m.name),
+                                &base,
+                                &pt.attributes,
+                                None,
+                                t,
+                                pt.count as f64,
+                            );
+                            in_file += pt.bucket_counts.len() as u64 + 2;
+                        }
+                    }
+                    other => panic!("unexpected metric type {other:?}"),
+                }
+            }
+        }
+        assert_eq!(in_file, p.samples, "{}", p.file);
+        total += in_file;
+    }
+    assert_eq!(total, summary.samples);
+    for series in got.values_mut() {
+        series.sort();
+    }
+    let mut want = want;
+    for series in want.values_mut() {
+        series.sort();
+    }
+    assert_eq!(got.len(), want.len());
+    for (k, w) in &want {
+        assert_eq!(got.get(k), Some(w), "{k}");
+    }
 }

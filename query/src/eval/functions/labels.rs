@@ -3,9 +3,10 @@
 use cairn_engine::Labels;
 use regex::Regex;
 
-/// Compiles the `label_replace` regex, anchored at both ends.
+/// Compiles the `label_replace` regex as Prometheus does: Go RE2
+/// semantics (ASCII `\d`, `\w`, `\s`, `\b`), anchored at both ends.
 pub fn compile_anchored(re: &str) -> Result<Regex, regex::Error> {
-    Regex::new(&format!("^(?s:{re})$"))
+    cairn_engine::matcher::compile_anchored(re)
 }
 
 /// `label_replace` on one label set: when `re` matches the value of `src`,
