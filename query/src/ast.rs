@@ -208,6 +208,7 @@ impl Expr {
         Expr::String(StringLiteral {
             value: value.into(),
             span: Span::default(),
+            not_utf8: None,
         })
     }
 }
@@ -234,6 +235,13 @@ impl PartialEq for NumberLiteral {
 pub struct StringLiteral {
     pub value: String,
     pub span: Span,
+    /// Where a label name is expected (`count_values`'s parameter, the
+    /// target label of `label_replace`/`label_join`), Go's PromQL parses a
+    /// string whose escapes make bytes that are not UTF-8 (`"a\xc5z"`) and
+    /// refuses it only when evaluating, as an invalid label name. Such a
+    /// literal keeps its Go-quoted form here (and `value` its lossy
+    /// decoding); the evaluator refuses it with Prometheus's message.
+    pub not_utf8: Option<String>,
 }
 
 /// The `@` modifier of a selector or subquery.

@@ -232,7 +232,10 @@ fn write_aggregate_head(w: &mut impl Write, a: &AggregateExpr) -> fmt::Result {
 fn write_expr(w: &mut impl Write, e: &Expr) -> fmt::Result {
     match e {
         Expr::Number(n) => w.write_str(&format_float(n.value)),
-        Expr::String(s) => w.write_str(&go_quote(&s.value)),
+        Expr::String(s) => match &s.not_utf8 {
+            Some(quoted) => w.write_str(quoted),
+            None => w.write_str(&go_quote(&s.value)),
+        },
         Expr::VectorSelector(vs) => write_selector(w, vs, true),
         Expr::MatrixSelector(ms) => write_matrix(w, ms),
         Expr::Subquery(sq) => {

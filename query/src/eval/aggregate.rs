@@ -536,7 +536,10 @@ fn format_value(v: f64) -> String {
 fn count_values(ev: &mut Evaluator<'_>, g: Grid, a: &AggregateExpr) -> Result<Val> {
     let n = g.len();
     let label = match a.param.as_deref().map(Expr::unparen) {
-        Some(Expr::String(s)) => s.value.clone(),
+        Some(Expr::String(s)) => match &s.not_utf8 {
+            Some(quoted) => return Err(Error::exec(format!("invalid label name {quoted}"))),
+            None => s.value.clone(),
+        },
         _ => return Err(Error::internal("count_values without a label name")),
     };
     if label.is_empty() {

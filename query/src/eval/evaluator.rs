@@ -366,7 +366,10 @@ impl Evaluator<'_> {
 
     fn string_arg(e: &Expr) -> Result<String> {
         match e.unparen() {
-            Expr::String(s) => Ok(s.value.clone()),
+            Expr::String(s) => match &s.not_utf8 {
+                Some(quoted) => Err(Error::exec(format!("invalid label name {quoted}"))),
+                None => Ok(s.value.clone()),
+            },
             _ => Err(Error::internal("expected a string literal argument")),
         }
     }

@@ -463,9 +463,20 @@ impl<'a> Parser<'a> {
         let t = self.bump();
         let s = span(t.start, t.end);
         let expr = if t.kind == TokKind::Str {
-            let value = literal::unquote(self.text(t))
-                .map_err(|e| self.err(t.start, t.end, e.message(as_label_name)))?;
-            Expr::String(StringLiteral { value, span: s })
+            let (value, not_utf8) = match literal::unquote(self.text(t)) {
+                Ok(v) => (v, None),
+                // Refused at evaluation, as Prometheus does (see
+                // `StringLiteral::not_utf8`).
+                Err(literal::UnquoteError::InvalidUtf8 { quoted, lossy }) if as_label_name => {
+                    (lossy, Some(quoted))
+                }
+                Err(e) => return Err(self.err(t.start, t.end, e.message(as_label_name))),
+            };
+            Expr::String(StringLiteral {
+                value,
+                span: s,
+                not_utf8,
+            })
         } else {
             let value = self.number_value(t)?;
             Expr::Number(NumberLiteral { value, span: s })

@@ -111,9 +111,9 @@ pub fn seconds_to_ms(seconds: f64) -> Option<i64> {
 pub enum UnquoteError {
     /// A malformed escape sequence (Prometheus's lexer message).
     Syntax(String),
-    /// Escapes such as `\xc5` produced bytes that are not UTF-8; the
-    /// string, Go-quoted, is attached.
-    InvalidUtf8(String),
+    /// Escapes such as `\xc5` produced bytes that are not UTF-8: the
+    /// string Go-quoted, and its lossy decoding.
+    InvalidUtf8 { quoted: String, lossy: String },
 }
 
 impl UnquoteError {
@@ -121,8 +121,10 @@ impl UnquoteError {
     pub fn message(self, label_name: bool) -> String {
         match self {
             UnquoteError::Syntax(m) => m,
-            UnquoteError::InvalidUtf8(q) if label_name => format!("invalid label name {q}"),
-            UnquoteError::InvalidUtf8(q) => format!("string {q} is not valid UTF-8"),
+            UnquoteError::InvalidUtf8 { quoted, .. } if label_name => {
+                format!("invalid label name {quoted}")
+            }
+            UnquoteError::InvalidUtf8 { quoted, .. } => format!("string {quoted} is not valid UTF-8"),
         }
     }
 }
@@ -219,7 +221,13 @@ pub fn unquote(token: &str) -> Result<String, UnquoteError> {
             out.push(x as u8);
         }
     }
-    String::from_utf8(out).map_err(|e| UnquoteError::InvalidUtf8(go_quote_bytes(&e.into_bytes())))
+    String::from_utf8(out).map_err(|e| {
+        let bytes = e.into_bytes();
+        UnquoteError::InvalidUtf8 {
+            quoted: go_quote_bytes(&bytes),
+            lossy: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    })
 }
 
 /// Go's `%#U` of a rune: `U+0063 'c'`.
