@@ -397,7 +397,7 @@ fn in_flight(server: &Server) -> f64 {
 
 /// Waits (bounded) until no query is in flight.
 fn wait_no_query_in_flight(server: &Server) {
-    for _ in 0..200 {
+    for _ in 0..400 {
         if in_flight(server) == 0.0 {
             return;
         }
