@@ -184,6 +184,12 @@ async fn connect(c: &Common) -> Result<QueryServiceClient<Channel>> {
     };
     let channel = Channel::from_shared(url.clone())
         .map_err(|e| Failure(format!("invalid server address {:?}: {e}", c.server)))?
+        // Windows of a few MiB: with HTTP/2's 64 KiB default a large
+        // range result waits on window updates (benches/grpc_vs_http:
+        // 2.3x slower for 10,000 series x 240 points on loopback).
+        .initial_stream_window_size(Some(8 << 20))
+        .initial_connection_window_size(Some(16 << 20))
+        .tcp_nodelay(true)
         .connect()
         .await
         .map_err(|e| Failure(format!("cannot connect to {url}: {e}")))?;

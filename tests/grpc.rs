@@ -526,12 +526,143 @@ fn health_reflection_gzip_and_released_queries() {
         .into_inner();
     assert_eq!(again.values, ["0"]);
 
-    // SIGTERM with gRPC client connections still open: a clean exit
-    // (after at most the shutdown grace period), and no more answers.
+    // SIGTERM with gRPC client connections still open: a clean exit and
+    // no more answers.
     let status = server.stop();
     assert!(status.success(), "{status:?}");
     let err = rt
         .block_on(client.label_names(pb::LabelNamesRequest::default()))
+        .expect_err("server gone");
+    assert_ne!(err.code(), tonic::Code::Ok, "{err:?}");
+}
+
+/// A query that runs for tens of seconds in a debug build while holding
+/// little memory (as in tests/http_timeouts.rs): only cancellation ends
+/// it early.
+const SLOW_QUERY: &str = "count(quantile_over_time(0.5, rate(load[5m])[20m:1s]))";
+
+/// A client that gives up on a range query while it is being evaluated
+/// (its call future dropped: RST_STREAM CANCEL) stops the evaluation: the
+/// query leaves `cairn_queries_in_flight` long before it would end.
+#[test]
+fn a_client_that_cancels_mid_evaluation_releases_the_query() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server_with_data(dir.path());
+    let grpc = server.grpc.clone();
+    let impatient = std::thread::spawn(move || {
+        let rt = runtime();
+        rt.block_on(async move {
+            let mut client = QueryServiceClient::connect(format!("http://{grpc}"))
+                .await
+                .expect("connect");
+            let call = client.range_query(pb::RangeQueryRequest {
+                query: SLOW_QUERY.into(),
+                start_ms: T0,
+                end_ms: T0 + 3_000_000,
+                step_ms: 1_000,
+                ..Default::default()
+            });
+            tokio::time::timeout(std::time::Duration::from_millis(1500), call)
+                .await
+                .is_err()
+        })
+    });
+    // The query is running ...
+    let mut running = false;
+    for _ in 0..200 {
+        if in_flight(&server) == 1.0 {
+            running = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(running, "the query never showed in cairn_queries_in_flight");
+    assert!(
+        impatient.join().expect("client thread"),
+        "the query finished before the client gave up"
+    );
+    // ... and stops once its client cancelled.
+    wait_no_query_in_flight(&server);
+}
+
+/// SIGTERM while one client holds an idle connection it does not read
+/// (its runtime is not driven, so it cannot answer the server's GOAWAY
+/// and PING) and another is in the middle of a range stream: the stream
+/// gets every message and its summary, and the server exits promptly
+/// after it instead of waiting for the idle client (it waited a 5 s
+/// grace period before).
+#[test]
+fn shutdown_finishes_streams_and_does_not_wait_for_idle_clients() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server_with_data(dir.path());
+    let rt = runtime();
+    let mut idle = rt.block_on(connect(&server));
+    rt.block_on(idle.label_names(pb::LabelNamesRequest::default()))
+        .expect("a first call");
+
+    let (first_tx, first_rx) = std::sync::mpsc::channel::<()>();
+    let (term_tx, term_rx) = std::sync::mpsc::channel::<()>();
+    let grpc = server.grpc.clone();
+    let streaming = std::thread::spawn(move || -> Result<(usize, u64), tonic::Status> {
+        let rt = runtime();
+        rt.block_on(async move {
+            let mut client = QueryServiceClient::connect(format!("http://{grpc}"))
+                .await
+                .expect("connect");
+            let mut stream = client
+                .range_query(pb::RangeQueryRequest {
+                    query: "load".into(),
+                    start_ms: T0,
+                    end_ms: T0 + 19 * 60_000,
+                    step_ms: 15_000,
+                    max_series_per_message: 1,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            let mut series = 0;
+            let first = stream.message().await?.expect("a first batch");
+            series += first.series.len();
+            first_tx.send(()).expect("main thread waits");
+            term_rx
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .expect("SIGTERM sent");
+            // Shutdown is under way: the HTTP API stops first, then the
+            // gRPC listener; this call is still in flight.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            loop {
+                let Some(msg) = stream.message().await? else {
+                    panic!("the stream ended without its summary");
+                };
+                series += msg.series.len();
+                if let Some(summary) = msg.summary {
+                    return Ok((series, summary.series_count));
+                }
+            }
+        })
+    });
+    first_rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the stream started");
+    let terminated = std::time::Instant::now();
+    server.signal_term();
+    term_tx.send(()).expect("stream thread waits");
+    let (series, count) = streaming
+        .join()
+        .expect("stream thread")
+        .expect("the stream in flight gets all its data");
+    assert_eq!((series, count), (150, 150));
+    let status = server.stop();
+    let took = terminated.elapsed();
+    assert!(status.success(), "{status:?}");
+    // The stream held shutdown for about 300 ms; the idle connection
+    // must not hold it for the old 5 s grace period.
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "shutdown took {took:?} with an idle client connected"
+    );
+    let err = rt
+        .block_on(idle.label_names(pb::LabelNamesRequest::default()))
         .expect_err("server gone");
     assert_ne!(err.code(), tonic::Code::Ok, "{err:?}");
 }

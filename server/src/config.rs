@@ -134,6 +134,9 @@ pub struct ListenConfig {
     pub otlp_http: SocketAddr,
     /// Cairn's gRPC query service.
     pub grpc: SocketAddr,
+    /// Longest an HTTP request body may take to arrive whole (as
+    /// Prometheus's `--web.read-timeout`); 408 after.
+    pub read_timeout: PromDuration,
 }
 
 impl Default for ListenConfig {
@@ -143,6 +146,7 @@ impl Default for ListenConfig {
             otlp_grpc: parse_default_addr(DEFAULT_OTLP_GRPC_LISTEN),
             otlp_http: parse_default_addr(DEFAULT_OTLP_HTTP_LISTEN),
             grpc: parse_default_addr(DEFAULT_GRPC_LISTEN),
+            read_timeout: PromDuration::from_secs(60),
         }
     }
 }
@@ -442,6 +446,9 @@ impl Config {
         }
         if self.query.max_samples == 0 {
             return Err(bad("query.max_samples", "must be greater than 0"));
+        }
+        if self.listen.read_timeout.is_zero() {
+            return Err(bad("listen.read_timeout", "must be greater than 0"));
         }
         if self.query.timeout.is_zero() {
             return Err(bad("query.timeout", "must be greater than 0"));

@@ -54,6 +54,12 @@ pub enum Error {
     /// The body could not be read from the connection.
     #[error("cannot read request body: {reason}")]
     BodyRead { reason: String },
+    /// The body did not arrive whole within `listen.read_timeout`.
+    #[error(
+        "request body not received whole within {timeout_ms} ms \
+         (listen.read_timeout); send it faster or raise the setting"
+    )]
+    BodyReadTimeout { timeout_ms: u64 },
     /// Snappy decompression failed.
     #[error("snappy decode error: {reason}")]
     Snappy { reason: String },
@@ -149,6 +155,7 @@ impl Error {
             | TooManyPoints { .. } => (StatusCode::BAD_REQUEST, ErrorType::BadData),
             UnsupportedMediaType { .. } => (StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorType::BadData),
             BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, ErrorType::BadData),
+            BodyReadTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, ErrorType::Timeout),
             // 503, not 429: Prometheus 2.x senders retry 5xx always but 429
             // only when configured to, and shedding must never lose data.
             Overloaded { .. } | Unavailable { .. } => {
@@ -196,6 +203,7 @@ impl Error {
             | Execution { .. } => Code::InvalidArgument,
             BodyTooLarge { .. } | TooManyPoints { .. } => Code::ResourceExhausted,
             Overloaded { .. } | Unavailable { .. } => Code::Unavailable,
+            BodyReadTimeout { .. } => Code::DeadlineExceeded,
             NotFound { .. } => Code::NotFound,
             Engine(e) => match engine_status(e).1 {
                 ErrorType::BadData => Code::InvalidArgument,

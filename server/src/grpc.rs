@@ -13,6 +13,12 @@
 //! tonic's own transport server, because tonic's server answers an expired
 //! `grpc-timeout` with `CANCELLED`; the query service honours the deadline
 //! itself and answers `DEADLINE_EXCEEDED`, as the contract says.
+//!
+//! Shutdown: the listener stops accepting and every connection gets a
+//! GOAWAY; calls in flight (a response body not yet sent whole counts)
+//! may finish for up to [`SHUTDOWN_GRACE`]. Once none is left, the server
+//! stops without waiting for clients to close idle connections, which a
+//! client that does not read its socket would never do.
 
 pub mod convert;
 pub mod export;
@@ -34,8 +40,13 @@ pub use service::QueryGrpc;
 /// The service name, as health checks and reflection know it.
 pub const SERVICE_NAME: &str = "cairn.query.v1.QueryService";
 
-/// How long open gRPC calls may run on once shutdown begins.
+/// How long calls in flight may run on once shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long, once no call is in flight, connections get to close after
+/// their GOAWAY (and to flush the last call's final frames) before the
+/// server stops regardless.
+const CLOSE_LINGER: Duration = Duration::from_millis(100);
 
 /// How often the health service looks whether storage became ready.
 const HEALTH_POLL: Duration = Duration::from_millis(100);
@@ -45,6 +56,60 @@ pub fn query_service(state: Arc<AppState>) -> QueryServiceServer<QueryGrpc> {
     QueryServiceServer::new(QueryGrpc::new(state))
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
+}
+
+/// Counts the calls in flight: a call enters when its request arrives
+/// and leaves when its response body is finished or dropped, so that a
+/// streamed response counts until its last message.
+#[derive(Clone)]
+struct InFlightCalls(Arc<tokio::sync::watch::Sender<usize>>);
+
+/// One call in flight; leaves the count when dropped.
+struct CallGuard(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl InFlightCalls {
+    fn new() -> InFlightCalls {
+        InFlightCalls(Arc::new(tokio::sync::watch::channel(0).0))
+    }
+
+    fn enter(&self) -> CallGuard {
+        self.0.send_modify(|n| *n += 1);
+        CallGuard(self.0.clone())
+    }
+
+    /// Resolves once no call is in flight.
+    async fn none(&self) {
+        let _ = self.0.subscribe().wait_for(|n| *n == 0).await;
+    }
+
+    /// Wraps every call of `router` so that it is counted until its
+    /// response body ends.
+    fn track(&self, router: axum::Router) -> axum::Router {
+        use http_body_util::BodyExt;
+        let calls = self.clone();
+        router.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let guard = calls.enter();
+                async move {
+                    let response = next.run(req).await;
+                    response.map(|body| {
+                        axum::body::Body::new(body.map_frame(move |frame| {
+                            // The closure owns the guard: it leaves the
+                            // count when the body is dropped.
+                            let _held = &guard;
+                            frame
+                        }))
+                    })
+                }
+            },
+        ))
+    }
 }
 
 /// Binds `addr` and serves the query, health and reflection services until
@@ -74,12 +139,15 @@ pub async fn spawn_listener(
     };
     let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
-    let router = tonic::service::Routes::new(query_service(state.clone()))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .prepare()
-        .into_axum_router();
+    let calls = InFlightCalls::new();
+    let router = calls.track(
+        tonic::service::Routes::new(query_service(state.clone()))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .prepare()
+            .into_axum_router(),
+    );
 
     // Serving once storage is open; not serving once shutdown begins.
     let watcher = {
@@ -106,9 +174,10 @@ pub async fn spawn_listener(
                 .await;
         };
         let serve = axum::serve(listener, router).with_graceful_shutdown(shutdown);
-        // Clients may keep HTTP/2 connections (and streams) open after
-        // shutdown began; they get SHUTDOWN_GRACE to finish, then the
-        // server stops regardless so that `cairn serve` always exits.
+        // The graceful shutdown above ends only once every client closed
+        // its connection; the server does not wait for that, only for
+        // the calls in flight (SHUTDOWN_GRACE at most), so that an idle
+        // client cannot hold `cairn serve` up.
         tokio::select! {
             served = serve.into_future() => {
                 if let Err(e) = served {
@@ -117,8 +186,11 @@ pub async fn spawn_listener(
             }
             _ = async {
                 let _ = grace.wait_for(|v| *v).await;
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            } => tracing::warn!("gRPC connections still open after the shutdown grace period: closing"),
+                if tokio::time::timeout(SHUTDOWN_GRACE, calls.none()).await.is_err() {
+                    tracing::warn!("gRPC calls still in flight after the shutdown grace period: closing");
+                }
+                tokio::time::sleep(CLOSE_LINGER).await;
+            } => tracing::debug!("gRPC query server stopped"),
         }
         watcher.abort();
     });

@@ -19,6 +19,7 @@ mod api;
 mod promql;
 mod query;
 mod read;
+mod read_timeout;
 mod write;
 
 use std::collections::VecDeque;
@@ -151,6 +152,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/-/ready", any(ready))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            read_timeout::limit,
+        ))
         .fallback(not_found)
         .with_state(state)
 }
@@ -385,8 +390,11 @@ pub async fn read_body(body: Body, limit: u64, declared: Option<u64>) -> Result<
     let mut body = body;
     let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(limit) as usize);
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| Error::BodyRead {
-            reason: e.to_string(),
+        let frame = frame.map_err(|e| match read_timeout::ReadTimedOut::find(&e) {
+            Some(timeout) => read_timeout::ReadTimedOut { timeout }.into(),
+            None => Error::BodyRead {
+                reason: e.to_string(),
+            },
         })?;
         if let Ok(data) = frame.into_data() {
             if buf.len() as u64 + data.len() as u64 > limit {

@@ -658,6 +658,10 @@ impl Evaluator<'_> {
                 }
             }
             for (i, slot) in vals.iter_mut().enumerate() {
+                // Per step, not only per series: one series over a long
+                // grid with wide windows is seconds of work, and a
+                // cancelled or timed-out query must stop within it.
+                self.tick()?;
                 let eval_t = src.at.unwrap_or_else(|| g.ts(i));
                 let end = eval_t - src.offset_ms;
                 let start = end - src.range_ms;
