@@ -30,6 +30,7 @@
 pub mod compact;
 pub mod index;
 pub mod reader;
+pub mod retention;
 pub mod store;
 pub mod writer;
 
