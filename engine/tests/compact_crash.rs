@@ -29,7 +29,7 @@ use cairn_engine::{Labels, MatchOp, Matcher, Querier, Sample};
 const CHILD_DIR_ENV: &str = "CAIRN_COMPACT_CRASH_CHILD_DIR";
 const ROUNDS: usize = 12;
 const H: i64 = 3_600_000;
-const SERIES: usize = 20;
+const SERIES: usize = 10;
 
 fn main() {
     if let Ok(dir) = std::env::var(CHILD_DIR_ENV) {

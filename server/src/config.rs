@@ -750,7 +750,7 @@ impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (unit, pow) in BYTE_UNITS {
             let len = 1024u64.pow(*pow);
-            if self.0 >= len && self.0 % len == 0 {
+            if self.0 >= len && self.0.is_multiple_of(len) {
                 return write!(f, "{}{unit}", self.0 / len);
             }
         }
