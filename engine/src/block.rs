@@ -27,8 +27,10 @@
 //! behind the [`crate::Querier`] seam. Byte-level layout: `docs/format.md`,
 //! "Blocks".
 
+pub mod compact;
 pub mod index;
 pub mod reader;
+pub mod retention;
 pub mod store;
 pub mod writer;
 

@@ -617,5 +617,9 @@ fn io_err(path: &Path, source: std::io::Error) -> Error {
     }
 }
 
+mod maintenance;
+
+pub use maintenance::{MaintenanceOptions, MaintenanceReport};
+
 #[cfg(test)]
 mod tests;

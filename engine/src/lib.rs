@@ -20,7 +20,10 @@ pub mod sample;
 pub mod wal;
 
 pub use chunk::{Chunk, ChunkEncoder, Encoding};
-pub use db::{AppendOutcome, Db, DbOptions, HeadStats, RejectReason, SeriesRejection, WriteSeries};
+pub use db::{
+    AppendOutcome, Db, DbOptions, HeadStats, MaintenanceOptions, MaintenanceReport, RejectReason,
+    SeriesRejection, WriteSeries,
+};
 pub use error::{Error, Result};
 pub use index::{CardinalityStats, SeriesRef};
 pub use labels::{Label, Labels};

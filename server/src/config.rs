@@ -168,6 +168,12 @@ pub struct StorageConfig {
     pub url: Option<String>,
     /// How long samples are kept.
     pub retention: PromDuration,
+    /// Most bytes of blocks kept (oldest blocks deleted first); None for
+    /// no limit.
+    pub retention_size: Option<ByteSize>,
+    /// Block ranges by compaction level, ascending, each a multiple of the
+    /// one before; the first is the range blocks are cut from the head at.
+    pub compaction_ranges: Vec<PromDuration>,
     /// How far behind the newest sample of a series an older sample is
     /// still accepted (0 = in-order only).
     pub ooo_window: PromDuration,
@@ -179,6 +185,12 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("./data"),
             url: None,
             retention: PromDuration::from_secs(15 * 86_400),
+            retention_size: None,
+            compaction_ranges: vec![
+                PromDuration::from_secs(2 * 3600),
+                PromDuration::from_secs(12 * 3600),
+                PromDuration::from_secs(48 * 3600),
+            ],
             ooo_window: PromDuration::from_secs(600),
         }
     }
@@ -295,6 +307,9 @@ pub struct ServeArgs {
     /// How long samples are kept [storage.retention; default 15d].
     #[arg(long, env = "CAIRN_RETENTION", value_name = "DURATION")]
     pub retention: Option<PromDuration>,
+    /// Most bytes of blocks kept [storage.retention_size; default: no limit].
+    #[arg(long, env = "CAIRN_RETENTION_SIZE", value_name = "SIZE")]
+    pub retention_size: Option<ByteSize>,
     /// Out-of-order window [storage.ooo_window; default 10m].
     #[arg(long, env = "CAIRN_OOO_WINDOW", value_name = "DURATION")]
     pub ooo_window: Option<PromDuration>,
@@ -408,6 +423,9 @@ impl Config {
             self.storage.url = a.storage_url.clone();
         }
         set(&mut self.storage.retention, &a.retention);
+        if a.retention_size.is_some() {
+            self.storage.retention_size = a.retention_size;
+        }
         set(&mut self.storage.ooo_window, &a.ooo_window);
         set(&mut self.query.max_samples, &a.query_max_samples);
         set(&mut self.query.timeout, &a.query_timeout);
@@ -443,6 +461,28 @@ impl Config {
         }
         if self.storage.retention.is_zero() {
             return Err(bad("storage.retention", "must be greater than 0"));
+        }
+        if self.storage.retention_size == Some(ByteSize(0)) {
+            return Err(bad("storage.retention_size", "must be greater than 0"));
+        }
+        let ranges = &self.storage.compaction_ranges;
+        if ranges.first().is_none_or(|r| r.as_millis_i64() <= 0) {
+            return Err(bad(
+                "storage.compaction_ranges",
+                "must list at least one range greater than 0",
+            ));
+        }
+        if let Some(w) = ranges.windows(2).find(|w| {
+            let (a, b) = (w[0].as_millis_i64(), w[1].as_millis_i64());
+            b <= a || b % a != 0
+        }) {
+            return Err(bad(
+                "storage.compaction_ranges",
+                format!(
+                    "{} after {}: each range must be a larger multiple of the one before",
+                    w[1], w[0]
+                ),
+            ));
         }
         if self.query.max_samples == 0 {
             return Err(bad("query.max_samples", "must be greater than 0"));
@@ -522,6 +562,13 @@ impl Config {
         put("grpc-listen", self.listen.grpc.to_string());
         put("storage-url", self.storage.url.clone().unwrap_or_default());
         put("retention", self.storage.retention.to_string());
+        put(
+            "retention-size",
+            self.storage
+                .retention_size
+                .map(|b| b.to_string())
+                .unwrap_or_else(|| "0B".into()),
+        );
         put("ooo-window", self.storage.ooo_window.to_string());
         put("query-max-samples", self.query.max_samples.to_string());
         put("query-timeout", self.query.timeout.to_string());
@@ -655,6 +702,90 @@ impl<'de> Deserialize<'de> for PromDuration {
     }
 }
 
+impl Config {
+    /// The engine's maintenance settings (compaction ranges, retention by
+    /// time and size), for [`cairn_engine::Db::run_maintenance`].
+    pub fn maintenance_options(&self) -> cairn_engine::MaintenanceOptions {
+        let mut opts = cairn_engine::MaintenanceOptions::default();
+        opts.compaction.ranges_ms = self
+            .storage
+            .compaction_ranges
+            .iter()
+            .map(PromDuration::as_millis_i64)
+            .collect();
+        opts.retention.retention_ms = Some(self.storage.retention.as_millis_i64());
+        opts.retention.max_bytes = self.storage.retention_size.map(|b| b.0);
+        opts
+    }
+}
+
+/// A size in bytes written as Prometheus's `--storage.tsdb.retention.size`:
+/// an integer with a unit `B KB MB GB TB PB EB` (powers of 1024), such as
+/// `512MB`; a YAML integer is a count of bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ByteSize(pub u64);
+
+const BYTE_UNITS: &[(&str, u32)] = &[
+    ("EB", 6),
+    ("PB", 5),
+    ("TB", 4),
+    ("GB", 3),
+    ("MB", 2),
+    ("KB", 1),
+    ("B", 0),
+];
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("invalid size {s:?} (expected e.g. 512MB, 10GB, 1TB)");
+        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+        let (n, unit) = s.split_at(digits);
+        let n: u64 = n.parse().map_err(|_| bad())?;
+        let (_, pow) = BYTE_UNITS
+            .iter()
+            .find(|(u, _)| *u == unit)
+            .ok_or_else(bad)?;
+        n.checked_mul(1024u64.pow(*pow))
+            .map(ByteSize)
+            .ok_or_else(bad)
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (unit, pow) in BYTE_UNITS {
+            let len = 1024u64.pow(*pow);
+            if self.0 >= len && self.0.is_multiple_of(len) {
+                return write!(f, "{}{unit}", self.0 / len);
+            }
+        }
+        write!(f, "{}B", self.0)
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bytes(n) => Ok(ByteSize(n)),
+            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -672,6 +803,76 @@ mod tests {
             assert_ne!(c.listen.grpc.port(), taken);
         }
         assert_eq!(c.storage.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn sizes_parse_and_print_like_prometheus() {
+        let table = [
+            ("512MB", Some(512 << 20), "512MB"),
+            ("1GB", Some(1 << 30), "1GB"),
+            ("1536KB", Some(1536 << 10), "1536KB"),
+            ("10B", Some(10), "10B"),
+            ("0B", Some(0), "0B"),
+            ("1TB", Some(1 << 40), "1TB"),
+            ("10", None, ""),
+            ("MB", None, ""),
+            ("1.5GB", None, ""),
+            ("1gb", None, ""),
+            ("-1GB", None, ""),
+            ("99999999999EB", None, ""),
+        ];
+        for (text, want, printed) in table {
+            match want {
+                Some(n) => {
+                    let b: ByteSize = text.parse().unwrap_or_else(|e| panic!("{text:?}: {e}"));
+                    assert_eq!(b.0, n, "{text:?}");
+                    assert_eq!(b.to_string(), printed, "{text:?}");
+                }
+                None => assert!(text.parse::<ByteSize>().is_err(), "{text:?} should parse"),
+            }
+        }
+    }
+
+    #[test]
+    fn maintenance_settings_reach_the_engine() {
+        let c = Config::from_yaml(
+            "storage:\n  retention: 30d\n  retention_size: 10GB\n  compaction_ranges: [1h, 6h]\n",
+        )
+        .expect("ok");
+        let o = c.maintenance_options();
+        assert_eq!(o.compaction.ranges_ms, vec![3_600_000, 6 * 3_600_000]);
+        assert_eq!(o.retention.retention_ms, Some(30 * 86_400_000));
+        assert_eq!(o.retention.max_bytes, Some(10 << 30));
+        // A YAML integer is bytes.
+        let c = Config::from_yaml("storage:\n  retention_size: 1000\n").expect("ok");
+        assert_eq!(c.storage.retention_size, Some(ByteSize(1000)));
+        // Defaults: Prometheus's 2h/12h/48h ladder, no size limit.
+        let o = Config::default().maintenance_options();
+        assert_eq!(
+            o.compaction.ranges_ms,
+            cairn_engine::block::compact::DEFAULT_RANGES_MS
+        );
+        assert_eq!(o.retention.max_bytes, None);
+        for (yaml, key) in [
+            (
+                "storage:\n  compaction_ranges: []\n",
+                "storage.compaction_ranges",
+            ),
+            (
+                "storage:\n  compaction_ranges: [2h, 3h]\n",
+                "storage.compaction_ranges",
+            ),
+            (
+                "storage:\n  compaction_ranges: [2h, 2h]\n",
+                "storage.compaction_ranges",
+            ),
+            ("storage:\n  retention_size: 0B\n", "storage.retention_size"),
+        ] {
+            let err = Config::from_yaml(yaml)
+                .and_then(|c| c.validate().map(|()| c))
+                .expect_err(yaml);
+            assert!(err.to_string().contains(key), "{yaml}: {err}");
+        }
     }
 
     #[test]
