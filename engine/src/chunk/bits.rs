@@ -97,6 +97,19 @@ impl BitWriter {
     }
 }
 
+/// The last, partial word of `data` from byte `pos`, zero-padded: a free
+/// function of values, so that the cold call does not take the reader's
+/// address.
+#[cold]
+#[inline(never)]
+fn load_tail(data: &[u8], pos: usize) -> u64 {
+    let rest = data.get(pos..).unwrap_or(&[]);
+    let n = rest.len().min(8);
+    let mut a = [0u8; 8];
+    a[..n].copy_from_slice(&rest[..n]);
+    u64::from_be_bytes(a)
+}
+
 /// Reads bits from a byte slice, 64 at a time.
 ///
 /// Invariant: the top `avail` bits of `buf` are the next bits of the stream;
@@ -130,7 +143,7 @@ impl<'a> BitReader<'a> {
                 a.copy_from_slice(s);
                 u64::from_be_bytes(a)
             }
-            None => self.load_tail(),
+            None => load_tail(self.data, self.pos),
         };
         // Bits below `avail` that are already present equal the ones loaded
         // again here, so OR-ing them in is harmless.
@@ -138,16 +151,6 @@ impl<'a> BitReader<'a> {
         let take = (63 - self.avail) >> 3;
         self.pos += take as usize;
         self.avail += take * 8;
-    }
-
-    #[cold]
-    fn load_tail(&self) -> u64 {
-        let mut a = [0u8; 8];
-        if self.pos < self.data.len() {
-            let rest = &self.data[self.pos..];
-            a[..rest.len()].copy_from_slice(rest);
-        }
-        u64::from_be_bytes(a)
     }
 
     /// Ensures at least `n` (<= 56) bits are buffered.
@@ -184,7 +187,11 @@ impl<'a> BitReader<'a> {
     }
 
     /// Reads `n` bits, `n` in 0..=64.
-    #[inline]
+    ///
+    /// Not recursive and always inlined, like every method here: a reader
+    /// whose address reached an out-of-line call would live in memory
+    /// instead of registers for the whole decode loop.
+    #[inline(always)]
     pub(crate) fn read_bits(&mut self, n: u32) -> u64 {
         match n {
             0 => 0,
@@ -193,8 +200,10 @@ impl<'a> BitReader<'a> {
                 self.take_buffered(n)
             }
             _ => {
-                let hi = self.read_bits(32);
-                let lo = self.read_bits(n - 32);
+                self.ensure(32);
+                let hi = self.take_buffered(32);
+                self.ensure(n - 32);
+                let lo = self.take_buffered(n - 32);
                 (hi << (n - 32)) | lo
             }
         }
@@ -202,11 +211,13 @@ impl<'a> BitReader<'a> {
 
     /// Bits consumed so far (may exceed the data's length if the reader ran
     /// past the end).
+    #[inline(always)]
     pub(crate) fn bits_read(&self) -> u64 {
         self.pos as u64 * 8 - u64::from(self.avail)
     }
 
     /// True when more bits were read than the data holds.
+    #[inline(always)]
     pub(crate) fn overran(&self) -> bool {
         self.bits_read() > self.data.len() as u64 * 8
     }
