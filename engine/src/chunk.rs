@@ -281,7 +281,8 @@ impl ChunkEncoder {
             put_uvarint(&mut bytes, zigzag(self.min_time));
             put_uvarint(&mut bytes, self.last.t.wrapping_sub(self.min_time) as u64);
         }
-        let body_offset = bytes.len() as u32;
+        // At most 1 + 4 + 10 + 10 bytes of header: fits a byte.
+        let body_offset = bytes.len() as u8;
         bytes.extend_from_slice(&body);
         Chunk {
             bytes: bytes.into(),
@@ -303,14 +304,18 @@ impl ChunkEncoder {
 }
 
 /// A sealed chunk: immutable, cheap to clone (the bytes are shared).
+///
+/// 40 bytes: the head keeps one per sealed chunk of every series, so the
+/// fields are packed (the header is at most 25 bytes, so its length fits
+/// a byte).
 #[derive(Clone)]
 pub struct Chunk {
     bytes: Arc<[u8]>,
-    encoding: Encoding,
-    count: u32,
-    body_offset: u32,
     min_time: i64,
     max_time: i64,
+    count: u32,
+    body_offset: u8,
+    encoding: Encoding,
 }
 
 impl std::fmt::Debug for Chunk {
@@ -364,7 +369,9 @@ impl Chunk {
         Ok(Chunk {
             encoding,
             count,
-            body_offset: pos as u32,
+            // The header is at most 1 + 4 + 10 + 10 bytes (the count is
+            // checked against MAX_CHUNK_SAMPLES above).
+            body_offset: pos as u8,
             min_time,
             max_time,
             bytes,

@@ -96,17 +96,21 @@ impl Slot {
     }
 }
 
-/// The hash of a label set that keys the registry: xxh3 of each name and
-/// value, each seeded with the hash so far (lengths are part of each
-/// string's hash, so `("ab", "c")` and `("a", "bc")` differ). Chaining
-/// avoids copying the strings into one buffer first.
+/// The hash of a label set that keys the registry: foldhash (the hasher
+/// hashbrown and the index's interner use) over each name and value with
+/// its length, with a fixed seed so that it is the same in every process.
+/// One streaming hasher over the strings in place, no copy into a buffer.
 pub fn labels_hash(labels: &Labels) -> u64 {
-    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
+    use std::hash::BuildHasher;
+    let mut h = foldhash::fast::FixedState::with_seed(0x9e37_79b9_7f4a_7c15).build_hasher();
+    h.write_usize(labels.len());
     for l in labels {
-        h = xxhash_rust::xxh3::xxh3_64_with_seed(l.name.as_bytes(), h);
-        h = xxhash_rust::xxh3::xxh3_64_with_seed(l.value.as_bytes(), h);
+        // `write` folds the length in, so ("ab", "c") and ("a", "bc")
+        // differ.
+        h.write(l.name.as_bytes());
+        h.write(l.value.as_bytes());
     }
-    h
+    h.finish()
 }
 
 /// The head.

@@ -1,7 +1,9 @@
 //! Bit streams for the chunk codecs: an appendable [`BitWriter`] that keeps
 //! its bytes readable at every moment (the head decodes its open chunks), and
-//! a [`BitReader`] that loads 64 bits at a time so that decoding costs a few
-//! shifts per field rather than a branch per bit.
+//! two readers that cost a few shifts per field rather than a branch per
+//! bit: [`BitReader`] buffers 64 bits at a time, [`BitPosReader`] loads the
+//! 8 bytes at its bit position for every field (fewer instructions, a load
+//! in the dependency chain; each codec uses the one that measured faster).
 //!
 //! Bits are written most significant first; the last byte is zero-padded.
 //! Reading past the end yields zero bits and is remembered, so decoders can
@@ -97,6 +99,19 @@ impl BitWriter {
     }
 }
 
+/// The last, partial word of `data` from byte `pos`, zero-padded: a free
+/// function of values, so that the cold call does not take the reader's
+/// address.
+#[cold]
+#[inline(never)]
+fn load_tail(data: &[u8], pos: usize) -> u64 {
+    let rest = data.get(pos..).unwrap_or(&[]);
+    let n = rest.len().min(8);
+    let mut a = [0u8; 8];
+    a[..n].copy_from_slice(&rest[..n]);
+    u64::from_be_bytes(a)
+}
+
 /// Reads bits from a byte slice, 64 at a time.
 ///
 /// Invariant: the top `avail` bits of `buf` are the next bits of the stream;
@@ -130,7 +145,7 @@ impl<'a> BitReader<'a> {
                 a.copy_from_slice(s);
                 u64::from_be_bytes(a)
             }
-            None => self.load_tail(),
+            None => load_tail(self.data, self.pos),
         };
         // Bits below `avail` that are already present equal the ones loaded
         // again here, so OR-ing them in is harmless.
@@ -138,16 +153,6 @@ impl<'a> BitReader<'a> {
         let take = (63 - self.avail) >> 3;
         self.pos += take as usize;
         self.avail += take * 8;
-    }
-
-    #[cold]
-    fn load_tail(&self) -> u64 {
-        let mut a = [0u8; 8];
-        if self.pos < self.data.len() {
-            let rest = &self.data[self.pos..];
-            a[..rest.len()].copy_from_slice(rest);
-        }
-        u64::from_be_bytes(a)
     }
 
     /// Ensures at least `n` (<= 56) bits are buffered.
@@ -184,7 +189,11 @@ impl<'a> BitReader<'a> {
     }
 
     /// Reads `n` bits, `n` in 0..=64.
-    #[inline]
+    ///
+    /// Not recursive and always inlined, like every method here: a reader
+    /// whose address reached an out-of-line call would live in memory
+    /// instead of registers for the whole decode loop.
+    #[inline(always)]
     pub(crate) fn read_bits(&mut self, n: u32) -> u64 {
         match n {
             0 => 0,
@@ -193,8 +202,10 @@ impl<'a> BitReader<'a> {
                 self.take_buffered(n)
             }
             _ => {
-                let hi = self.read_bits(32);
-                let lo = self.read_bits(n - 32);
+                self.ensure(32);
+                let hi = self.take_buffered(32);
+                self.ensure(n - 32);
+                let lo = self.take_buffered(n - 32);
                 (hi << (n - 32)) | lo
             }
         }
@@ -202,11 +213,114 @@ impl<'a> BitReader<'a> {
 
     /// Bits consumed so far (may exceed the data's length if the reader ran
     /// past the end).
+    #[inline(always)]
     pub(crate) fn bits_read(&self) -> u64 {
         self.pos as u64 * 8 - u64::from(self.avail)
     }
 
     /// True when more bits were read than the data holds.
+    #[inline(always)]
+    pub(crate) fn overran(&self) -> bool {
+        self.bits_read() > self.data.len() as u64 * 8
+    }
+}
+
+/// Reads bits from a byte slice by bit position: every look loads the 8
+/// bytes holding the position and shifts off the bits already read, which
+/// leaves at least 57 valid bits. The only state is the position, so
+/// decode loops keep it in one register and there is no refill branch, at
+/// the price of a load in every field's dependency chain.
+///
+/// Measured (chunk bench, mix, best of 5 alternating runs on a shared
+/// machine): encoding 2 decodes 67 M samples/s with it against 54 M with
+/// [`BitReader`], while encoding 1, with up to four dependent fields per
+/// sample, decodes 59 M against 80 M. So encoding 2 reads with this one
+/// and encoding 1 with [`BitReader`]. Same methods as [`BitReader`].
+///
+/// Bytes past the end read as zero.
+#[derive(Debug, Clone)]
+pub(crate) struct BitPosReader<'a> {
+    data: &'a [u8],
+    /// Bits read so far.
+    pos: usize,
+}
+
+impl<'a> BitPosReader<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        BitPosReader { data, pos: 0 }
+    }
+
+    /// The next 64 bits of the stream, of which the top 57 are valid.
+    #[inline(always)]
+    fn word(&self) -> u64 {
+        let i = self.pos >> 3;
+        let w = match self.data.get(i..i + 8) {
+            Some(s) => {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(s);
+                u64::from_be_bytes(a)
+            }
+            None => load_tail(self.data, i),
+        };
+        w << (self.pos & 7)
+    }
+
+    /// Kept for the decoders' structure: at least 57 bits are always
+    /// available.
+    #[inline(always)]
+    pub(crate) fn ensure(&mut self, n: u32) {
+        debug_assert!(n <= 57);
+    }
+
+    /// The next bits, left-aligned; the top 57 are valid.
+    #[inline(always)]
+    pub(crate) fn peek_word(&self) -> u64 {
+        self.word()
+    }
+
+    /// Drops `n` (<= 57) bits.
+    #[inline(always)]
+    pub(crate) fn consume(&mut self, n: u32) {
+        debug_assert!(n <= 57);
+        self.pos += n as usize;
+    }
+
+    /// Reads `n` bits, `n` in 1..=56.
+    #[inline(always)]
+    pub(crate) fn take_buffered(&mut self, n: u32) -> u64 {
+        debug_assert!((1..=56).contains(&n));
+        let v = self.word() >> (64 - n);
+        self.pos += n as usize;
+        v
+    }
+
+    /// Reads `n` bits, `n` in 0..=64.
+    ///
+    /// Not recursive and always inlined, like every method here: a reader
+    /// whose address reached an out-of-line call would live in memory
+    /// instead of registers for the whole decode loop.
+    #[inline(always)]
+    pub(crate) fn read_bits(&mut self, n: u32) -> u64 {
+        match n {
+            0 => 0,
+            1..=56 => self.take_buffered(n),
+            _ => {
+                let hi = self.take_buffered(32);
+                let lo = self.take_buffered(n - 32);
+                (hi << (n - 32)) | lo
+            }
+        }
+    }
+
+    /// Bits consumed so far (may exceed the data's length if the reader ran
+    /// past the end).
+    #[inline(always)]
+    pub(crate) fn bits_read(&self) -> u64 {
+        self.pos as u64
+    }
+
+    /// True when more bits were read than the data holds.
+    #[inline(always)]
     pub(crate) fn overran(&self) -> bool {
         self.bits_read() > self.data.len() as u64 * 8
     }
@@ -236,6 +350,48 @@ mod tests {
             prop_assert_eq!(r.bits_read(), total);
             prop_assert!(!r.overran());
         }
+    }
+
+    proptest! {
+        #[test]
+        fn writes_read_back_by_position(fields in proptest::collection::vec((any::<u64>(), 0u32..=64), 0..200)) {
+            let mut w = BitWriter::new();
+            for &(v, n) in &fields {
+                w.write_bits(v, n);
+            }
+            let mut r = BitPosReader::new(w.bytes());
+            let mut total = 0u64;
+            for &(v, n) in &fields {
+                let want = if n == 64 { v } else if n == 0 { 0 } else { v & ((1u64 << n) - 1) };
+                prop_assert_eq!(r.read_bits(n), want);
+                total += u64::from(n);
+            }
+            prop_assert_eq!(r.bits_read(), total);
+            prop_assert!(!r.overran());
+            // Peeking shows the next bits, left-aligned.
+            let mut r = BitPosReader::new(w.bytes());
+            let mut b = BitReader::new(w.bytes());
+            for &(_, n) in &fields {
+                let n = n.min(56);
+                b.ensure(56);
+                let valid = if n == 0 { 0 } else { u64::MAX << (64 - n) };
+                prop_assert_eq!(r.peek_word() & valid, b.peek_word() & valid);
+                r.consume(n);
+                b.consume(n);
+            }
+        }
+    }
+
+    #[test]
+    fn reading_by_position_past_the_end_gives_zeros_and_is_flagged() {
+        let mut w = BitWriter::new();
+        w.write_bits(0b101, 3);
+        let mut r = BitPosReader::new(w.bytes());
+        assert_eq!(r.read_bits(3), 0b101);
+        assert_eq!(r.read_bits(5), 0);
+        assert!(!r.overran());
+        assert_eq!(r.read_bits(64), 0);
+        assert!(r.overran());
     }
 
     #[test]

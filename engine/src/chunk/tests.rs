@@ -291,6 +291,12 @@ proptest! {
 }
 
 #[test]
+fn sealed_chunk_handle_stays_small() {
+    // The head keeps one per sealed chunk of every series.
+    assert_eq!(std::mem::size_of::<Chunk>(), 40);
+}
+
+#[test]
 fn empty_chunk_round_trips() {
     for enc in Encoding::ALL {
         let e = ChunkEncoder::with_encoding(enc);

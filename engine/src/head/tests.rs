@@ -334,3 +334,33 @@ fn concurrent_appenders_to_shared_series_lose_nothing() {
     assert_eq!(total, 2000);
     assert_eq!(head.num_samples(), 2000);
 }
+
+#[test]
+fn labels_hash_separates_strings_and_is_stable() {
+    // Moving a byte from a name to its value, or from one label to the
+    // next, must change the hash (lengths are hashed with the bytes).
+    let base = labels_hash(&labels(&[("ab", "c"), ("d", "e")]));
+    for other in [
+        labels(&[("a", "bc"), ("d", "e")]),
+        labels(&[("ab", "cd"), ("e", "")]),
+        labels(&[("ab", "c")]),
+    ] {
+        assert_ne!(labels_hash(&other), base, "{other:?}");
+    }
+    // A fixed seed: the same label set hashes alike in every head.
+    assert_eq!(labels_hash(&labels(&[("ab", "c"), ("d", "e")])), base);
+}
+
+#[test]
+fn sealed_chunk_list_grows_exactly() {
+    // Head memory per series counts every slot of the sealed chunk list:
+    // it must not double (5 sealed chunks would take 8 slots).
+    let head = Head::new(HeadOptions::default());
+    let (s, _) = head.get_or_create(&labels(&[("__name__", "up")]));
+    for i in 0..(5 * 120 + 1) {
+        head.append_samples(&s, &[Sample::new(i * 1_000, i as f64)], |_| {});
+    }
+    let data = s.data.lock();
+    assert_eq!(data.num_chunks(), 6);
+    assert_eq!(data.sealed_capacity(), 5);
+}
