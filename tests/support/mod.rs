@@ -128,6 +128,11 @@ impl Server {
         exit
     }
 
+    /// The process id (to send signals such as SIGHUP).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }

@@ -233,11 +233,15 @@ impl Group {
         self.last_eval = old.last_eval;
     }
 
-    /// Marks the alerting rules as not yet restored (a server start): see
-    /// [`Group::restore_for_state`].
-    pub fn set_should_restore(&mut self) {
+    /// Marks the alerting rules whose `for` is at least the grace period
+    /// as not yet restored (a server start): see
+    /// [`Group::restore_for_state`]. Shorter ones are never restored, so
+    /// they write `ALERTS` from the first evaluation (Prometheus waits for
+    /// the second either way).
+    pub fn set_should_restore(&mut self, grace_period_ms: i64) {
         for rs in &mut self.rules {
-            if matches!(rs.rule.kind, RuleKind::Alert(_)) {
+            let hold_ms = i64::try_from(rs.rule.for_.as_millis()).unwrap_or(i64::MAX);
+            if matches!(rs.rule.kind, RuleKind::Alert(_)) && hold_ms >= grace_period_ms {
                 rs.restored = false;
             }
         }

@@ -358,8 +358,9 @@ impl RuleManager {
             return 0;
         };
         let groups = self.groups();
+        let grace_ms = self.settings().for_grace_period_ms;
         for g in &groups {
-            g.group.lock().set_should_restore();
+            g.group.lock().set_should_restore(grace_ms);
             self.spawn_group(rt, g.clone());
         }
         groups.len()
