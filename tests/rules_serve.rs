@@ -95,6 +95,8 @@ fn rules_record_and_alert_in_a_running_server() {
         .expect("metrics");
     assert!(
         metrics.contains("cairn_rule_group_iterations_total{rule_group=")
+            && metrics.contains("cairn_rule_group_last_duration_seconds{rule_group=")
+            && metrics.contains("cairn_rule_evaluations_total{rule_group=")
             && metrics.contains("smoke.rules.yml;smoke"),
         "{metrics}"
     );
@@ -257,6 +259,20 @@ fn reload_swaps_valid_rules_and_keeps_old_ones_on_error() {
         "new group never evaluated\n{}",
         server.log()
     );
+    let alerts_added = |server: &Server| {
+        json(&server.url("/api/v1/query?query=ALERTS%7Balertname%3D%22Added%22%7D"))["data"]["result"]
+            .as_array()
+            .map(|a| a.len())
+    };
+    let mut written = false;
+    for _ in 0..50 {
+        if alerts_added(&server) == Some(1) {
+            written = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(written, "ALERTS of the added group never written");
 
     // SIGHUP reloads too: the group removed from the files disappears.
     std::fs::remove_file(dir.path().join("broken.rules.yml")).expect("rm");
@@ -280,6 +296,9 @@ fn reload_swaps_valid_rules_and_keeps_old_ones_on_error() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(gone, "SIGHUP did not reload\n{}", server.log());
+    // The removed group's series got staleness markers: gone at once,
+    // not after the 5m lookback.
+    assert_eq!(alerts_added(&server), Some(0));
     assert_eq!(active_at(&server, "keep").as_deref(), Some(first.as_str()));
     server.stop();
 }

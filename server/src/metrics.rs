@@ -51,6 +51,8 @@ pub struct RuleGroupLabels {
 #[derive(Clone, Debug, Default)]
 pub struct RuleMetrics {
     pub iterations: Family<RuleGroupLabels, Counter>,
+    pub evaluations: Family<RuleGroupLabels, Counter>,
+    pub last_duration_seconds: Family<RuleGroupLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub iterations_missed: Family<RuleGroupLabels, Counter>,
     pub evaluation_failures: Family<RuleGroupLabels, Counter>,
 }
@@ -241,6 +243,16 @@ impl Metrics {
             "cairn_rule_group_iterations",
             "Scheduled evaluations of a rule group (`file;group`)",
             rules.iterations.clone(),
+        );
+        registry.register(
+            "cairn_rule_evaluations",
+            "Rule evaluations of a rule group (one per rule per iteration)",
+            rules.evaluations.clone(),
+        );
+        registry.register(
+            "cairn_rule_group_last_duration_seconds",
+            "Duration of the last evaluation of a rule group",
+            rules.last_duration_seconds.clone(),
         );
         registry.register(
             "cairn_rule_group_iterations_missed",

@@ -233,6 +233,21 @@ impl Group {
         self.last_eval = old.last_eval;
     }
 
+    /// Staleness markers at `t` for every series the group's last
+    /// evaluation wrote (the group is being removed); forgets them.
+    pub fn take_stale_markers(&mut self, t: TimestampMs) -> Vec<WriteSeries> {
+        let mut out = Vec::new();
+        for rs in &mut self.rules {
+            let mut gone: Vec<Labels> = rs.written.drain().collect();
+            gone.sort();
+            out.extend(gone.into_iter().map(|labels| WriteSeries {
+                labels,
+                samples: vec![Sample::new(t, f64::from_bits(STALE_NAN_BITS))],
+            }));
+        }
+        out
+    }
+
     /// Marks the alerting rules whose `for` is at least the grace period
     /// as not yet restored (a server start): see
     /// [`Group::restore_for_state`]. Shorter ones are never restored, so
@@ -750,6 +765,45 @@ mod tests {
         assert!(read(&db, "up:copy").is_empty());
         // Written at the evaluation time minus the offset.
         assert_eq!(read(&db, "one"), vec![("one".to_string(), 30_000, 1.0)]);
+    }
+
+    /// Prometheus's `RestoreForState` cases: `for` 30m, grace period 10m,
+    /// outage tolerance 1h; the alert was active since minute 0 and the
+    /// last `ALERTS_FOR_STATE` sample was written at `down` (minutes).
+    #[test]
+    fn for_state_is_restored_as_prometheus_does() {
+        // (down at, restore at, expected active-since), minutes.
+        let cases = [
+            (40, 50, 0),    // had fired: fires again at once
+            (25, 50, 30),   // 5m left < grace: fires 10m after the restore
+            (10, 50, 40),   // 20m left: moved forward by the 40m outage
+            (10, 200, 200), // older than the outage tolerance: starts over
+        ];
+        for (down, at, want) in cases {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = Db::open(dir.path(), DbOptions::default()).expect("db");
+            write(
+                &db,
+                &[("__name__", "ALERTS_FOR_STATE"), ("alertname", "A")],
+                &[(down * MIN, 0.0)],
+            );
+            let mut g = groups(
+                "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: vector(1)\n        for: 30m\n",
+            )
+            .remove(0);
+            g.set_should_restore(10 * MIN);
+            let engine = Engine::default();
+            let ext = BTreeMap::new();
+            g.eval(&ctx(&engine, &db, &ext), at * MIN);
+            assert!(
+                read(&db, "ALERTS_FOR_STATE").len() == 1,
+                "nothing written before the restore"
+            );
+            g.restore_for_state(&db, at * MIN, 60 * MIN, 10 * MIN);
+            let a = g.rules[0].alerts.values().next().expect("alert");
+            assert_eq!(a.active_at, want * MIN, "down {down}, restore at {at}");
+            assert!(g.rules[0].restored);
+        }
     }
 
     #[test]

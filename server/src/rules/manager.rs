@@ -290,6 +290,7 @@ impl RuleManager {
         }
         let mut kept = Vec::new();
         let mut started = Vec::new();
+        let mut changed = Vec::new();
         for mut g in new {
             let key = (g.file.clone(), g.name.clone());
             match old.get(&key) {
@@ -299,6 +300,7 @@ impl RuleManager {
                 }
                 Some(o) => {
                     g.copy_state_from(&o.group.lock());
+                    changed.push(key.clone());
                     let m = ManagedGroup::new(g);
                     kept.push(m.clone());
                     started.push(m);
@@ -310,9 +312,20 @@ impl RuleManager {
                 }
             }
         }
-        // What is left of the old set was changed or removed.
-        for g in old.values() {
+        // What is left of the old set was changed or removed. A removed
+        // group's series get staleness markers, as Prometheus writes them.
+        let now = chrono::Utc::now().timestamp_millis();
+        for (key, g) in &old {
             let _ = g.retired.send(true);
+            if changed.contains(key) {
+                continue;
+            }
+            let stale = g.group.lock().take_stale_markers(now);
+            if let (Some(rt), false) = (self.runtime.get(), stale.is_empty())
+                && let Err(e) = rt.sink.append(stale)
+            {
+                tracing::warn!(group = %key.1, error = %e, "cannot write staleness markers of a removed rule group");
+            }
         }
         *self.settings.write() = Arc::new(settings);
         if let Some(n) = &self.notifier {
@@ -421,10 +434,14 @@ impl RuleManager {
                     if let Some(n) = n {
                         n.send(alerts_to_send(&mut grp, ts, st.resend_delay_ms, &st.external_url));
                     }
-                    grp.rules.iter().filter(|r| r.health == crate::rules::group::Health::Err).count()
+                    let failures = grp.rules.iter().filter(|r| r.health == crate::rules::group::Health::Err).count();
+                    (failures, grp.rules.len(), grp.eval_duration.as_secs_f64())
                 })
                 .await
-                .unwrap_or(0);
+                .unwrap_or((0, 0, 0.0));
+                let (failures, rules, duration_s) = failures;
+                metrics.evaluations.get_or_create(&label).inc_by(rules as u64);
+                metrics.last_duration_seconds.get_or_create(&label).set(duration_s);
                 g.stats.iterations.fetch_add(1, Ordering::Relaxed);
                 metrics.iterations.get_or_create(&label).inc();
                 if failures > 0 {
