@@ -546,10 +546,8 @@ impl Config {
                 "must be greater than 0",
             ));
         }
-        if !self.web.external_url.is_empty()
-            && !(self.web.external_url.starts_with("http://")
-                || self.web.external_url.starts_with("https://"))
-        {
+        let url = &self.web.external_url;
+        if !url.is_empty() && !url.starts_with("http://") && !url.starts_with("https://") {
             return Err(bad(
                 "web.external_url",
                 format!("{:?} is not an http(s) URL", self.web.external_url),
