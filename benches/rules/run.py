@@ -127,17 +127,18 @@ def measure(name, cmd, base, workload, data, evaluations, interval_s, log):
         print(f"{name}: loaded in {time.time() - t0:.0f} s: {send.stdout.strip().splitlines()[-1]}",
               file=sys.stderr)
         seen = {}
-        series = None
+        first = None
         deadline = time.time() + (evaluations + 4) * interval_s * 2 + 60
         while len(seen) < evaluations and time.time() < deadline:
             g = get_json(base + "/api/v1/rules")["data"]["groups"][0]
             last = g["lastEvaluation"]
             # The first evaluation after the load is skipped: it may have
             # started while samples were still arriving.
-            if not last.startswith("0001") and last not in seen and g["evaluationTime"] > 0:
-                if seen or series is not None:
+            if not last.startswith("0001") and g["evaluationTime"] > 0:
+                if first is None:
+                    first = last
+                elif last != first and last not in seen:
                     seen[last] = g["evaluationTime"]
-                series = series or last
                 bad = [r for r in g["rules"] if r["health"] != "ok"]
                 if bad:
                     raise RuntimeError(f"{name}: rule {bad[0]['name']} failed: {bad[0]['lastError']}")
