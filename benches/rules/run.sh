@@ -16,7 +16,7 @@ target="${CARGO_TARGET_DIR:-$repo/target}"
 export CARGO_TARGET_DIR="$target"
 command -v prometheus >/dev/null && command -v promtool >/dev/null \
   || "$repo/scripts/install-peers.sh"
-(cd "$repo" && cargo build --release -q -p cairn --bin cairn -p cairn-workload)
+(cd "$repo" && cargo build --release -q -p cairn --bin cairn -p cairn-workload --bin cairn-workload)
 bindir="$(mktemp -d /tmp/cairn-rules-bin.XXXXXX)"
 trap 'rm -rf "$bindir"' EXIT
 cp "$target/release/cairn" "$target/release/cairn-workload" "$bindir/"
