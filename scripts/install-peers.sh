@@ -72,3 +72,15 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
   apt-get install -y -qq --no-install-recommends prometheus victoria-metrics >/dev/null
 fi
 command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v vmagent >/dev/null
+
+# --- Alertmanager (Debian package) -------------------------------------------
+# Used by tests/rules_alertmanager.rs: Cairn's rule evaluation posts alerts
+# to a real Alertmanager, whose webhook receiver calls the test back. Only
+# the binary is used (the package's service is not started by the tests).
+if ! command -v prometheus-alertmanager >/dev/null; then
+  echo "install-peers: installing prometheus-alertmanager (apt)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
+fi
+command -v prometheus-alertmanager >/dev/null

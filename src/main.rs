@@ -156,7 +156,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cairn_server::serve::run(config)) {
+    match runtime.block_on(cairn_server::serve::run_reloadable(config, Some(args))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "cairn stopped");

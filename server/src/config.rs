@@ -44,6 +44,11 @@ pub struct Config {
     pub rule_files: Vec<String>,
     /// Where alerts go (Prometheus's `alerting` section).
     pub alerting: AlertingConfig,
+    /// Rule evaluation and notification settings (Prometheus's
+    /// `--rules.alert.*` and `--alertmanager.*` flags).
+    pub rules: RulesConfig,
+    /// The URL Cairn is reached at (Prometheus's `--web.external-url`).
+    pub web: WebConfig,
     /// Listen addresses of every endpoint.
     pub listen: ListenConfig,
     /// Where and how long data is kept.
@@ -112,6 +117,41 @@ impl Default for AlertmanagerConfig {
             api_version: "v2".into(),
         }
     }
+}
+
+/// Rule settings that Prometheus takes as flags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Least time between two sends of the same alert (`--rules.alert.resend-delay`).
+    pub resend_delay: PromDuration,
+    /// Longest outage after which `for` state is not restored
+    /// (`--rules.alert.for-outage-tolerance`).
+    pub for_outage_tolerance: PromDuration,
+    /// Least time left of `for` after a restore (`--rules.alert.for-grace-period`).
+    pub for_grace_period: PromDuration,
+    /// Alerts waiting to be sent at most (`--alertmanager.notification-queue-capacity`).
+    pub notification_queue_capacity: usize,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            resend_delay: PromDuration::from_secs(60),
+            for_outage_tolerance: PromDuration::from_secs(3600),
+            for_grace_period: PromDuration::from_secs(600),
+            notification_queue_capacity: 10_000,
+        }
+    }
+}
+
+/// Prometheus's `--web.*` settings that Cairn has.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// The URL Cairn is reached at, for alerts' `generatorURL`; empty:
+    /// `http://<listen.http>`.
+    pub external_url: String,
 }
 
 /// A list of `host:port` targets with optional labels, as in Prometheus.
@@ -334,6 +374,13 @@ pub struct ServeArgs {
     /// Log format [log.format; default text].
     #[arg(long, env = "CAIRN_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// URL Cairn is reached at, for alerts' generatorURL [web.external_url].
+    #[arg(
+        long = "web.external-url",
+        env = "CAIRN_WEB_EXTERNAL_URL",
+        value_name = "URL"
+    )]
+    pub web_external_url: Option<String>,
 }
 
 impl Config {
@@ -437,6 +484,7 @@ impl Config {
         );
         set(&mut self.log.level, &a.log_level);
         set(&mut self.log.format, &a.log_format);
+        set(&mut self.web.external_url, &a.web_external_url);
     }
 
     /// Checks values that parse but make no sense, naming the key.
@@ -539,6 +587,19 @@ impl Config {
                 ));
             }
         }
+        if self.rules.notification_queue_capacity == 0 {
+            return Err(bad(
+                "rules.notification_queue_capacity",
+                "must be greater than 0",
+            ));
+        }
+        let url = &self.web.external_url;
+        if !url.is_empty() && !url.starts_with("http://") && !url.starts_with("https://") {
+            return Err(bad(
+                "web.external_url",
+                format!("{:?} is not an http(s) URL", self.web.external_url),
+            ));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(bad(
                 "log.level",
@@ -584,6 +645,7 @@ impl Config {
             "remote-write-max-body-bytes",
             self.remote_write.max_body_bytes.to_string(),
         );
+        put("web.external-url", self.web.external_url.clone());
         put("log-level", self.log.level.clone());
         put(
             "log-format",

@@ -109,6 +109,9 @@ pub enum Error {
     /// A blocking task panicked or was cancelled.
     #[error("internal error: {reason}")]
     Internal { reason: String },
+    /// `/-/reload` failed: the previous configuration and rules keep running.
+    #[error("failed to reload config: {reason}")]
+    ReloadFailed { reason: String },
 }
 
 /// Prometheus's `errorType` values.
@@ -165,7 +168,9 @@ impl Error {
             NotFound { .. } => (StatusCode::NOT_FOUND, ErrorType::NotFound),
             Engine(e) => engine_status(e),
             Query(e) => query_status(e),
-            Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, ErrorType::Internal),
+            Internal { .. } | ReloadFailed { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, ErrorType::Internal)
+            }
         }
     }
 
@@ -222,7 +227,7 @@ impl Error {
                     Q::Storage(_) | Q::Internal { .. } | Q::Script { .. } => Code::Internal,
                 }
             }
-            Internal { .. } => Code::Internal,
+            Internal { .. } | ReloadFailed { .. } => Code::Internal,
         }
     }
 

@@ -150,6 +150,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/status/walreplay", get(api::walreplay))
         .route("/-/healthy", any(healthy))
         .route("/-/ready", any(ready))
+        .route(
+            "/-/reload",
+            post(crate::rules::reload::reload_handler).put(crate::rules::reload::reload_handler),
+        )
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .route_layer(middleware::from_fn_with_state(

@@ -51,8 +51,30 @@ pub struct RuleGroupLabels {
 #[derive(Clone, Debug, Default)]
 pub struct RuleMetrics {
     pub iterations: Family<RuleGroupLabels, Counter>,
+    pub evaluations: Family<RuleGroupLabels, Counter>,
+    pub last_duration_seconds: Family<RuleGroupLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub iterations_missed: Family<RuleGroupLabels, Counter>,
     pub evaluation_failures: Family<RuleGroupLabels, Counter>,
+}
+
+/// Labels of the per-Alertmanager notification counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertmanagerLabels {
+    pub alertmanager: String,
+}
+
+/// The alert notifier's metrics (Prometheus's `prometheus_notifications_*`
+/// with the `cairn_` prefix), and the configuration-reload gauges.
+#[derive(Clone, Debug, Default)]
+pub struct NotifierMetrics {
+    pub dropped: Counter,
+    pub sent: Family<AlertmanagerLabels, Counter>,
+    pub errors: Family<AlertmanagerLabels, Counter>,
+    pub queue_length: Gauge,
+    pub queue_capacity: Gauge,
+    pub alertmanagers_discovered: Gauge,
+    pub reload_successful: Gauge,
+    pub reload_success_timestamp_seconds: Gauge,
 }
 
 /// `cairn_wal_fsync_duration_seconds`: the last snapshot of the WAL
@@ -109,6 +131,7 @@ pub struct Metrics {
     pub start_time_seconds: Gauge,
     pub ready: Gauge,
     pub rules: RuleMetrics,
+    pub notifications: NotifierMetrics,
     /// Queries waiting for a slot or being evaluated (HTTP and gRPC).
     pub queries_in_flight: Gauge,
 }
@@ -222,6 +245,16 @@ impl Metrics {
             rules.iterations.clone(),
         );
         registry.register(
+            "cairn_rule_evaluations",
+            "Rule evaluations of a rule group (one per rule per iteration)",
+            rules.evaluations.clone(),
+        );
+        registry.register(
+            "cairn_rule_group_last_duration_seconds",
+            "Duration of the last evaluation of a rule group",
+            rules.last_duration_seconds.clone(),
+        );
+        registry.register(
             "cairn_rule_group_iterations_missed",
             "Evaluations of a rule group skipped because the previous one was still running",
             rules.iterations_missed.clone(),
@@ -230,6 +263,47 @@ impl Metrics {
             "cairn_rule_evaluation_failures",
             "Rule evaluations that failed (query error, limit exceeded, write error)",
             rules.evaluation_failures.clone(),
+        );
+        let notifications = NotifierMetrics::default();
+        registry.register(
+            "cairn_notifications_dropped",
+            "Alerts dropped because the notification queue was full",
+            notifications.dropped.clone(),
+        );
+        registry.register(
+            "cairn_notifications_sent",
+            "Alerts sent to an Alertmanager",
+            notifications.sent.clone(),
+        );
+        registry.register(
+            "cairn_notifications_errors",
+            "Alerts whose sending to an Alertmanager failed",
+            notifications.errors.clone(),
+        );
+        registry.register(
+            "cairn_notifications_queue_length",
+            "Alerts waiting in the notification queue",
+            notifications.queue_length.clone(),
+        );
+        registry.register(
+            "cairn_notifications_queue_capacity",
+            "Capacity of the notification queue",
+            notifications.queue_capacity.clone(),
+        );
+        registry.register(
+            "cairn_notifications_alertmanagers_discovered",
+            "Alertmanagers alerts are sent to",
+            notifications.alertmanagers_discovered.clone(),
+        );
+        registry.register(
+            "cairn_config_last_reload_successful",
+            "Whether the last configuration reload attempt was successful",
+            notifications.reload_successful.clone(),
+        );
+        registry.register(
+            "cairn_config_last_reload_success_timestamp_seconds",
+            "Timestamp of the last successful configuration reload",
+            notifications.reload_success_timestamp_seconds.clone(),
         );
         start_time_seconds.set(chrono::Utc::now().timestamp());
         let wal_fsync = Arc::new(WalFsyncCollector::default());
@@ -252,6 +326,7 @@ impl Metrics {
             start_time_seconds,
             ready,
             rules,
+            notifications,
             queries_in_flight,
         }
     }

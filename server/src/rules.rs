@@ -12,6 +12,10 @@
 //!   [`group::RuleSink`] (the server's storage, or a `Db`).
 //! - [`manager`]: `rule_files` globs, one task per group on its interval,
 //!   the `/api/v1/rules` and `/api/v1/alerts` JSON.
+//! - [`notifier`]: alerts to Alertmanager's v2 API, a bounded queue,
+//!   resends as Prometheus's notifier.
+//! - [`reload`]: start-up of rules and notifier, reload on SIGHUP and
+//!   `POST /-/reload`.
 //! - [`unittest`]: `cairn rules test`, promtool's unit-test format.
 //!
 //! See `docs/rules.md` for what exists and what does not yet.
@@ -19,5 +23,7 @@
 pub mod file;
 pub mod group;
 pub mod manager;
+pub mod notifier;
+pub mod reload;
 pub mod template;
 pub mod unittest;

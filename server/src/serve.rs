@@ -39,6 +39,12 @@ pub fn init_logging(log: &LogConfig) {
 
 /// Runs the server until SIGINT/SIGTERM or a fatal start-up error.
 pub async fn run(config: Config) -> Result<()> {
+    run_reloadable(config, None).await
+}
+
+/// [`run`], with the flags the configuration came from: a reload (SIGHUP,
+/// `POST /-/reload`) reads the file again and applies them again.
+pub async fn run_reloadable(config: Config, args: Option<crate::config::ServeArgs>) -> Result<()> {
     let addr = config.listen.http;
     let listener = TcpListener::bind(addr)
         .await
@@ -60,13 +66,11 @@ pub async fn run(config: Config) -> Result<()> {
     let otlp_http_addr = config.listen.otlp_http;
     // Rule files load before anything is served: a broken file stops
     // start-up with every problem listed (see `rules::manager`).
-    let rules = load_rules(&config)?;
     let grpc_addr = config.listen.grpc;
     let state = Arc::new(AppState::new(config, MetadataStore::load(&data_dir)));
     let (rules_stop, rules_stop_rx) = tokio::sync::watch::channel(false);
-    if let Some(mgr) = rules {
-        let _ = state.rules.set(Arc::new(mgr));
-    }
+    let rules = crate::rules::reload::start(&state, args, rules_stop_rx.clone())?;
+    let _ = state.rules.set(rules);
 
     // OTLP: its own gRPC and HTTP ports, and `/otlp/v1/metrics` (and
     // Prometheus's `/api/v1/otlp/v1/metrics`) on the main port.
@@ -106,11 +110,7 @@ pub async fn run(config: Config) -> Result<()> {
                             state.metrics.rules.clone(),
                             rules_stop_rx,
                         );
-                        tracing::info!(
-                            groups = mgr.groups.len(),
-                            tasks = tasks.len(),
-                            "rule evaluation started"
-                        );
+                        tracing::info!(tasks, "rule evaluation started");
                     }
                 }
                 Ok(Err(e)) => {
@@ -202,34 +202,8 @@ pub async fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
-/// Loads the configured rule files (`None` when `rule_files` is empty).
-fn load_rules(config: &Config) -> Result<Option<crate::rules::manager::RuleManager>> {
-    if config.rule_files.is_empty() {
-        return Ok(None);
-    }
-    let base = std::env::current_dir().unwrap_or_default();
-    let mgr = crate::rules::manager::RuleManager::load(
-        &config.rule_files,
-        &base,
-        config.global.evaluation_interval.as_millis_i64(),
-        config.global.rule_query_offset.as_millis_i64(),
-        config.global.external_labels.clone(),
-        String::new(),
-    )
-    .map_err(|errors| Error::ConfigInvalid {
-        origin: "rule_files".into(),
-        reason: errors
-            .iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("; "),
-    })?;
-    tracing::info!(groups = mgr.groups.len(), "rule files loaded");
-    Ok(Some(mgr))
-}
-
 /// The PromQL engine rules evaluate with: the configured query limits.
-fn rules_engine(config: &Config) -> cairn_query::Engine {
+pub(crate) fn rules_engine(config: &Config) -> cairn_query::Engine {
     let qc = &config.query;
     cairn_query::Engine::new(cairn_query::EngineOptions {
         lookback_delta_ms: qc.lookback_delta.as_millis_i64(),

@@ -138,6 +138,11 @@ impl Server {
         assert!(status.success());
     }
 
+    /// The process id (to send signals such as SIGHUP).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }

@@ -94,6 +94,10 @@ pub struct Alert {
     pub resolved_at: Option<TimestampMs>,
     /// When the condition cleared while `keep_firing_for` holds it firing.
     pub keep_firing_since: Option<TimestampMs>,
+    /// When the alert was last handed to the notifier (eval time, ms).
+    pub last_sent_at: Option<TimestampMs>,
+    /// The `endsAt` last sent for a firing alert.
+    pub valid_until: TimestampMs,
 }
 
 /// `ok`, `err` or `unknown` (never evaluated), as the API spells it.
@@ -126,6 +130,10 @@ pub struct RuleState {
     pub alerts: HashMap<Labels, Alert>,
     /// Series written by the last successful evaluation (for staleness).
     written: HashSet<Labels>,
+    /// False until the `for` state was restored after a start: until then
+    /// no `ALERTS` or `ALERTS_FOR_STATE` sample is written, so the restore
+    /// reads the ones written before the restart (as Prometheus).
+    pub restored: bool,
 }
 
 /// A group ready to evaluate.
@@ -168,6 +176,7 @@ impl Group {
                     eval_duration: Duration::ZERO,
                     alerts: HashMap::new(),
                     written: HashSet::new(),
+                    restored: true,
                 }
             })
             .collect();
@@ -180,6 +189,165 @@ impl Group {
             rules,
             last_eval: None,
             eval_duration: Duration::ZERO,
+        }
+    }
+
+    /// What defines the group's behaviour (not its lines in the file): a
+    /// reload keeps a group whose signature did not change as it is.
+    pub fn signature(&self) -> String {
+        let mut s = format!(
+            "{}|{}|{}|{}",
+            self.interval_ms,
+            self.query_offset_ms,
+            self.limit,
+            self.rules.len()
+        );
+        for r in &self.rules {
+            let r = &r.rule;
+            s.push_str(&format!(
+                "|{:?}|{}|{:?}|{:?}|{:?}|{:?}",
+                r.kind, r.expr_text, r.for_, r.keep_firing_for, r.labels, r.annotations
+            ));
+        }
+        s
+    }
+
+    /// Takes over the alerts and written series of `old`'s rules of the
+    /// same kind, name and labels (a group changed by a reload), as
+    /// Prometheus's `CopyState`.
+    pub fn copy_state_from(&mut self, old: &Group) {
+        for rs in &mut self.rules {
+            if let Some(o) = old
+                .rules
+                .iter()
+                .find(|o| o.rule.kind == rs.rule.kind && o.rule.labels == rs.rule.labels)
+            {
+                rs.alerts = o.alerts.clone();
+                rs.written = o.written.clone();
+                rs.health = o.health;
+                rs.last_error = o.last_error.clone();
+                rs.last_eval = o.last_eval;
+                rs.restored = o.restored;
+            }
+        }
+        self.last_eval = old.last_eval;
+    }
+
+    /// Staleness markers at `t` for every series the group's last
+    /// evaluation wrote (the group is being removed); forgets them.
+    pub fn take_stale_markers(&mut self, t: TimestampMs) -> Vec<WriteSeries> {
+        let mut out = Vec::new();
+        for rs in &mut self.rules {
+            let mut gone: Vec<Labels> = rs.written.drain().collect();
+            gone.sort();
+            out.extend(gone.into_iter().map(|labels| WriteSeries {
+                labels,
+                samples: vec![Sample::new(t, f64::from_bits(STALE_NAN_BITS))],
+            }));
+        }
+        out
+    }
+
+    /// Marks the alerting rules whose `for` is at least the grace period
+    /// as not yet restored (a server start): see
+    /// [`Group::restore_for_state`]. Shorter ones are never restored, so
+    /// they write `ALERTS` from the first evaluation (Prometheus waits for
+    /// the second either way).
+    pub fn set_should_restore(&mut self, grace_period_ms: i64) {
+        for rs in &mut self.rules {
+            let hold_ms = i64::try_from(rs.rule.for_.as_millis()).unwrap_or(i64::MAX);
+            if matches!(rs.rule.kind, RuleKind::Alert(_)) && hold_ms >= grace_period_ms {
+                rs.restored = false;
+            }
+        }
+    }
+
+    /// Restores the `for` progress of active alerts from the last
+    /// `ALERTS_FOR_STATE` sample written before a restart, within
+    /// `outage_tolerance_ms` of `ts`, as Prometheus's `RestoreForState`:
+    /// an alert that was firing fires again; one with less than
+    /// `grace_period_ms` of `for` left waits the grace period; otherwise
+    /// the time Cairn was down is added to its active-since time. Rules
+    /// whose `for` is shorter than the grace period are not restored.
+    pub fn restore_for_state(
+        &mut self,
+        sink: &dyn RuleSink,
+        ts: TimestampMs,
+        outage_tolerance_ms: i64,
+        grace_period_ms: i64,
+    ) {
+        let querier = match sink.querier() {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::warn!(group = %self.name, error = %e, "cannot restore alert state");
+                for rs in &mut self.rules {
+                    rs.restored = true;
+                }
+                return;
+            }
+        };
+        for rs in &mut self.rules {
+            if rs.restored {
+                continue;
+            }
+            rs.restored = true;
+            let hold_ms = i64::try_from(rs.rule.for_.as_millis()).unwrap_or(i64::MAX);
+            if hold_ms < grace_period_ms {
+                continue;
+            }
+            for a in rs.alerts.values_mut() {
+                if a.state == AlertState::Inactive {
+                    continue;
+                }
+                let mut matchers = vec![cairn_engine::Matcher::new(
+                    cairn_engine::MatchOp::Equal,
+                    METRIC_NAME,
+                    "ALERTS_FOR_STATE",
+                )];
+                for l in a.labels.iter() {
+                    matchers.push(cairn_engine::Matcher::new(
+                        cairn_engine::MatchOp::Equal,
+                        l.name.to_string(),
+                        l.value.to_string(),
+                    ));
+                }
+                let Ok(matchers) = matchers.into_iter().collect::<Result<Vec<_>, _>>() else {
+                    continue;
+                };
+                let Ok(series) = querier.select(&matchers, ts - outage_tolerance_ms, ts) else {
+                    continue;
+                };
+                let mut last: Option<Sample> = None;
+                for s in series {
+                    if s.labels.len() != a.labels.len() + 1 {
+                        continue;
+                    }
+                    let mut buf = Vec::new();
+                    s.read_samples(ts - outage_tolerance_ms, ts, &mut buf);
+                    if let Some(smp) = buf.last()
+                        && last.is_none_or(|l| smp.t > l.t)
+                    {
+                        last = Some(*smp);
+                    }
+                }
+                let Some(last) = last else { continue };
+                if last.v.to_bits() == STALE_NAN_BITS || !last.v.is_finite() {
+                    continue;
+                }
+                // Prometheus keeps whole seconds of both times.
+                let down_at = last.t.div_euclid(1000) * 1000;
+                let mut active_at = (last.v as i64) * 1000;
+                let remaining = hold_ms - (down_at - active_at);
+                if remaining <= 0 {
+                    // It was firing: the next evaluation fires it again.
+                } else if remaining < grace_period_ms {
+                    active_at = ts + grace_period_ms - hold_ms;
+                } else {
+                    active_at += ts - down_at;
+                }
+                tracing::info!(group = %self.name, alert = %a.labels, active_at, "alert `for` state restored");
+                a.active_at = active_at;
+            }
         }
     }
 
@@ -241,7 +409,11 @@ fn eval_rule(
         RuleKind::Record(name) => record(&rs.rule, &name, samples, limit)?,
         RuleKind::Alert(name) => {
             let q = |text: &str| template_query(ctx, &*querier, text, t);
-            alert(rs, &name, samples, ctx, &q, ts, limit)?
+            let mut out = alert(rs, &name, samples, ctx, &q, ts, limit)?;
+            if !rs.restored {
+                out.clear();
+            }
+            out
         }
     };
     // Series written last time and not now get a staleness marker at t.
@@ -391,6 +563,8 @@ fn alert(
                 fired_at: None,
                 resolved_at: None,
                 keep_firing_since: None,
+                last_sent_at: None,
+                valid_until: 0,
             },
         );
     }
@@ -591,6 +765,45 @@ mod tests {
         assert!(read(&db, "up:copy").is_empty());
         // Written at the evaluation time minus the offset.
         assert_eq!(read(&db, "one"), vec![("one".to_string(), 30_000, 1.0)]);
+    }
+
+    /// Prometheus's `RestoreForState` cases: `for` 30m, grace period 10m,
+    /// outage tolerance 1h; the alert was active since minute 0 and the
+    /// last `ALERTS_FOR_STATE` sample was written at `down` (minutes).
+    #[test]
+    fn for_state_is_restored_as_prometheus_does() {
+        // (down at, restore at, expected active-since), minutes.
+        let cases = [
+            (40, 50, 0),    // had fired: fires again at once
+            (25, 50, 30),   // 5m left < grace: fires 10m after the restore
+            (10, 50, 40),   // 20m left: moved forward by the 40m outage
+            (10, 200, 200), // older than the outage tolerance: starts over
+        ];
+        for (down, at, want) in cases {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = Db::open(dir.path(), DbOptions::default()).expect("db");
+            write(
+                &db,
+                &[("__name__", "ALERTS_FOR_STATE"), ("alertname", "A")],
+                &[(down * MIN, 0.0)],
+            );
+            let mut g = groups(
+                "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: vector(1)\n        for: 30m\n",
+            )
+            .remove(0);
+            g.set_should_restore(10 * MIN);
+            let engine = Engine::default();
+            let ext = BTreeMap::new();
+            g.eval(&ctx(&engine, &db, &ext), at * MIN);
+            assert!(
+                read(&db, "ALERTS_FOR_STATE").len() == 1,
+                "nothing written before the restore"
+            );
+            g.restore_for_state(&db, at * MIN, 60 * MIN, 10 * MIN);
+            let a = g.rules[0].alerts.values().next().expect("alert");
+            assert_eq!(a.active_at, want * MIN, "down {down}, restore at {at}");
+            assert!(g.rules[0].restored);
+        }
     }
 
     #[test]

@@ -10,23 +10,34 @@
 //! [`GroupStats::iterations_missed`] and logged) instead of piling up.
 //!
 //! Loading is all-or-nothing: one invalid file fails the whole load with
-//! every problem listed, so a half-loaded rule set never runs.
+//! every problem listed, so a half-loaded rule set never runs. A reload
+//! ([`RuleManager::reload`], on SIGHUP and `POST /-/reload`) loads the new
+//! set the same way and swaps it in only when it is valid: a group whose
+//! definition did not change keeps its task and state; a changed group
+//! takes over its rules' alerts; a removed group's task stops.
+//!
+//! After each evaluation the group's alerts that need sending go to the
+//! [`Notifier`]. At start-up, alerting rules restore their `for` progress
+//! from `ALERTS_FOR_STATE` after the second evaluation of their group
+//! ([`Group::restore_for_state`]), as Prometheus does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use cairn_engine::{Labels, Querier, TimestampMs, WriteSeries};
 use cairn_query::Engine;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use serde_json::{Value as Json, json};
 
+use crate::config::Config;
 use crate::http::AppState;
 use crate::remote_write::IncomingSeries;
 use crate::rules::file::{NameValidation, RuleFileError, RuleKind, load_rule_file};
 use crate::rules::group::{AlertState, EvalContext, Group, RuleSink};
+use crate::rules::notifier::{Notifier, NotifierSettings, alerts_to_send};
 
 /// Counters of one group's scheduling.
 #[derive(Debug, Default)]
@@ -39,13 +50,74 @@ pub struct GroupStats {
 pub struct ManagedGroup {
     pub group: Mutex<Group>,
     pub stats: GroupStats,
+    /// Turns true when a reload replaced or removed the group: its task ends.
+    retired: tokio::sync::watch::Sender<bool>,
+}
+
+impl ManagedGroup {
+    fn new(group: Group) -> Arc<ManagedGroup> {
+        Arc::new(ManagedGroup {
+            group: Mutex::new(group),
+            stats: GroupStats::default(),
+            retired: tokio::sync::watch::channel(false).0,
+        })
+    }
+}
+
+/// The settings rule evaluation takes from the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleSettings {
+    pub rule_files: Vec<String>,
+    pub default_interval_ms: i64,
+    pub default_offset_ms: i64,
+    pub external_labels: BTreeMap<String, String>,
+    pub external_url: String,
+    pub resend_delay_ms: i64,
+    pub for_outage_tolerance_ms: i64,
+    pub for_grace_period_ms: i64,
+}
+
+impl RuleSettings {
+    pub fn from_config(c: &Config) -> RuleSettings {
+        let external_url = if c.web.external_url.is_empty() {
+            format!("http://{}", c.listen.http)
+        } else {
+            c.web.external_url.trim_end_matches('/').to_string()
+        };
+        RuleSettings {
+            rule_files: c.rule_files.clone(),
+            default_interval_ms: c.global.evaluation_interval.as_millis_i64(),
+            default_offset_ms: c.global.rule_query_offset.as_millis_i64(),
+            external_labels: c.global.external_labels.clone(),
+            external_url,
+            resend_delay_ms: c.rules.resend_delay.as_millis_i64(),
+            for_outage_tolerance_ms: c.rules.for_outage_tolerance.as_millis_i64(),
+            for_grace_period_ms: c.rules.for_grace_period.as_millis_i64(),
+        }
+    }
+}
+
+/// What the group tasks run with, set once evaluation starts.
+struct Runtime {
+    engine: Engine,
+    sink: Arc<dyn RuleSink + Send + Sync>,
+    metrics: crate::metrics::RuleMetrics,
+    stop: tokio::sync::watch::Receiver<bool>,
+    handle: tokio::runtime::Handle,
 }
 
 /// All loaded rule groups.
 pub struct RuleManager {
-    pub groups: Vec<Arc<ManagedGroup>>,
-    pub external_labels: BTreeMap<String, String>,
-    pub external_url: String,
+    groups: RwLock<Vec<Arc<ManagedGroup>>>,
+    /// Shared with the group tasks, which read it at each evaluation.
+    settings: Arc<RwLock<Arc<RuleSettings>>>,
+    notifier: Option<Arc<Notifier>>,
+    runtime: OnceLock<Runtime>,
+    /// Serialises reloads.
+    reloading: Mutex<()>,
+    /// The flags a reload applies again (`None`: the configuration came
+    /// from elsewhere; a reload re-reads only the rule files).
+    reload_args: Option<crate::config::ServeArgs>,
 }
 
 /// Expands `rule_files` entries: each a path, or a pattern with `*`, `?` or
@@ -126,117 +198,266 @@ fn glob_regex(seg: &str) -> Option<regex::Regex> {
     regex::Regex::new(&re).ok()
 }
 
-impl RuleManager {
-    /// Loads every file the patterns match. Any invalid file fails the
-    /// whole load with every problem found.
-    pub fn load(
-        patterns: &[String],
-        base: &Path,
-        default_interval_ms: i64,
-        default_offset_ms: i64,
-        external_labels: BTreeMap<String, String>,
-        external_url: String,
-    ) -> Result<RuleManager, Vec<RuleFileError>> {
-        let mut groups = Vec::new();
-        let mut errors = Vec::new();
-        for path in expand_globs(patterns, base) {
-            match load_rule_file(&path, NameValidation::Utf8) {
-                Ok(f) => {
-                    for g in &f.groups {
-                        groups.push(Arc::new(ManagedGroup {
-                            group: Mutex::new(Group::new(
-                                path.clone(),
-                                g,
-                                default_interval_ms,
-                                default_offset_ms,
-                            )),
-                            stats: GroupStats::default(),
-                        }));
-                    }
+/// Loads every file the patterns match into groups. Any invalid file
+/// fails the whole load with every problem found.
+fn load_groups(settings: &RuleSettings, base: &Path) -> Result<Vec<Group>, Vec<RuleFileError>> {
+    let mut groups = Vec::new();
+    let mut errors = Vec::new();
+    for path in expand_globs(&settings.rule_files, base) {
+        match load_rule_file(&path, NameValidation::Utf8) {
+            Ok(f) => {
+                for g in &f.groups {
+                    groups.push(Group::new(
+                        path.clone(),
+                        g,
+                        settings.default_interval_ms,
+                        settings.default_offset_ms,
+                    ));
                 }
-                Err(e) => errors.extend(e),
             }
-        }
-        if errors.is_empty() {
-            Ok(RuleManager {
-                groups,
-                external_labels,
-                external_url,
-            })
-        } else {
-            Err(errors)
+            Err(e) => errors.extend(e),
         }
     }
+    if errors.is_empty() {
+        Ok(groups)
+    } else {
+        Err(errors)
+    }
+}
 
-    /// Starts one task per group; they run until `stop` turns true.
+impl RuleManager {
+    /// Loads every file the settings' patterns match (relative ones against
+    /// `base`). Any invalid file fails the whole load with every problem
+    /// found. Alerts go to `notifier` when there is one.
+    pub fn load(
+        settings: RuleSettings,
+        base: &Path,
+        notifier: Option<Arc<Notifier>>,
+    ) -> Result<RuleManager, Vec<RuleFileError>> {
+        let groups = load_groups(&settings, base)?;
+        Ok(RuleManager {
+            groups: RwLock::new(groups.into_iter().map(ManagedGroup::new).collect()),
+            settings: Arc::new(RwLock::new(Arc::new(settings))),
+            notifier,
+            runtime: OnceLock::new(),
+            reloading: Mutex::new(()),
+            reload_args: None,
+        })
+    }
+
+    /// Sets the flags a reload applies again.
+    pub fn with_reload_args(mut self, args: Option<crate::config::ServeArgs>) -> Self {
+        self.reload_args = args;
+        self
+    }
+
+    /// The flags a reload applies again.
+    pub fn reload_args(&self) -> Option<crate::config::ServeArgs> {
+        self.reload_args.clone()
+    }
+
+    /// The groups, in file and then file order.
+    pub fn groups(&self) -> Vec<Arc<ManagedGroup>> {
+        self.groups.read().clone()
+    }
+
+    /// The current settings.
+    pub fn settings(&self) -> Arc<RuleSettings> {
+        self.settings.read().clone()
+    }
+
+    /// Re-reads the rule files of `config` (and its alerting settings).
+    /// On any error nothing changes and every problem is returned; on
+    /// success unchanged groups keep running as they were.
+    pub fn reload(&self, config: &Config, base: &Path) -> Result<(), String> {
+        let _one = self.reloading.lock();
+        let settings = RuleSettings::from_config(config);
+        let new = load_groups(&settings, base).map_err(|errors| {
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        let old_groups = self.groups();
+        let mut old: HashMap<(PathBuf, String), Arc<ManagedGroup>> = HashMap::new();
+        for g in &old_groups {
+            let k = {
+                let gg = g.group.lock();
+                (gg.file.clone(), gg.name.clone())
+            };
+            old.insert(k, g.clone());
+        }
+        let mut kept = Vec::new();
+        let mut started = Vec::new();
+        let mut changed = Vec::new();
+        for mut g in new {
+            let key = (g.file.clone(), g.name.clone());
+            match old.get(&key) {
+                Some(o) if o.group.lock().signature() == g.signature() => {
+                    kept.push(o.clone());
+                    old.remove(&key);
+                }
+                Some(o) => {
+                    g.copy_state_from(&o.group.lock());
+                    changed.push(key.clone());
+                    let m = ManagedGroup::new(g);
+                    kept.push(m.clone());
+                    started.push(m);
+                }
+                None => {
+                    let m = ManagedGroup::new(g);
+                    kept.push(m.clone());
+                    started.push(m);
+                }
+            }
+        }
+        // What is left of the old set was changed or removed. A removed
+        // group's series get staleness markers, as Prometheus writes them.
+        let now = chrono::Utc::now().timestamp_millis();
+        for (key, g) in &old {
+            let _ = g.retired.send(true);
+            if changed.contains(key) {
+                continue;
+            }
+            let stale = g.group.lock().take_stale_markers(now);
+            if let (Some(rt), false) = (self.runtime.get(), stale.is_empty())
+                && let Err(e) = rt.sink.append(stale)
+            {
+                tracing::warn!(group = %key.1, error = %e, "cannot write staleness markers of a removed rule group");
+            }
+        }
+        *self.settings.write() = Arc::new(settings);
+        if let Some(n) = &self.notifier {
+            n.apply(NotifierSettings::from_config(config));
+        }
+        let (n_groups, n_started, n_stopped) = (kept.len(), started.len(), old.len());
+        *self.groups.write() = kept;
+        if let Some(rt) = self.runtime.get() {
+            for g in started {
+                self.spawn_group(rt, g);
+            }
+        }
+        tracing::info!(
+            groups = n_groups,
+            started = n_started,
+            stopped = n_stopped,
+            "rule files reloaded"
+        );
+        Ok(())
+    }
+
+    /// Starts one task per group; they run until `stop` turns true (or a
+    /// reload retires their group). Groups loaded now restore their alerts'
+    /// `for` state after their second evaluation.
     pub fn spawn(
         self: &Arc<Self>,
         engine: Engine,
         sink: Arc<dyn RuleSink + Send + Sync>,
         metrics: crate::metrics::RuleMetrics,
         stop: tokio::sync::watch::Receiver<bool>,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
-        self.groups
-            .iter()
-            .map(|g| {
-                let (mgr, g, engine, sink, mut stop) =
-                    (self.clone(), g.clone(), engine.clone(), sink.clone(), stop.clone());
-                let metrics = metrics.clone();
-                tokio::spawn(async move {
-                    let (interval, offset, label) = {
-                        let grp = g.group.lock();
-                        let key = format!("{}\u{0}{}", grp.file.display(), grp.name);
-                        let label = crate::metrics::RuleGroupLabels {
-                            rule_group: format!("{};{}", grp.file.display(), grp.name),
-                        };
-                        let interval = grp.interval_ms.max(1);
-                        let hash = xxhash_rust::xxh3::xxh3_64(key.as_bytes());
-                        (interval, (hash % interval as u64) as i64, label)
+    ) -> usize {
+        let rt = Runtime {
+            engine,
+            sink,
+            metrics,
+            stop,
+            handle: tokio::runtime::Handle::current(),
+        };
+        if self.runtime.set(rt).is_err() {
+            return 0;
+        }
+        let Some(rt) = self.runtime.get() else {
+            return 0;
+        };
+        let groups = self.groups();
+        let grace_ms = self.settings().for_grace_period_ms;
+        for g in &groups {
+            g.group.lock().set_should_restore(grace_ms);
+            self.spawn_group(rt, g.clone());
+        }
+        groups.len()
+    }
+
+    fn spawn_group(&self, rt: &Runtime, g: Arc<ManagedGroup>) {
+        let (engine, sink, metrics) = (rt.engine.clone(), rt.sink.clone(), rt.metrics.clone());
+        let mut stop = rt.stop.clone();
+        let mut retired = g.retired.subscribe();
+        let notifier = self.notifier.clone();
+        let settings = self.settings.clone();
+        rt.handle.spawn(async move {
+            let (interval, offset, label) = {
+                let grp = g.group.lock();
+                let key = format!("{}\u{0}{}", grp.file.display(), grp.name);
+                let label = crate::metrics::RuleGroupLabels {
+                    rule_group: format!("{};{}", grp.file.display(), grp.name),
+                };
+                let interval = grp.interval_ms.max(1);
+                let hash = xxhash_rust::xxh3::xxh3_64(key.as_bytes());
+                (interval, (hash % interval as u64) as i64, label)
+            };
+            let now = chrono::Utc::now().timestamp_millis();
+            let mut next = next_slot(now, interval, offset);
+            let mut evaluations = 0u64;
+            loop {
+                let wait = (next - chrono::Utc::now().timestamp_millis()).max(0);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+                    _ = stop.changed() => return,
+                    _ = retired.changed() => return,
+                }
+                if *stop.borrow() || *retired.borrow() {
+                    return;
+                }
+                let (gg, e, s, n, st) =
+                    (g.clone(), engine.clone(), sink.clone(), notifier.clone(), settings.read().clone());
+                let ts = next;
+                evaluations += 1;
+                let restore = evaluations == 2;
+                let failures = tokio::task::spawn_blocking(move || {
+                    let ctx = EvalContext {
+                        engine: &e,
+                        sink: &*s,
+                        external_labels: &st.external_labels,
+                        external_url: &st.external_url,
                     };
-                    let now = chrono::Utc::now().timestamp_millis();
-                    let mut next = next_slot(now, interval, offset);
-                    loop {
-                        let wait = (next - chrono::Utc::now().timestamp_millis()).max(0);
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
-                            _ = stop.changed() => return,
-                        }
-                        if *stop.borrow() {
-                            return;
-                        }
-                        let (m, gg, e, s) = (mgr.clone(), g.clone(), engine.clone(), sink.clone());
-                        let ts = next;
-                        let failures = tokio::task::spawn_blocking(move || {
-                            let ctx = EvalContext {
-                                engine: &e,
-                                sink: &*s,
-                                external_labels: &m.external_labels,
-                                external_url: &m.external_url,
-                            };
-                            let mut grp = gg.group.lock();
-                            grp.eval(&ctx, ts);
-                            grp.rules.iter().filter(|r| r.health == crate::rules::group::Health::Err).count()
-                        })
-                        .await
-                        .unwrap_or(0);
-                        g.stats.iterations.fetch_add(1, Ordering::Relaxed);
-                        metrics.iterations.get_or_create(&label).inc();
-                        if failures > 0 {
-                            metrics.evaluation_failures.get_or_create(&label).inc_by(failures as u64);
-                        }
-                        next += interval;
-                        let now = chrono::Utc::now().timestamp_millis();
-                        if now > next {
-                            let missed = (now - next) / interval + 1;
-                            g.stats.iterations_missed.fetch_add(missed as u64, Ordering::Relaxed);
-                            metrics.iterations_missed.get_or_create(&label).inc_by(missed as u64);
-                            tracing::warn!(group = %g.group.lock().name, missed, "rule group evaluation slower than its interval: iterations skipped");
-                            next += missed * interval;
-                        }
+                    let mut grp = gg.group.lock();
+                    grp.eval(&ctx, ts);
+                    if restore {
+                        grp.restore_for_state(
+                            &*s,
+                            chrono::Utc::now().timestamp_millis(),
+                            st.for_outage_tolerance_ms,
+                            st.for_grace_period_ms,
+                        );
                     }
+                    if let Some(n) = n {
+                        n.send(alerts_to_send(&mut grp, ts, st.resend_delay_ms, &st.external_url));
+                    }
+                    let failures = grp.rules.iter().filter(|r| r.health == crate::rules::group::Health::Err).count();
+                    (failures, grp.rules.len(), grp.eval_duration.as_secs_f64())
                 })
-            })
-            .collect()
+                .await
+                .unwrap_or((0, 0, 0.0));
+                let (failures, rules, duration_s) = failures;
+                metrics.evaluations.get_or_create(&label).inc_by(rules as u64);
+                metrics.last_duration_seconds.get_or_create(&label).set(duration_s);
+                g.stats.iterations.fetch_add(1, Ordering::Relaxed);
+                metrics.iterations.get_or_create(&label).inc();
+                if failures > 0 {
+                    metrics.evaluation_failures.get_or_create(&label).inc_by(failures as u64);
+                }
+                next += interval;
+                let now = chrono::Utc::now().timestamp_millis();
+                if now > next {
+                    let missed = (now - next) / interval + 1;
+                    g.stats.iterations_missed.fetch_add(missed as u64, Ordering::Relaxed);
+                    metrics.iterations_missed.get_or_create(&label).inc_by(missed as u64);
+                    tracing::warn!(group = %g.group.lock().name, missed, "rule group evaluation slower than its interval: iterations skipped");
+                    next += missed * interval;
+                }
+            }
+        });
     }
 }
 
@@ -347,7 +568,7 @@ impl RuleManager {
     /// The `data` of `/api/v1/rules`, in Prometheus's shape.
     pub fn rules_json(&self, f: &RulesFilter) -> Json {
         let mut groups = Vec::new();
-        for mg in &self.groups {
+        for mg in self.groups().iter() {
             let g = mg.group.lock();
             let file = g.file.display().to_string();
             if !f.group_names.is_empty() && !f.group_names.contains(&g.name) {
@@ -438,7 +659,7 @@ impl RuleManager {
     /// The `data` of `/api/v1/alerts`: every pending or firing alert.
     pub fn alerts_json(&self) -> Json {
         let mut alerts = Vec::new();
-        for mg in &self.groups {
+        for mg in self.groups().iter() {
             let g = mg.group.lock();
             for rs in &g.rules {
                 let mut v: Vec<_> = rs
@@ -458,6 +679,19 @@ impl RuleManager {
 mod tests {
     use super::*;
     use cairn_engine::{Db, DbOptions, Sample};
+
+    fn test_settings(files: &[&str]) -> RuleSettings {
+        RuleSettings {
+            rule_files: files.iter().map(|f| f.to_string()).collect(),
+            default_interval_ms: 60_000,
+            default_offset_ms: 0,
+            external_labels: BTreeMap::new(),
+            external_url: String::new(),
+            resend_delay_ms: 60_000,
+            for_outage_tolerance_ms: 3_600_000,
+            for_grace_period_ms: 600_000,
+        }
+    }
 
     #[test]
     fn slots_are_aligned_and_offset() {
@@ -494,16 +728,9 @@ mod tests {
         let names: Vec<_> = files.iter().filter_map(|f| f.file_name()).collect();
         assert_eq!(names, vec!["a.yml", "b.yml"]);
 
-        let mgr = RuleManager::load(
-            &["rules/*.yml".into()],
-            dir.path(),
-            60_000,
-            0,
-            BTreeMap::new(),
-            String::new(),
-        )
-        .unwrap_or_else(|e| panic!("load: {e:?}"));
-        assert_eq!(mgr.groups.len(), 2);
+        let mgr = RuleManager::load(test_settings(&["rules/*.yml"]), dir.path(), None)
+            .unwrap_or_else(|e| panic!("load: {e:?}"));
+        assert_eq!(mgr.groups().len(), 2);
 
         // One broken file fails the whole load.
         std::fs::write(
@@ -511,16 +738,9 @@ mod tests {
             "groups:\n  - name: x\n    rules:\n      - record: r\n",
         )
         .expect("write");
-        let errs = RuleManager::load(
-            &["rules/*.yml".into()],
-            dir.path(),
-            60_000,
-            0,
-            BTreeMap::new(),
-            String::new(),
-        )
-        .err()
-        .expect("broken file fails the load");
+        let errs = RuleManager::load(test_settings(&["rules/*.yml"]), dir.path(), None)
+            .err()
+            .expect("broken file fails the load");
         assert!(
             errs[0].to_string().contains("field 'expr' must be set"),
             "{errs:?}"
@@ -537,10 +757,10 @@ mod tests {
         let ctx = EvalContext {
             engine: &engine,
             sink: &db,
-            external_labels: &mgr.external_labels,
+            external_labels: &BTreeMap::new(),
             external_url: "",
         };
-        mgr.groups[0].group.lock().eval(&ctx, 60_000);
+        mgr.groups()[0].group.lock().eval(&ctx, 60_000);
         let rules = mgr.rules_json(&RulesFilter::default());
         let g0 = &rules["groups"][0];
         assert_eq!(g0["name"], "g");
