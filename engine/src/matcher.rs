@@ -460,11 +460,19 @@ mod tests {
             (r"\pL+", "é", true), // Unicode classes stay Unicode
         ] {
             let re = compile_anchored(pattern).unwrap();
-            assert_eq!(re.is_match(value), want, "{pattern} on {value:?} ({})", go_regex(pattern));
+            assert_eq!(
+                re.is_match(value),
+                want,
+                "{pattern} on {value:?} ({})",
+                go_regex(pattern)
+            );
             let m = Matcher::new(MatchOp::RegexMatch, "l", pattern).unwrap();
             assert_eq!(m.matches(value), want, "matcher {pattern} on {value:?}");
         }
-        assert!(matches!(go_regex("abc|de.*"), std::borrow::Cow::Borrowed(_)));
+        assert!(matches!(
+            go_regex("abc|de.*"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -124,7 +124,9 @@ impl UnquoteError {
             UnquoteError::InvalidUtf8 { quoted, .. } if label_name => {
                 format!("invalid label name {quoted}")
             }
-            UnquoteError::InvalidUtf8 { quoted, .. } => format!("string {quoted} is not valid UTF-8"),
+            UnquoteError::InvalidUtf8 { quoted, .. } => {
+                format!("string {quoted} is not valid UTF-8")
+            }
         }
     }
 }

@@ -1000,7 +1000,8 @@ impl Exec<'_, '_> {
             }
             "reReplaceAll" => {
                 want(3)?;
-                let re = regex::Regex::new(&as_str(&args[0], f)?)
+                // Go's regexp: ASCII \d, \w, \s, \b.
+                let re = regex::Regex::new(&cairn_engine::matcher::go_regex(&as_str(&args[0], f)?))
                     .map_err(|e| format!("error calling reReplaceAll: {e}"))?;
                 let repl = as_str(&args[1], f)?;
                 Value::Str(
@@ -1010,7 +1011,7 @@ impl Exec<'_, '_> {
             }
             "match" => {
                 want(2)?;
-                let re = regex::Regex::new(&as_str(&args[0], f)?)
+                let re = regex::Regex::new(&cairn_engine::matcher::go_regex(&as_str(&args[0], f)?))
                     .map_err(|e| format!("error calling match: {e}"))?;
                 Value::Bool(re.is_match(&as_str(&args[1], f)?))
             }
