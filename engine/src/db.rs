@@ -368,10 +368,11 @@ impl Db {
     /// before the newest sample minus the out-of-order window. Before a
     /// range is read, the head's lower bound is raised to its end, so
     /// samples for it (even of new series) are rejected from then on.
-    /// Ranges that already have a published level-1 block in `store` are
-    /// skipped, so calling this again (or after a restart, while the WAL
-    /// still holds the range) writes nothing twice. Returns the new
-    /// blocks, each durable in the store when returned.
+    /// Ranges that already have a published level-1 block in `store`, or
+    /// that a compacted block overlaps, are skipped, so calling this again
+    /// (or after a restart, while the WAL still holds the range) writes
+    /// nothing twice. Returns the new blocks, each durable in the store
+    /// when returned.
     ///
     /// The head is not truncated and the WAL not checkpointed yet: the
     /// head keeps answering for the range (read head and blocks through a
@@ -396,9 +397,17 @@ impl Db {
         let mut start = crate::block::range_start(lo, range_ms);
         while start.saturating_add(range_ms) <= frozen_end {
             let end = start + range_ms; // exclusive
-            let covered = existing
-                .iter()
-                .any(|m| m.compaction.level == 1 && m.min_time >= start && m.max_time < end);
+            // Cut before if a level-1 block lies inside the range, or a
+            // compacted block (made of whole aligned level-1 blocks)
+            // overlaps it: the head is not truncated after a cut, so it
+            // still holds ranges that compaction has already merged.
+            let covered = existing.iter().any(|m| {
+                if m.compaction.level <= 1 {
+                    m.min_time >= start && m.max_time < end
+                } else {
+                    m.min_time < end && m.max_time >= start
+                }
+            });
             if !covered {
                 self.head.raise_min_valid_time(end);
                 if let Some(meta) =

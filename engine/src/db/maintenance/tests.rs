@@ -72,6 +72,14 @@ fn maintenance_compacts_then_expires() {
     assert_eq!(levels.iter().filter(|l| **l == 2).count(), 2, "{levels:?}");
     assert_eq!(read_all(&store), before);
 
+    // The head still holds the compacted ranges (it is not truncated):
+    // cutting again must not write them a second time as level-1 blocks.
+    let again = db
+        .cut_blocks(&store, 2 * H, BlockOptions::default())
+        .unwrap();
+    assert!(again.is_empty(), "re-cut {} blocks", again.len());
+    assert_eq!(list_blocks(&store).unwrap().len(), metas.len());
+
     // Retention of 10 h from the newest block's max time (26 h - 1 min):
     // the [0, 12 h) block ends 14 h before it and goes; the rest stays.
     let opts = MaintenanceOptions {
