@@ -97,7 +97,17 @@ fn data(dir: &std::path::Path) -> DbStorage {
 fn bench(c: &mut Criterion) {
     let tmp = tempfile::tempdir().expect("temp dir");
     let st = data(&tmp.path().join("db"));
-    let engine = Engine::new(EngineOptions::default());
+    // One thread and one per core: the same queries, the same answers.
+    let engines = [
+        (
+            "1_thread",
+            Engine::new(EngineOptions {
+                threads: 1,
+                ..EngineOptions::default()
+            }),
+        ),
+        ("all_cores", Engine::new(EngineOptions::default())),
+    ];
     let end = HOURS * 3600 * 1000;
     let steps = (end / SCRAPE_MS + 1) as u64;
     let queries = [
@@ -113,6 +123,7 @@ fn bench(c: &mut Criterion) {
             "error_ratio",
             "sum by (model, route) (rate(infer_requests_total{route=~\".*-1\"}[5m])) / sum by (model, route) (rate(infer_requests_total[5m]))",
         ),
+        ("count_by_job", "count by (job) ({__name__=~\".+\"})"),
     ];
     let mut g = c.benchmark_group("range_query_6h_15s");
     // The storage share of the queries: select the 10k counters and decode
@@ -138,12 +149,14 @@ fn bench(c: &mut Criterion) {
     // Output points per series x 10k input series.
     g.throughput(Throughput::Elements(steps * 10_000));
     for (name, q) in queries {
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                let r = engine.range_query(st.querier(), q, 0, end, SCRAPE_MS);
-                black_box(r.map(|r| r.value))
-            })
-        });
+        for (threads, engine) in &engines {
+            g.bench_function(format!("{name}/{threads}"), |b| {
+                b.iter(|| {
+                    let r = engine.range_query(st.querier(), q, 0, end, SCRAPE_MS);
+                    black_box(r.map(|r| r.value))
+                })
+            });
+        }
     }
     g.finish();
 }

@@ -24,6 +24,7 @@ pub mod annotations;
 pub mod binary;
 pub mod evaluator;
 pub mod functions;
+mod parallel;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -52,6 +53,9 @@ pub struct EngineOptions {
     /// The most queries evaluated at once; more wait for a slot (up to
     /// their timeout).
     pub max_concurrent_queries: usize,
+    /// Threads one query decodes and reduces selected series on (0: one
+    /// per available core). Results are identical for any value.
+    pub threads: usize,
 }
 
 impl Default for EngineOptions {
@@ -63,6 +67,7 @@ impl Default for EngineOptions {
             default_subquery_step_ms: 60_000,
             max_points_per_series: 11_000,
             max_concurrent_queries: 20,
+            threads: 0,
         }
     }
 }
@@ -471,6 +476,10 @@ impl Engine {
             annotations: Annotations::default(),
             stats: QueryStats::default(),
             ticks: 0,
+            threads: match self.opts.threads {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            },
         }
     }
 }

@@ -250,6 +250,8 @@ pub struct QueryConfig {
     pub lookback_delta: PromDuration,
     /// Most points per series in a range query (`(end-start)/step`).
     pub max_points_per_series: u64,
+    /// Threads one query decodes and reduces series on; 0: one per core.
+    pub threads: usize,
 }
 
 impl Default for QueryConfig {
@@ -260,6 +262,7 @@ impl Default for QueryConfig {
             max_concurrency: 20,
             lookback_delta: PromDuration::from_secs(300),
             max_points_per_series: 11_000,
+            threads: 0,
         }
     }
 }

@@ -162,6 +162,7 @@ pub async fn execute(
         max_samples: usize::try_from(qc.max_samples).unwrap_or(usize::MAX),
         timeout: Some(timeout.saturating_sub(queue)),
         max_points_per_series: qc.max_points_per_series as i64,
+        threads: qc.threads,
         ..Default::default()
     });
     let opts = QueryOptions {

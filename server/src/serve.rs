@@ -210,6 +210,7 @@ pub(crate) fn rules_engine(config: &Config) -> cairn_query::Engine {
         max_samples: usize::try_from(qc.max_samples).unwrap_or(usize::MAX),
         timeout: Some(qc.timeout.0),
         max_points_per_series: qc.max_points_per_series as i64,
+        threads: qc.threads,
         ..Default::default()
     })
 }

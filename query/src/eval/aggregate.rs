@@ -49,9 +49,13 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, g: Grid, a: &AggregateExpr) -> Result
             | AggregateOp::Group
             | AggregateOp::Stddev
             | AggregateOp::Stdvar
-    ) && let Some((c, mi)) = Evaluator::streamable_range_call(&a.expr)
-    {
-        return fold_streaming(ev, g, a, c, mi);
+    ) {
+        if let Some((c, mi)) = Evaluator::streamable_range_call(&a.expr) {
+            return fold_streaming(ev, g, a, Stream::Range(c, mi));
+        }
+        if let Expr::VectorSelector(vs) = a.expr.unparen() {
+            return fold_streaming(ev, g, a, Stream::Selector(vs));
+        }
     }
     let input = ev.vector_arg(g, &a.expr)?;
     // Map every series to its group.
@@ -285,16 +289,24 @@ fn fold(
     Ok(Val::Vector(out))
 }
 
-/// Aggregates a range-vector function's series as they are produced
-/// (`sum by (model) (rate(x[5m]))`): each series' column is folded into its
-/// group's per-step accumulators and dropped, so the function's full result
-/// is never held. Samples are added in the same order as the unfused path.
+/// An aggregation's argument whose series can be produced one by one.
+enum Stream<'e> {
+    /// A range-vector function call and the index of its range argument.
+    Range(&'e crate::ast::Call, usize),
+    /// A plain selector (`count by (job) ({__name__=~".+"})`).
+    Selector(&'e crate::ast::VectorSelector),
+}
+
+/// Aggregates a range-vector function's or a selector's series as they are
+/// produced (`sum by (model) (rate(x[5m]))`): each series' column is folded
+/// into its group's per-step accumulators and dropped, so the argument's
+/// full result is never held. Samples are added in the same order as the
+/// unfused path.
 fn fold_streaming(
     ev: &mut Evaluator<'_>,
     g: Grid,
     a: &AggregateExpr,
-    c: &crate::ast::Call,
-    mi: usize,
+    src: Stream<'_>,
 ) -> Result<Val> {
     let n = g.len();
     let op = a.op;
@@ -334,7 +346,12 @@ fn fold_streaming(
         }
         Ok(())
     };
-    ev.range_function_each(g, c, mi, &mut sink)?;
+    match src {
+        Stream::Range(c, mi) => {
+            ev.range_function_each(g, c, mi, &mut sink)?;
+        }
+        Stream::Selector(vs) => ev.vector_selector_each(g, vs, false, &mut sink)?,
+    }
     for (gi, o) in out.iter_mut().enumerate() {
         for (k, acc) in accs[gi * n..(gi + 1) * n].iter().enumerate() {
             if acc.seen {

@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use cairn_engine::{Labels, MatchOp, Matcher, Querier, Sample, is_stale_nan};
+use cairn_engine::{Labels, MatchOp, Querier, Sample, is_stale_nan};
 
 use super::functions::{histogram, labels as label_fns, math, over_time, rate, sort, time};
+use super::parallel::{self, Ticker};
 use super::{
     Annotations, CancelToken, Grid, QueryStats, RSeries, Series, Val, Value, absent, is_absent,
 };
@@ -35,14 +36,29 @@ pub struct Evaluator<'a> {
     pub(crate) annotations: Annotations,
     pub(crate) stats: QueryStats,
     pub(crate) ticks: u32,
+    /// Threads a selection's series are decoded and reduced on (>= 1).
+    pub(crate) threads: usize,
 }
 
-/// A range-vector argument resolved to series with their samples.
+/// A range-vector argument resolved to series.
 pub(crate) struct MatrixSource {
-    pub series: Vec<RSeries>,
+    pub series: MatrixSeries,
     pub range_ms: i64,
     pub offset_ms: i64,
     pub at: Option<i64>,
+}
+
+/// The series of a range-vector argument.
+pub(crate) enum MatrixSeries {
+    /// Already evaluated (a subquery's result); no staleness markers.
+    Decoded(Vec<RSeries>),
+    /// Selected from storage: each series' samples in `[mint, maxt]` are
+    /// decoded when it is used, and staleness markers dropped then.
+    Stored {
+        series: Vec<cairn_engine::Series>,
+        mint: i64,
+        maxt: i64,
+    },
 }
 
 impl Evaluator<'_> {
@@ -149,14 +165,14 @@ impl Evaluator<'_> {
                     ));
                 }
                 let src = self.matrix_selector_source(g, ms)?;
-                Val::Matrix(windows_at(&src, g.start))
+                Val::Matrix(self.windows_at(src, g.start)?)
             }
             Expr::Subquery(sq) => {
                 if !g.is_instant() {
                     return Err(Error::internal("cannot do range evaluation of a subquery"));
                 }
                 let src = self.subquery_source(g, sq)?;
-                Val::Matrix(windows_at(&src, g.start))
+                Val::Matrix(self.windows_at(src, g.start)?)
             }
             Expr::Binary(b) => super::binary::eval(self, g, b)?,
             Expr::Aggregate(a) => super::aggregate::eval(self, g, a)?,
@@ -171,28 +187,15 @@ impl Evaluator<'_> {
         Ok(v)
     }
 
-    /// Selects series from storage with their samples in `[mint, maxt]`.
-    fn select(
-        &mut self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<(Labels, Vec<Sample>)>> {
-        let series = self.querier.select(matchers, mint, maxt)?;
-        let mut out = Vec::with_capacity(series.len());
-        let mut loaded = 0usize;
-        for s in series {
-            self.tick()?;
-            let mut buf = Vec::new();
-            s.read_samples(mint, maxt, &mut buf);
-            loaded += buf.len();
-            // The decoded samples of one selector are held at once.
-            self.hold(loaded)?;
-            self.stats.samples_read += buf.len();
-            self.stats.series_read += 1;
-            out.push((s.labels, buf));
-        }
-        Ok(out)
+    /// Cancellation and deadline checks for worker threads.
+    pub(crate) fn ticker(&self) -> Ticker {
+        Ticker::new(self.cancel.clone(), self.deadline)
+    }
+
+    /// How many series one parallel batch holds: their step columns are
+    /// in memory at once, so fewer on long grids.
+    fn batch_len(n: usize) -> usize {
+        (1 << 20) / n.max(1)
     }
 
     /// An instant vector selector over the grid: at each step the latest
@@ -204,52 +207,70 @@ impl Evaluator<'_> {
         vs: &VectorSelector,
         timestamps: bool,
     ) -> Result<Vec<Series>> {
-        let n = g.len();
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let at = self.at_time(vs.at);
-        let ref_of = |i: usize| at.unwrap_or_else(|| g.ts(i)) - vs.offset_ms;
-        let (first, last) = match at {
-            Some(t) => (t - vs.offset_ms, t - vs.offset_ms),
-            None => (ref_of(0), ref_of(n - 1)),
-        };
-        let raw = self.select(&vs.matchers, first - self.lookback_ms + 1, last)?;
-        let mut out = Vec::with_capacity(raw.len());
-        for (labels, samples) in raw {
-            self.tick()?;
-            self.hold((out.len() + 1) * n)?;
-            let mut vals = vec![absent(); n];
-            let mut any = false;
-            let mut hi = 0;
-            for (i, slot) in vals.iter_mut().enumerate() {
-                let r = ref_of(i);
-                while hi < samples.len() && samples[hi].t <= r {
-                    hi += 1;
-                }
-                if hi == 0 {
-                    continue;
-                }
-                let s = samples[hi - 1];
-                if s.t <= r - self.lookback_ms || is_stale_nan(s.v) {
-                    continue;
-                }
-                *slot = if timestamps { s.t as f64 / 1000.0 } else { s.v };
-                any = true;
-            }
-            if any {
-                out.push(Series {
-                    labels,
-                    vals,
-                    drop_name: timestamps,
-                });
-            }
-        }
+        let mut out = Vec::new();
+        self.vector_selector_each(g, vs, timestamps, &mut |s| {
+            out.push(s);
+            Ok(())
+        })?;
         Ok(out)
     }
 
+    /// Like [`Evaluator::vector_selector`], handing each series with a
+    /// value to `sink` in label order as soon as it is computed. Series
+    /// are decoded one at a time (on the query's threads), so a selector
+    /// over many series never holds all their samples.
+    pub(crate) fn vector_selector_each(
+        &mut self,
+        g: Grid,
+        vs: &VectorSelector,
+        timestamps: bool,
+        sink: &mut dyn FnMut(Series) -> Result<()>,
+    ) -> Result<()> {
+        let n = g.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let at = self.at_time(vs.at);
+        let refs: Vec<i64> = (0..n)
+            .map(|i| at.unwrap_or_else(|| g.ts(i)) - vs.offset_ms)
+            .collect();
+        let (first, last) = (refs[0], refs[n - 1]);
+        let (mint, maxt) = (first - self.lookback_ms + 1, last);
+        let mut stored = self.querier.select(&vs.matchers, mint, maxt)?;
+        let mut labels = take_labels(&mut stored);
+        let lookback = self.lookback_ms;
+        let ticker = self.ticker();
+        let mut emitted = 0usize;
+        parallel::map_ordered(
+            &stored,
+            self.threads,
+            Self::batch_len(n),
+            &ticker,
+            |_, s, buf: &mut Vec<Sample>, t| {
+                t.tick()?;
+                buf.clear();
+                s.try_read_samples(mint, maxt, buf)?;
+                Ok((instant_values(buf, &refs, lookback, timestamps), buf.len()))
+            },
+            |i, (vals, read)| {
+                self.stats.samples_read += read;
+                self.stats.series_read += 1;
+                self.hold((emitted + 1) * n + read)?;
+                if let Some(vals) = vals {
+                    emitted += 1;
+                    sink(Series {
+                        labels: std::mem::replace(&mut labels[i], Labels::empty()),
+                        vals,
+                        drop_name: timestamps,
+                    })?;
+                }
+                Ok(())
+            },
+        )
+    }
+
     /// A matrix selector as the argument of a range function over the grid:
-    /// samples covering every step's window, staleness markers removed.
+    /// the selected series, decoded when used, covering every step's window.
     pub(crate) fn matrix_selector_source(
         &mut self,
         g: Grid,
@@ -264,24 +285,51 @@ impl Evaluator<'_> {
                 g.ts(g.len().saturating_sub(1)) - vs.offset_ms,
             ),
         };
-        let raw = self.select(&vs.matchers, first - ms.range_ms + 1, last)?;
-        let series = raw
-            .into_iter()
-            .map(|(labels, mut samples)| {
-                samples.retain(|s| !is_stale_nan(s.v));
-                RSeries {
-                    labels,
-                    samples,
-                    drop_name: false,
-                }
-            })
-            .collect();
+        let (mint, maxt) = (first - ms.range_ms + 1, last);
+        let series = self.querier.select(&vs.matchers, mint, maxt)?;
         Ok(MatrixSource {
-            series,
+            series: MatrixSeries::Stored { series, mint, maxt },
             range_ms: ms.range_ms,
             offset_ms: vs.offset_ms,
             at,
         })
+    }
+
+    /// A range vector returned as such (an instant query of `x[5m]` or of
+    /// a subquery): each series' samples in its window at `t`.
+    fn windows_at(&mut self, src: MatrixSource, t: i64) -> Result<Vec<RSeries>> {
+        let end = src.at.unwrap_or(t) - src.offset_ms;
+        let start = end - src.range_ms;
+        let series: Vec<RSeries> = match src.series {
+            MatrixSeries::Decoded(ss) => ss,
+            MatrixSeries::Stored { series, mint, maxt } => {
+                let mut out = Vec::with_capacity(series.len());
+                let mut loaded = 0usize;
+                for s in series {
+                    self.tick()?;
+                    let mut samples = Vec::new();
+                    s.try_read_samples(mint, maxt, &mut samples)?;
+                    loaded += samples.len();
+                    self.hold(loaded)?;
+                    self.stats.samples_read += samples.len();
+                    self.stats.series_read += 1;
+                    samples.retain(|p| !is_stale_nan(p.v));
+                    out.push(RSeries {
+                        labels: s.labels,
+                        samples,
+                        drop_name: false,
+                    });
+                }
+                out
+            }
+        };
+        Ok(series
+            .into_iter()
+            .filter_map(|mut s| {
+                s.samples.retain(|p| p.t > start && p.t <= end);
+                (!s.samples.is_empty()).then_some(s)
+            })
+            .collect())
     }
 
     /// Evaluates a subquery's inner expression on its own grid, aligned to
@@ -331,7 +379,7 @@ impl Evaluator<'_> {
             _ => return Err(Error::internal("subquery of a non-vector expression")),
         };
         Ok(MatrixSource {
-            series,
+            series: MatrixSeries::Decoded(series),
             range_ms: sq.range_ms,
             offset_ms: sq.offset_ms,
             at,
@@ -633,146 +681,130 @@ impl Evaluator<'_> {
         };
         let src = self.matrix_source(g, &c.args[mi])?;
         let keep_name = matches!(name, "last_over_time" | "first_over_time");
-        let mut reset_prefix: Vec<u32> = Vec::new();
-        let mut emitted = 0usize;
-        let mut present_any = vec![false; n];
         let counter_check = matches!(name, "rate" | "increase");
-        for s in &src.series {
-            self.tick()?;
-            self.hold((emitted + 1) * n)?;
-            let mut vals = vec![absent(); n];
-            let mut any = false;
-            let (mut lo, mut hi) = (0usize, 0usize);
-            let samples = &s.samples;
-            if matches!(func, RangeFn::Rate | RangeFn::Increase) {
-                // reset_prefix[k]: counter drops between samples j and j+1 for j < k;
-                // a window without drops needs no per-sample pass.
-                reset_prefix.clear();
-                reset_prefix.push(0);
-                let mut acc = 0u32;
-                for w in samples.windows(2) {
-                    if w[1].v < w[0].v {
-                        acc += 1;
-                    }
-                    reset_prefix.push(acc);
-                }
+        let absent_fn = func == RangeFn::AbsentOverTime;
+        let ctx = RangeCtx {
+            // absent_over_time needs to know where any series has a value.
+            func: if absent_fn {
+                RangeFn::PresentOverTime
+            } else {
+                func
+            },
+            g,
+            range_ms: src.range_ms,
+            offset_ms: src.offset_ms,
+            at: src.at,
+            params: &params,
+        };
+        let mut present_any = vec![false; n];
+        let mut emitted = 0usize;
+        let ticker = self.ticker();
+        let (threads, batch) = (self.threads, Self::batch_len(n));
+        let mut emit = |ev: &mut Self,
+                        labels: Labels,
+                        drop_name: bool,
+                        read: usize,
+                        out: RangeOut| {
+            ev.stats.samples_read += read;
+            ev.stats.series_read += 1;
+            ev.hold((emitted + 1) * n + read)?;
+            for q in out.bad_quantiles {
+                ev.annotations.warn(
+                    format!(
+                        "quantile value should be between 0 and 1, got {}",
+                        super::annotations::go_g(q)
+                    ),
+                    c.args[0].span(),
+                );
             }
-            for (i, slot) in vals.iter_mut().enumerate() {
-                // Per step, not only per series: one series over a long
-                // grid with wide windows is seconds of work, and a
-                // cancelled or timed-out query must stop within it.
-                self.tick()?;
-                let eval_t = src.at.unwrap_or_else(|| g.ts(i));
-                let end = eval_t - src.offset_ms;
-                let start = end - src.range_ms;
-                if src.at.is_none() || i == 0 {
-                    while hi < samples.len() && samples[hi].t <= end {
-                        hi += 1;
-                    }
-                    while lo < hi && samples[lo].t <= start {
-                        lo += 1;
-                    }
+            let Some(vals) = out.vals else {
+                return Ok(());
+            };
+            if absent_fn {
+                for (p, v) in present_any.iter_mut().zip(&vals) {
+                    *p |= !is_absent(*v);
                 }
-                let w = &samples[lo..hi];
-                if w.is_empty() {
-                    continue;
-                }
-                present_any[i] = true;
-                let win = rate::Window {
-                    start,
-                    end,
-                    range_ms: src.range_ms,
-                    eval_t: g.ts(i),
-                };
-                let v = match func {
-                    RangeFn::Rate | RangeFn::Increase => {
-                        let no_resets = reset_prefix[hi - 1] == reset_prefix[lo];
-                        let kind = if no_resets {
-                            rate::Kind::CounterNoResets
-                        } else {
-                            rate::Kind::Counter
-                        };
-                        rate::extrapolated_rate(w, win, kind, func == RangeFn::Rate)
-                    }
-                    RangeFn::Delta => rate::extrapolated_rate(w, win, rate::Kind::Gauge, false),
-                    RangeFn::Irate => rate::instant_value(w, true),
-                    RangeFn::Idelta => rate::instant_value(w, false),
-                    RangeFn::Deriv => rate::deriv(w),
-                    RangeFn::PredictLinear => rate::predict_linear(w, g.ts(i), params[0][i]),
-                    RangeFn::Resets => rate::resets(w),
-                    RangeFn::Changes => rate::changes(w),
-                    RangeFn::AvgOverTime => over_time::avg(w),
-                    RangeFn::SumOverTime => over_time::sum(w),
-                    RangeFn::CountOverTime => over_time::count(w),
-                    RangeFn::MinOverTime => over_time::min(w),
-                    RangeFn::MaxOverTime => over_time::max(w),
-                    RangeFn::LastOverTime => over_time::last(w),
-                    RangeFn::FirstOverTime => over_time::first(w),
-                    RangeFn::TsOfMaxOverTime => over_time::ts_of_max(w),
-                    RangeFn::TsOfMinOverTime => over_time::ts_of_min(w),
-                    RangeFn::TsOfLastOverTime => over_time::ts_of_last(w),
-                    RangeFn::TsOfFirstOverTime => over_time::ts_of_first(w),
-                    RangeFn::PresentOverTime => over_time::present(w),
-                    RangeFn::AbsentOverTime => None,
-                    RangeFn::StddevOverTime => over_time::stddev(w),
-                    RangeFn::StdvarOverTime => over_time::variance(w),
-                    RangeFn::MadOverTime => over_time::mad(w),
-                    RangeFn::QuantileOverTime => {
-                        let q = params[0][i];
-                        if q.is_nan() || !(0.0..=1.0).contains(&q) {
-                            self.annotations.warn(
-                                format!(
-                                    "quantile value should be between 0 and 1, got {}",
-                                    super::annotations::go_g(q)
-                                ),
-                                c.args[0].span(),
-                            );
-                        }
-                        over_time::quantile_over(w, q)
-                    }
-                    RangeFn::DoubleExponentialSmoothing => {
-                        let (sf, tf) = (params[0][i], params[1][i]);
-                        if !(sf > 0.0 && sf < 1.0) {
-                            return Err(Error::exec(format!(
-                                "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
-                            )));
-                        }
-                        if !(tf > 0.0 && tf < 1.0) {
-                            return Err(Error::exec(format!(
-                                "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
-                            )));
-                        }
-                        over_time::double_exponential_smoothing(w, sf, tf)
-                    }
-                };
-                if let Some(v) = v {
-                    *slot = v;
-                    any = true;
-                }
+                return Ok(());
             }
-            if any {
-                if counter_check
-                    && let Some(mn) = s.labels.metric_name()
-                    && !["_total", "_sum", "_count", "_bucket"]
-                        .iter()
-                        .any(|sfx| mn.ends_with(sfx))
-                {
-                    self.annotations.info(
-                                format!(
-                                    "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {mn:?}"
-                                ),
-                                c.args[mi].span(),
-                            );
-                }
-                emitted += 1;
-                sink(Series {
-                    labels: s.labels.clone(),
-                    vals,
-                    drop_name: !keep_name || s.drop_name,
-                })?;
+            if counter_check
+                && let Some(mn) = labels.metric_name()
+                && !["_total", "_sum", "_count", "_bucket"]
+                    .iter()
+                    .any(|sfx| mn.ends_with(sfx))
+            {
+                ev.annotations.info(
+                    format!(
+                        "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {mn:?}"
+                    ),
+                    c.args[mi].span(),
+                );
+            }
+            emitted += 1;
+            sink(Series {
+                labels,
+                vals,
+                drop_name: !keep_name || drop_name,
+            })
+        };
+        match src.series {
+            MatrixSeries::Stored {
+                mut series,
+                mint,
+                maxt,
+            } => {
+                let mut labels = take_labels(&mut series);
+                parallel::map_ordered(
+                    &series,
+                    threads,
+                    batch,
+                    &ticker,
+                    |_, s, sc: &mut RangeScratch, t| {
+                        t.tick()?;
+                        sc.samples.clear();
+                        s.try_read_samples(mint, maxt, &mut sc.samples)?;
+                        let read = sc.samples.len();
+                        sc.samples.retain(|p| !is_stale_nan(p.v));
+                        Ok((
+                            read,
+                            range_values(&ctx, &sc.samples, &mut sc.reset_prefix, t)?,
+                        ))
+                    },
+                    |i, (read, out)| {
+                        let l = std::mem::replace(&mut labels[i], Labels::empty());
+                        emit(self, l, false, read, out)
+                    },
+                )?;
+            }
+            MatrixSeries::Decoded(mut series) => {
+                let meta: Vec<(Labels, bool)> = series
+                    .iter_mut()
+                    .map(|s| {
+                        (
+                            std::mem::replace(&mut s.labels, Labels::empty()),
+                            s.drop_name,
+                        )
+                    })
+                    .collect();
+                let mut meta = meta.into_iter();
+                parallel::map_ordered(
+                    &series,
+                    threads,
+                    batch,
+                    &ticker,
+                    |_, s, sc: &mut RangeScratch, t| {
+                        t.tick()?;
+                        range_values(&ctx, &s.samples, &mut sc.reset_prefix, t)
+                    },
+                    |_, out| {
+                        let (l, drop_name) = meta
+                            .next()
+                            .ok_or_else(|| Error::internal("range result without its series"))?;
+                        emit(self, l, drop_name, 0, out)
+                    },
+                )?;
             }
         }
-        if func == RangeFn::AbsentOverTime {
+        if absent_fn {
             if present_any.iter().all(|p| *p) {
                 return Ok(Some(Vec::new()));
             }
@@ -1046,6 +1078,151 @@ impl Evaluator<'_> {
     }
 }
 
+/// A range function applied to one series, shared by the query's threads.
+struct RangeCtx<'a> {
+    func: RangeFn,
+    g: Grid,
+    range_ms: i64,
+    offset_ms: i64,
+    at: Option<i64>,
+    /// Scalar parameters per step, in argument order.
+    params: &'a [Vec<f64>],
+}
+
+/// One worker's reused buffers.
+#[derive(Default)]
+struct RangeScratch {
+    samples: Vec<Sample>,
+    reset_prefix: Vec<u32>,
+}
+
+/// A range function's values for one series.
+struct RangeOut {
+    /// The value at each step; `None` when no step has one.
+    vals: Option<Vec<f64>>,
+    /// Out-of-range `quantile_over_time` parameters met (for warnings).
+    bad_quantiles: Vec<f64>,
+}
+
+/// Computes a range function over one series' samples (time-ordered, no
+/// staleness markers) at every step of the grid.
+fn range_values(
+    ctx: &RangeCtx,
+    samples: &[Sample],
+    reset_prefix: &mut Vec<u32>,
+    t: &mut Ticker,
+) -> Result<RangeOut> {
+    let n = ctx.g.len();
+    let mut vals = vec![absent(); n];
+    let mut any = false;
+    let mut bad_quantiles = Vec::new();
+    let (mut lo, mut hi) = (0usize, 0usize);
+    let func = ctx.func;
+    if matches!(func, RangeFn::Rate | RangeFn::Increase) {
+        // reset_prefix[k]: counter drops between samples j and j+1 for j < k;
+        // a window without drops needs no per-sample pass.
+        reset_prefix.clear();
+        reset_prefix.push(0);
+        let mut acc = 0u32;
+        for w in samples.windows(2) {
+            if w[1].v < w[0].v {
+                acc += 1;
+            }
+            reset_prefix.push(acc);
+        }
+    }
+    for (i, slot) in vals.iter_mut().enumerate() {
+        // Per step, not only per series: one series over a long grid with
+        // wide windows is seconds of work, and a cancelled or timed-out
+        // query must stop within it.
+        t.tick()?;
+        let eval_t = ctx.at.unwrap_or_else(|| ctx.g.ts(i));
+        let end = eval_t - ctx.offset_ms;
+        let start = end - ctx.range_ms;
+        if ctx.at.is_none() || i == 0 {
+            while hi < samples.len() && samples[hi].t <= end {
+                hi += 1;
+            }
+            while lo < hi && samples[lo].t <= start {
+                lo += 1;
+            }
+        }
+        let w = &samples[lo..hi];
+        if w.is_empty() {
+            continue;
+        }
+        let win = rate::Window {
+            start,
+            end,
+            range_ms: ctx.range_ms,
+            eval_t: ctx.g.ts(i),
+        };
+        let v = match ctx.func {
+            RangeFn::Rate | RangeFn::Increase => {
+                let no_resets = reset_prefix[hi - 1] == reset_prefix[lo];
+                let kind = if no_resets {
+                    rate::Kind::CounterNoResets
+                } else {
+                    rate::Kind::Counter
+                };
+                rate::extrapolated_rate(w, win, kind, func == RangeFn::Rate)
+            }
+            RangeFn::Delta => rate::extrapolated_rate(w, win, rate::Kind::Gauge, false),
+            RangeFn::Irate => rate::instant_value(w, true),
+            RangeFn::Idelta => rate::instant_value(w, false),
+            RangeFn::Deriv => rate::deriv(w),
+            RangeFn::PredictLinear => rate::predict_linear(w, ctx.g.ts(i), ctx.params[0][i]),
+            RangeFn::Resets => rate::resets(w),
+            RangeFn::Changes => rate::changes(w),
+            RangeFn::AvgOverTime => over_time::avg(w),
+            RangeFn::SumOverTime => over_time::sum(w),
+            RangeFn::CountOverTime => over_time::count(w),
+            RangeFn::MinOverTime => over_time::min(w),
+            RangeFn::MaxOverTime => over_time::max(w),
+            RangeFn::LastOverTime => over_time::last(w),
+            RangeFn::FirstOverTime => over_time::first(w),
+            RangeFn::TsOfMaxOverTime => over_time::ts_of_max(w),
+            RangeFn::TsOfMinOverTime => over_time::ts_of_min(w),
+            RangeFn::TsOfLastOverTime => over_time::ts_of_last(w),
+            RangeFn::TsOfFirstOverTime => over_time::ts_of_first(w),
+            RangeFn::PresentOverTime => over_time::present(w),
+            RangeFn::AbsentOverTime => None,
+            RangeFn::StddevOverTime => over_time::stddev(w),
+            RangeFn::StdvarOverTime => over_time::variance(w),
+            RangeFn::MadOverTime => over_time::mad(w),
+            RangeFn::QuantileOverTime => {
+                let q = ctx.params[0][i];
+                if q.is_nan() || !(0.0..=1.0).contains(&q) {
+                    bad_quantiles.push(q);
+                }
+                over_time::quantile_over(w, q)
+            }
+            RangeFn::DoubleExponentialSmoothing => {
+                let (sf, tf) = (ctx.params[0][i], ctx.params[1][i]);
+                if !(sf > 0.0 && sf < 1.0) {
+                    return Err(Error::exec(format!(
+                        "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
+                    )));
+                }
+                if !(tf > 0.0 && tf < 1.0) {
+                    return Err(Error::exec(format!(
+                        "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
+                    )));
+                }
+                over_time::double_exponential_smoothing(w, sf, tf)
+            }
+        };
+        if let Some(v) = v {
+            *slot = v;
+            any = true;
+        }
+    }
+    Ok(RangeOut {
+        vals: any.then_some(vals),
+        bad_quantiles,
+    })
+}
+
 /// The range-vector functions, resolved from the name once per call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RangeFn {
@@ -1141,27 +1318,43 @@ fn go_max(a: f64, b: f64) -> f64 {
     }
 }
 
-/// Windows of each series at one evaluation time (instant evaluation of a
-/// range vector): samples in `(t - offset - range, t - offset]`.
-fn windows_at(src: &MatrixSource, t: i64) -> Vec<RSeries> {
-    let end = src.at.unwrap_or(t) - src.offset_ms;
-    let start = end - src.range_ms;
-    src.series
-        .iter()
-        .filter_map(|s| {
-            let samples: Vec<Sample> = s
-                .samples
-                .iter()
-                .filter(|p| p.t > start && p.t <= end)
-                .copied()
-                .collect();
-            (!samples.is_empty()).then(|| RSeries {
-                labels: s.labels.clone(),
-                samples,
-                drop_name: s.drop_name,
-            })
-        })
+/// Moves the labels out of selected series (so results own them without a
+/// copy while the samples are decoded on worker threads).
+fn take_labels(series: &mut [cairn_engine::Series]) -> Vec<Labels> {
+    series
+        .iter_mut()
+        .map(|s| std::mem::replace(&mut s.labels, Labels::empty()))
         .collect()
+}
+
+/// An instant selector's value at each reference time in `refs`
+/// (ascending): the latest sample at or before it and newer than the
+/// lookback, unless that is a staleness marker; the sample's time in
+/// seconds with `timestamps`. `None` when no step has a value.
+fn instant_values(
+    samples: &[Sample],
+    refs: &[i64],
+    lookback_ms: i64,
+    timestamps: bool,
+) -> Option<Vec<f64>> {
+    let mut vals = vec![absent(); refs.len()];
+    let mut any = false;
+    let mut hi = 0;
+    for (slot, &r) in vals.iter_mut().zip(refs) {
+        while hi < samples.len() && samples[hi].t <= r {
+            hi += 1;
+        }
+        if hi == 0 {
+            continue;
+        }
+        let s = samples[hi - 1];
+        if s.t <= r - lookback_ms || is_stale_nan(s.v) {
+            continue;
+        }
+        *slot = if timestamps { s.t as f64 / 1000.0 } else { s.v };
+        any = true;
+    }
+    any.then_some(vals)
 }
 
 /// Applies `f` to every present value and marks the series for name removal.
