@@ -32,13 +32,14 @@ use std::time::Instant;
 
 use roaring::RoaringBitmap;
 
+use crate::block::{BlockStore, BlocksQuerier};
 use crate::error::{Error, Result};
 use crate::head::series::ChunkPolicy;
 use crate::head::{Head, HeadOptions, MemSeries, SampleOutcome};
 use crate::index::{CardinalityStats, SeriesRef};
 use crate::labels::Labels;
 use crate::matcher::Matcher;
-use crate::querier::{Querier, Series};
+use crate::querier::{MergedQuerier, Querier, Series};
 use crate::sample::{Sample, TimestampMs};
 use crate::wal::{Record, RecordBuf, RefSample, Wal, WalOptions, WalStats};
 
@@ -64,6 +65,13 @@ pub struct DbOptions {
     /// logged). Off by default: such corruption is a startup error. The
     /// server exposes it as `--wal-repair`.
     pub wal_repair: bool,
+    /// Where blocks are kept; None for the directory `blocks/` in the
+    /// data directory. One database per store: it deletes what it finds
+    /// unfinished there on open.
+    pub block_store: Option<crate::block::BlockStore>,
+    /// Compaction and retention of the blocks. The first compaction range
+    /// is the range [`Db::maintain`] cuts blocks from the head at.
+    pub maintenance: MaintenanceOptions,
 }
 
 impl Default for DbOptions {
@@ -75,6 +83,8 @@ impl Default for DbOptions {
             chunk_range_ms: h.chunk.range_ms,
             wal_segment_max_bytes: crate::wal::DEFAULT_SEGMENT_MAX_BYTES,
             wal_repair: false,
+            block_store: None,
+            maintenance: MaintenanceOptions::default(),
         }
     }
 }
@@ -163,6 +173,15 @@ pub struct Db {
     dir: PathBuf,
     head: Arc<Head>,
     wal: Wal,
+    blocks: BlockStore,
+    /// The published blocks, re-listed after every change this database
+    /// makes to the store.
+    blocks_querier: Arc<BlocksQuerier>,
+    maintenance: MaintenanceOptions,
+    /// [`Db::maintain`] runs one at a time.
+    maintenance_lock: parking_lot::Mutex<()>,
+    /// The head truncation bound the WAL was last checkpointed at.
+    checkpointed_at: std::sync::atomic::AtomicI64,
     _lock: File,
 }
 
@@ -185,6 +204,15 @@ impl Db {
             fs::TryLockError::Error(e) => io_err(&lock_path, e),
         })?;
 
+        let blocks = match &opts.block_store {
+            Some(store) => store.clone(),
+            None => BlockStore::local(&dir.join("blocks"))?,
+        };
+        for ulid in crate::block::clean_partial_blocks(&blocks)? {
+            tracing::warn!(block = %ulid, "removed a block whose upload was interrupted");
+        }
+        let blocks_querier = Arc::new(BlocksQuerier::open(blocks.clone())?);
+
         let head = Arc::new(Head::new(HeadOptions {
             ooo_window_ms: opts.ooo_window_ms.max(0),
             chunk: ChunkPolicy {
@@ -192,6 +220,14 @@ impl Db {
                 range_ms: opts.chunk_range_ms.max(1),
             },
         }));
+        // Ranges already in blocks are closed: the WAL may still hold
+        // their samples (a crash before the checkpoint), and replay and
+        // appends must not bring them back into the head.
+        let block_range = block_range_ms(&opts.maintenance);
+        if let Some(newest) = blocks_querier.metas().iter().map(|m| m.max_time).max() {
+            let bound = crate::block::range_start(newest, block_range).saturating_add(block_range);
+            head.raise_min_valid_time(bound);
+        }
         let wal_dir = dir.join("wal");
         let mut replay = Replay {
             head: &head,
@@ -199,6 +235,7 @@ impl Db {
             samples: 0,
             unknown_ref: 0,
             conflicts: 0,
+            in_blocks: 0,
             wal_dir: &wal_dir,
         };
         let (wal, report) = Wal::open(
@@ -213,6 +250,12 @@ impl Db {
             tracing::warn!(
                 samples = replay.unknown_ref,
                 "WAL replay: samples of series without a series record were dropped"
+            );
+        }
+        if replay.in_blocks > 0 {
+            tracing::info!(
+                samples = replay.in_blocks,
+                "WAL replay: samples already in blocks were skipped"
             );
         }
         if replay.conflicts > 0 {
@@ -235,6 +278,11 @@ impl Db {
             dir: dir.to_path_buf(),
             head,
             wal,
+            blocks,
+            blocks_querier,
+            maintenance: opts.maintenance,
+            maintenance_lock: parking_lot::Mutex::new(()),
+            checkpointed_at: std::sync::atomic::AtomicI64::new(i64::MIN),
             _lock: lock,
         })
     }
@@ -256,6 +304,7 @@ impl Db {
         let mut out = AppendOutcome::default();
         let mut to_log: Vec<Arc<MemSeries>> = Vec::new();
         let mut samples: Vec<RefSample> = Vec::new();
+        let guard = self.head.append_guard();
         for (index, ws) in batch.iter().enumerate() {
             if let Err(reason) = validate_labels(&ws.labels) {
                 out.rejected.push(SeriesRejection {
@@ -269,19 +318,25 @@ impl Db {
             if ws.samples.is_empty() {
                 continue;
             }
-            let (series, created) = self.head.get_or_create(&ws.labels);
-            out.series_created += u64::from(created);
-            if created || series.wal_pending.load(Ordering::Acquire) {
-                to_log.push(series.clone());
-            }
-            let r = series.series_ref.0;
-            let res = self.head.append_samples(&series, &ws.samples, |s| {
-                samples.push(RefSample {
-                    series_ref: r,
-                    t: s.t,
-                    v: s.v,
-                })
-            });
+            let res = loop {
+                let (series, created) = self.head.get_or_create(&ws.labels);
+                let r = series.series_ref.0;
+                let res = self.head.append_samples(&series, &ws.samples, |s| {
+                    samples.push(RefSample {
+                        series_ref: r,
+                        t: s.t,
+                        v: s.v,
+                    })
+                });
+                // None: head truncation removed the series meanwhile.
+                if let Some(res) = res {
+                    out.series_created += u64::from(created);
+                    if created || series.wal_pending.load(Ordering::Acquire) {
+                        to_log.push(series);
+                    }
+                    break res;
+                }
+            };
             out.samples_appended += res.appended;
             out.samples_duplicate += res.duplicates;
             for (reason, n) in [
@@ -301,6 +356,7 @@ impl Db {
                 }
             }
         }
+        drop(guard);
         let mut buf = RecordBuf::new();
         for part in to_log.chunks(SERIES_PER_RECORD) {
             let labels: Vec<(u32, Labels)> = part
@@ -319,12 +375,31 @@ impl Db {
         Ok(out)
     }
 
-    /// A querier over the head. It reads live data: samples appended after
-    /// it was made are visible to later `select` calls.
+    /// A querier over everything stored: the head and the blocks, each
+    /// sample once. It reads live data: samples appended and blocks
+    /// published after it was made are visible to later calls.
     pub fn querier(&self) -> Arc<dyn Querier> {
+        Arc::new(MergedQuerier::new(vec![
+            self.head_querier(),
+            self.blocks_querier.clone(),
+        ]))
+    }
+
+    /// A querier over the head only.
+    pub fn head_querier(&self) -> Arc<dyn Querier> {
         Arc::new(HeadQuerier {
             head: self.head.clone(),
         })
+    }
+
+    /// The store this database keeps its blocks in.
+    pub fn block_store(&self) -> &BlockStore {
+        &self.blocks
+    }
+
+    /// The published blocks' metas, oldest first, as of the last change.
+    pub fn blocks(&self) -> Vec<crate::block::BlockMeta> {
+        self.blocks_querier.metas()
     }
 
     /// Head figures, with the top 10 of each cardinality list.
@@ -374,12 +449,9 @@ impl Db {
     /// nothing twice. Returns the new blocks, each durable in the store
     /// when returned.
     ///
-    /// The head is not truncated and the WAL not checkpointed yet: the
-    /// head keeps answering for the range (read head and blocks through a
-    /// [`crate::MergedQuerier`], which returns each sample once). An
-    /// append that read the old lower bound just before it was raised can
-    /// still land in the head after the block was written; once truncation
-    /// exists, it must wait for such appends.
+    /// Raising the bound waits for appends that read the old one, so a
+    /// written range never changes. The head is not truncated here (see
+    /// [`Db::maintain`], which also uses the database's own store).
     pub fn cut_blocks(
         &self,
         store: &crate::block::BlockStore,
@@ -392,7 +464,7 @@ impl Db {
         };
         let frozen_end = hi.saturating_sub(self.head.options().ooo_window_ms);
         let existing = crate::block::list_blocks(store)?;
-        let q = self.querier();
+        let q = self.head_querier();
         let mut out = Vec::new();
         let mut start = crate::block::range_start(lo, range_ms);
         while start.saturating_add(range_ms) <= frozen_end {
@@ -424,6 +496,49 @@ impl Db {
         Ok(out)
     }
 
+    /// One pass of the block lifecycle on the database's own store, as the
+    /// server's background loop runs it: cut every frozen range of the
+    /// head into a level-1 block, re-list the blocks (queries see them),
+    /// truncate the head before the cut boundary and checkpoint the WAL
+    /// there, then compact and apply retention, and re-list again.
+    ///
+    /// Each step is durable before the next undoes anything: a crash
+    /// between any two leaves every sample readable once (a block already
+    /// written shadows the same samples replayed from the WAL, which are
+    /// skipped on open). Passes run one at a time.
+    pub fn maintain(&self) -> Result<MaintenanceReport> {
+        let _one_at_a_time = self.maintenance_lock.lock();
+        let range = block_range_ms(&self.maintenance);
+        let cut = self.cut_blocks(
+            &self.blocks,
+            range,
+            self.maintenance.compaction.block.clone(),
+        )?;
+        if !cut.is_empty() {
+            self.blocks_querier.refresh()?;
+        }
+        // Everything before the head's lower bound is in blocks now (cut
+        // just now or before this process started).
+        let bound = self.head.min_valid_time();
+        let mut report = MaintenanceReport {
+            blocks_cut: cut.iter().map(|m| m.ulid.clone()).collect(),
+            ..Default::default()
+        };
+        if bound > i64::MIN {
+            report.head_truncated = self.head.truncate(bound);
+            if bound > self.checkpointed_at.load(Ordering::Acquire) {
+                let cp = self.checkpoint_wal(bound)?;
+                self.checkpointed_at.store(bound, Ordering::Release);
+                report.wal_segments_deleted = cp.segments_deleted;
+            }
+        }
+        let m = self.run_maintenance(&self.blocks, &self.maintenance)?;
+        report.compaction = m.compaction;
+        report.retention_deleted = m.retention_deleted;
+        self.blocks_querier.refresh()?;
+        Ok(report)
+    }
+
     /// Flushes and fsyncs the WAL and releases the directory.
     pub fn close(self) -> Result<()> {
         self.wal.close()
@@ -436,6 +551,16 @@ impl Db {
     pub fn shutdown(&self) -> Result<()> {
         self.wal.close()
     }
+}
+
+/// The range blocks are cut from the head at: the first compaction range.
+fn block_range_ms(m: &MaintenanceOptions) -> i64 {
+    m.compaction
+        .ranges_ms
+        .first()
+        .copied()
+        .unwrap_or(crate::block::DEFAULT_BLOCK_RANGE_MS)
+        .max(1)
 }
 
 /// Validates a label set for storage: at least one label, no empty name.
@@ -477,6 +602,8 @@ struct Replay<'a> {
     samples: u64,
     unknown_ref: u64,
     conflicts: u64,
+    /// Samples before the head's lower bound: already in blocks.
+    in_blocks: u64,
     wal_dir: &'a Path,
 }
 
@@ -512,20 +639,26 @@ impl Replay<'_> {
                 // An append logs each series' samples contiguously: apply
                 // each run under one lock.
                 for run in samples.chunk_by(|a, b| a.series_ref == b.series_ref) {
+                    let min_valid = self.head.min_valid_time();
                     let Some(series) = self.refs.get(&run[0].series_ref) else {
-                        self.unknown_ref += run.len() as u64;
+                        // Series removed by head truncation lose their
+                        // record at the next checkpoint; their samples
+                        // left in segments are all in blocks.
+                        let old = run.iter().filter(|s| s.t < min_valid).count() as u64;
+                        self.in_blocks += old;
+                        self.unknown_ref += run.len() as u64 - old;
                         continue;
                     };
-                    let (applied, conflicts) = (&mut self.samples, &mut self.conflicts);
+                    let (applied, conflicts, in_blocks) =
+                        (&mut self.samples, &mut self.conflicts, &mut self.in_blocks);
                     self.head.replay_samples(
                         series,
                         run.iter().map(|s| Sample { t: s.t, v: s.v }),
                         |out| match out {
                             SampleOutcome::Appended => *applied += 1,
                             SampleOutcome::Duplicate => {}
-                            SampleOutcome::DuplicateTimestamp | SampleOutcome::TooOld => {
-                                *conflicts += 1
-                            }
+                            SampleOutcome::TooOld => *in_blocks += 1,
+                            SampleOutcome::DuplicateTimestamp => *conflicts += 1,
                         },
                     );
                 }

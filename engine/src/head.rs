@@ -26,7 +26,7 @@ use roaring::RoaringBitmap;
 use crate::index::{Interner, Postings, SeriesRef};
 use crate::labels::Labels;
 use crate::sample::Sample;
-pub use series::{ChunkPolicy, MemSeries, SampleOutcome, SeriesSnapshot};
+pub use series::{ChunkPolicy, MemSeries, SampleOutcome, SeriesSnapshot, Truncated};
 use symbols::SymbolTable;
 
 /// Number of registry stripes (a power of two).
@@ -131,9 +131,25 @@ pub struct Head {
     /// Samples older than this are rejected outright (raised when the head
     /// is truncated into blocks).
     min_valid_t: AtomicI64,
+    /// Appenders hold it shared from reading `min_valid_t` until their
+    /// samples are in the series; raising the bound takes it exclusively
+    /// once, so that no append that read the old bound is still in flight
+    /// when a range is read into a block.
+    append_gate: RwLock<()>,
     num_series: AtomicU64,
     num_samples: AtomicU64,
 }
+
+/// What [`Head::truncate`] removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TruncateStats {
+    pub series_removed: u64,
+    pub chunks_removed: u64,
+    pub samples_removed: u64,
+}
+
+/// A shared hold on the head's append gate (see [`Head::append_guard`]).
+pub struct AppendGuard<'a>(#[allow(dead_code)] parking_lot::RwLockReadGuard<'a, ()>);
 
 /// Per-series result of [`Head::append_samples`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +180,7 @@ impl Head {
             max_t: AtomicI64::new(i64::MIN),
             min_t: AtomicI64::new(i64::MAX),
             min_valid_t: AtomicI64::new(i64::MIN),
+            append_gate: RwLock::new(()),
             num_series: AtomicU64::new(0),
             num_samples: AtomicU64::new(0),
         }
@@ -308,15 +325,27 @@ impl Head {
             .cloned()
     }
 
+    /// Holds off [`Head::raise_min_valid_time`]'s wait while a batch of
+    /// appends is applied: take it before the first
+    /// [`Head::append_samples`] of a batch and drop it once the batch is
+    /// in the head (before waiting for the WAL).
+    pub fn append_guard(&self) -> AppendGuard<'_> {
+        AppendGuard(self.append_gate.read())
+    }
+
     /// Appends samples to one series under the append rules, calling
     /// `logged` with every sample the WAL must hold (stored ones and exact
-    /// duplicates, whose first copy may not be durable yet).
+    /// duplicates, whose first copy may not be durable yet). The caller
+    /// holds an [`Head::append_guard`].
+    ///
+    /// Returns None, storing nothing, when head truncation has removed the
+    /// series since it was looked up: look the labels up again.
     pub fn append_samples(
         &self,
         series: &MemSeries,
         samples: &[Sample],
         mut logged: impl FnMut(Sample),
-    ) -> SeriesAppendResult {
+    ) -> Option<SeriesAppendResult> {
         let mut res = SeriesAppendResult::default();
         let head_max = self.max_t.load(Ordering::Acquire);
         let ooo_min_t = head_max.saturating_sub(self.opts.ooo_window_ms);
@@ -324,6 +353,9 @@ impl Head {
         let (mut lo, mut hi) = (i64::MAX, i64::MIN);
         {
             let mut data = series.data.lock();
+            if data.is_removed() {
+                return None;
+            }
             for &s in samples {
                 match data.append(s, ooo_min_t, min_valid_t, self.opts.chunk) {
                     SampleOutcome::Appended => {
@@ -350,11 +382,12 @@ impl Head {
         if res.appended > 0 {
             self.note_times(lo, hi, res.appended);
         }
-        res
+        Some(res)
     }
 
     /// Applies a sample read back from the WAL: no window applies (it was
-    /// accepted once), and exact duplicates are no-ops.
+    /// accepted once), and exact duplicates are no-ops. Samples before the
+    /// head's lower bound (already in blocks) are skipped as too old.
     pub fn replay_sample(&self, series: &MemSeries, s: Sample) -> SampleOutcome {
         let mut res = [SampleOutcome::Appended];
         self.replay_samples(series, std::iter::once(s), |o| res[0] = o);
@@ -372,8 +405,9 @@ impl Head {
         let (mut lo, mut hi, mut n) = (i64::MAX, i64::MIN, 0u64);
         {
             let mut data = series.data.lock();
+            let min_valid_t = self.min_valid_t.load(Ordering::Relaxed);
             for s in samples {
-                let out = data.append(s, i64::MIN, i64::MIN, self.opts.chunk);
+                let out = data.append(s, i64::MIN, min_valid_t, self.opts.chunk);
                 if out == SampleOutcome::Appended {
                     lo = lo.min(s.t);
                     hi = hi.max(s.t);
@@ -399,13 +433,17 @@ impl Head {
         self.num_samples.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Newest sample timestamp in the head, if any.
     /// Raises the oldest timestamp the head accepts (never lowers it):
     /// from now on samples older than `t` are rejected as too old, in or
     /// out of order, for new series too. Called before a range is cut into
-    /// a block, so the range cannot change once written.
+    /// a block, so the range cannot change once written: it returns only
+    /// after every append that read the old bound has finished (it waits
+    /// for the holders of [`Head::append_guard`]).
     pub fn raise_min_valid_time(&self, t: i64) {
-        self.min_valid_t.fetch_max(t, Ordering::AcqRel);
+        let old = self.min_valid_t.fetch_max(t, Ordering::AcqRel);
+        if old < t {
+            drop(self.append_gate.write());
+        }
     }
 
     /// The oldest timestamp the head accepts.
@@ -413,6 +451,7 @@ impl Head {
         self.min_valid_t.load(Ordering::Acquire)
     }
 
+    /// Newest sample timestamp in the head, if any.
     pub fn max_time(&self) -> Option<i64> {
         let t = self.max_t.load(Ordering::Acquire);
         (t != i64::MIN).then_some(t)
@@ -478,6 +517,60 @@ impl Head {
         }
     }
 
+    /// Drops the head's data older than `mint` and the series left with
+    /// no data. `mint` must not be above the head's lower bound
+    /// ([`Head::raise_min_valid_time`] first), so nothing older can arrive
+    /// meanwhile; the data before it must be durable elsewhere (blocks).
+    ///
+    /// A removed series leaves the registry, the reference map and the
+    /// postings; an appender still holding it finds it marked removed
+    /// and looks its labels up again, creating a new series. Strings of
+    /// removed series stay in the symbol table (ids are only added).
+    pub fn truncate(&self, mint: i64) -> TruncateStats {
+        debug_assert!(mint <= self.min_valid_time());
+        let mut stats = TruncateStats::default();
+        let mut emptied: Vec<Arc<MemSeries>> = Vec::new();
+        self.for_each_series(|s| {
+            let mut data = s.data.lock();
+            let t = data.truncate_before(mint);
+            stats.chunks_removed += t.chunks;
+            stats.samples_removed += t.samples;
+            if data.is_empty() {
+                emptied.push(s.clone());
+            }
+        });
+        for s in emptied {
+            let labels = self.series_labels(&s);
+            let hash = (self.hash)(&labels);
+            {
+                // Lock order: stripe, then series (appenders take them one
+                // at a time).
+                let mut map = self.stripes[hash as usize & (STRIPES - 1)].lock();
+                let mut data = s.data.lock();
+                if !data.is_empty() || data.is_removed() {
+                    continue;
+                }
+                data.mark_removed();
+                remove_slot(&mut map, hash, &s);
+            }
+            self.by_ref[s.series_ref.0 as usize & (STRIPES - 1)]
+                .write()
+                .remove(&s.series_ref.0);
+            self.postings.remove(s.series_ref, &labels);
+            self.num_series.fetch_sub(1, Ordering::Relaxed);
+            stats.series_removed += 1;
+        }
+        self.num_samples
+            .fetch_sub(stats.samples_removed, Ordering::Relaxed);
+        // A lower bound of what is left (exact bounds would race with
+        // appends): nothing before `mint` remains but chunks straddling it,
+        // whose older part the blocks hold too.
+        if self.min_t.load(Ordering::Acquire) != i64::MAX {
+            self.min_t.fetch_max(mint, Ordering::AcqRel);
+        }
+        stats
+    }
+
     /// Approximate heap bytes of the registry and series (label ids,
     /// chunks, buffers, map entries, the symbol table). Interned strings and
     /// postings are counted by the index, not here.
@@ -501,6 +594,28 @@ impl Head {
         });
         bytes += self.symbols.memory_bytes();
         (bytes as u64, chunks as u64)
+    }
+}
+
+fn remove_slot(map: &mut IdentityMap<u64, Slot>, hash: u64, series: &Arc<MemSeries>) {
+    use std::collections::hash_map::Entry;
+    if let Entry::Occupied(mut o) = map.entry(hash) {
+        match o.get_mut() {
+            Slot::One(s) => {
+                if Arc::ptr_eq(s, series) {
+                    o.remove();
+                }
+            }
+            Slot::Many(v) => {
+                v.retain(|s| !Arc::ptr_eq(s, series));
+                if v.len() == 1 {
+                    let last = v.pop().expect("one left");
+                    *o.get_mut() = Slot::One(last);
+                } else if v.is_empty() {
+                    o.remove();
+                }
+            }
+        }
     }
 }
 

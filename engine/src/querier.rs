@@ -132,6 +132,82 @@ impl Series {
         }
     }
 
+    /// The oldest and newest timestamps this series can return, by its
+    /// chunks' bounds, when its sources are in time order (None for an
+    /// out-of-order or empty one).
+    fn ordered_span(&self) -> Option<(TimestampMs, TimestampMs)> {
+        match &self.source {
+            SampleSource::Decoded(s) => Some((s.first()?.t, s.last()?.t)),
+            SampleSource::Chunks {
+                chunks,
+                tail,
+                in_order: true,
+                ..
+            } => {
+                let lo = chunks
+                    .first()
+                    .map(Chunk::min_time)
+                    .or(tail.first().map(|s| s.t))?;
+                let hi = tail
+                    .last()
+                    .map(|s| s.t)
+                    .or(chunks.last().map(Chunk::max_time))?;
+                Some((lo, hi))
+            }
+            SampleSource::Chunks { .. } => None,
+        }
+    }
+
+    /// Joins parts of one series that follow each other in time (blocks,
+    /// then the head) without decoding them: their chunks are chained and
+    /// the newest part's tail kept. Gives the parts back when they
+    /// overlap in time, are out of order, or were selected for different
+    /// ranges.
+    fn concat(labels: Labels, mut parts: Vec<Series>) -> std::result::Result<Series, Vec<Series>> {
+        let mut spans = Vec::with_capacity(parts.len());
+        for p in &parts {
+            match (p.ordered_span(), &p.source) {
+                (Some(span), SampleSource::Chunks { mint, maxt, .. }) => {
+                    spans.push((span, *mint, *maxt))
+                }
+                _ => return Err(parts),
+            }
+        }
+        let mut order: Vec<usize> = (0..parts.len()).collect();
+        order.sort_by_key(|&i| spans[i].0.0);
+        let (_, sel_mint, sel_maxt) = spans[0];
+        let fits = order.windows(2).all(|w| {
+            let (a, b) = (&spans[w[0]], &spans[w[1]]);
+            a.0.1 < b.0.0 && a.1 == b.1 && a.2 == b.2
+        });
+        // Only the newest part may carry decoded tail samples.
+        let tails_last = order[..order.len() - 1].iter().all(
+            |&i| matches!(&parts[i].source, SampleSource::Chunks { tail, .. } if tail.is_empty()),
+        );
+        if !fits || !tails_last {
+            return Err(parts);
+        }
+        let mut chunks = Vec::new();
+        let mut last_tail = Vec::new();
+        let mut taken: Vec<Option<Series>> = parts.drain(..).map(Some).collect();
+        for i in order {
+            if let Some(Series {
+                source:
+                    SampleSource::Chunks {
+                        chunks: c, tail, ..
+                    },
+                ..
+            }) = taken[i].take()
+            {
+                chunks.extend(c);
+                last_tail = tail;
+            }
+        }
+        Ok(Series::from_chunks(
+            labels, chunks, last_tail, true, sel_mint, sel_maxt,
+        ))
+    }
+
     /// All samples of the selected range, decoded into a new vector.
     pub fn samples(&self) -> Vec<Sample> {
         let mut v = Vec::new();
@@ -199,7 +275,9 @@ pub trait Querier: Send + Sync {
 /// different values at one timestamp, the earlier source in the list wins.
 ///
 /// A series found in one source is passed through untouched (decoded on
-/// demand); one found in several is decoded when selected and merged.
+/// demand), and so is one whose parts follow each other in time (the
+/// usual blocks-then-head case: their chunks are chained); one whose parts
+/// overlap is decoded when selected and merged.
 pub struct MergedQuerier {
     sources: Vec<std::sync::Arc<dyn Querier>>,
 }
@@ -224,18 +302,39 @@ impl Querier for MergedQuerier {
         mint: TimestampMs,
         maxt: TimestampMs,
     ) -> Result<Vec<Series>> {
-        let mut by_labels: std::collections::BTreeMap<Labels, Vec<Series>> = Default::default();
+        let mut results = Vec::with_capacity(self.sources.len());
         for q in &self.sources {
-            for s in q.select(matchers, mint, maxt)? {
-                by_labels.entry(s.labels.clone()).or_default().push(s);
+            let r = q.select(matchers, mint, maxt)?;
+            if !r.is_empty() {
+                results.push(r);
             }
         }
-        let mut out = Vec::with_capacity(by_labels.len());
-        for (labels, mut parts) in by_labels {
+        if results.len() <= 1 {
+            return Ok(results.pop().unwrap_or_default());
+        }
+        // Each source's list is sorted by labels; a stable sort of their
+        // concatenation keeps equal label sets in source order.
+        let mut all: Vec<Series> = results.into_iter().flatten().collect();
+        all.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let mut out = Vec::with_capacity(all.len());
+        let mut iter = all.into_iter().peekable();
+        while let Some(first) = iter.next() {
+            let mut parts = vec![first];
+            while iter.peek().is_some_and(|n| n.labels == parts[0].labels) {
+                parts.extend(iter.next());
+            }
             if parts.len() == 1 {
                 out.extend(parts.pop());
                 continue;
             }
+            let labels = parts[0].labels.clone();
+            let parts = match Series::concat(labels.clone(), parts) {
+                Ok(joined) => {
+                    out.push(joined);
+                    continue;
+                }
+                Err(parts) => parts,
+            };
             let mut samples = Vec::new();
             for p in &parts {
                 p.try_read_samples(mint, maxt, &mut samples)?;

@@ -146,13 +146,7 @@ fn the_sample_limit_holds_on_every_thread_count() {
             ..EngineOptions::default()
         });
         let err = e
-            .range_query(
-                st.querier(),
-                "sum(rate(req_total[5m]))",
-                0,
-                2 * H,
-                60_000,
-            )
+            .range_query(st.querier(), "sum(rate(req_total[5m]))", 0, 2 * H, 60_000)
             .unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -217,6 +217,12 @@ pub struct StorageConfig {
     /// How far behind the newest sample of a series an older sample is
     /// still accepted (0 = in-order only).
     pub ooo_window: PromDuration,
+    /// How often the head is checked for ranges to cut into blocks (then
+    /// truncated, the WAL checkpointed, blocks compacted and expired).
+    pub maintenance_interval: PromDuration,
+    /// Size at which a WAL segment file is closed and a new one started
+    /// (Prometheus's `--storage.tsdb.wal-segment-size`).
+    pub wal_segment_size: ByteSize,
 }
 
 impl Default for StorageConfig {
@@ -232,6 +238,8 @@ impl Default for StorageConfig {
                 PromDuration::from_secs(48 * 3600),
             ],
             ooo_window: PromDuration::from_secs(600),
+            maintenance_interval: PromDuration::from_secs(60),
+            wal_segment_size: ByteSize(128 << 20),
         }
     }
 }
@@ -509,6 +517,18 @@ impl Config {
                     format!("{url:?} does not start with one of {}", SCHEMES.join(", ")),
                 ));
             }
+        }
+        if !(64 << 10..=1 << 30).contains(&self.storage.wal_segment_size.0) {
+            return Err(bad(
+                "storage.wal_segment_size",
+                "must be between 64KB and 1GB",
+            ));
+        }
+        if self.storage.maintenance_interval.is_zero() {
+            return Err(bad(
+                "storage.maintenance_interval",
+                "must be greater than 0",
+            ));
         }
         if self.storage.retention.is_zero() {
             return Err(bad("storage.retention", "must be greater than 0"));

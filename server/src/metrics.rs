@@ -134,6 +134,93 @@ pub struct Metrics {
     pub notifications: NotifierMetrics,
     /// Queries waiting for a slot or being evaluated (HTTP and gRPC).
     pub queries_in_flight: Gauge,
+    pub blocks: BlockMetrics,
+}
+
+/// The block lifecycle (`serve.rs`'s maintenance loop).
+#[derive(Default, Clone)]
+pub struct BlockMetrics {
+    pub cut: Counter,
+    pub compactions: Counter,
+    pub retention_deleted: Counter,
+    pub head_truncations: Counter,
+    pub head_series_removed: Counter,
+    pub wal_segments_deleted: Counter,
+    pub failures: Counter,
+    pub loaded: Gauge,
+    pub bytes: Gauge,
+    pub last_duration_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+impl BlockMetrics {
+    /// Counts what one maintenance pass did.
+    pub fn record(&self, r: &cairn_engine::MaintenanceReport, seconds: f64) {
+        self.cut.inc_by(r.blocks_cut.len() as u64);
+        self.compactions.inc_by(r.compaction.created.len() as u64);
+        self.retention_deleted
+            .inc_by(r.retention_deleted.len() as u64);
+        if r.head_truncated != cairn_engine::head::TruncateStats::default() {
+            self.head_truncations.inc();
+        }
+        self.head_series_removed
+            .inc_by(r.head_truncated.series_removed);
+        self.wal_segments_deleted.inc_by(r.wal_segments_deleted);
+        self.last_duration_seconds.set(seconds);
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        let counters: [(&str, &str, &Counter); 7] = [
+            ("cairn_blocks_cut", "Blocks cut from the head", &self.cut),
+            (
+                "cairn_compactions",
+                "Blocks written by compaction",
+                &self.compactions,
+            ),
+            (
+                "cairn_retention_deleted_blocks",
+                "Blocks deleted by retention (time or size)",
+                &self.retention_deleted,
+            ),
+            (
+                "cairn_head_truncations",
+                "Head truncations that removed data after blocks were cut",
+                &self.head_truncations,
+            ),
+            (
+                "cairn_head_series_removed",
+                "Series removed from the head because all their data is in blocks",
+                &self.head_series_removed,
+            ),
+            (
+                "cairn_wal_segments_deleted",
+                "WAL segments replaced by checkpoints",
+                &self.wal_segments_deleted,
+            ),
+            (
+                "cairn_maintenance_failures",
+                "Maintenance passes (block cut, compaction, retention) that failed",
+                &self.failures,
+            ),
+        ];
+        for (name, help, c) in counters {
+            registry.register(name, help, c.clone());
+        }
+        registry.register(
+            "cairn_blocks_loaded",
+            "Published blocks",
+            self.loaded.clone(),
+        );
+        registry.register(
+            "cairn_blocks_bytes",
+            "Bytes of the published blocks' data files",
+            self.bytes.clone(),
+        );
+        registry.register(
+            "cairn_maintenance_last_duration_seconds",
+            "Duration of the last successful maintenance pass",
+            self.last_duration_seconds.clone(),
+        );
+    }
 }
 
 fn latency_buckets() -> Histogram {
@@ -308,6 +395,8 @@ impl Metrics {
         start_time_seconds.set(chrono::Utc::now().timestamp());
         let wal_fsync = Arc::new(WalFsyncCollector::default());
         registry.register_collector(Box::new(wal_fsync.clone()));
+        let blocks = BlockMetrics::default();
+        blocks.register(&mut registry);
         Metrics {
             wal_fsync,
             registry,
@@ -328,6 +417,7 @@ impl Metrics {
             rules,
             notifications,
             queries_in_flight,
+            blocks,
         }
     }
 
@@ -340,6 +430,8 @@ impl Metrics {
         self.wal_fsyncs.set(g(s.wal_fsyncs));
         self.wal_written_bytes.set(g(s.wal_bytes_written));
         self.wal_fsync.set(s.wal_fsync_latency);
+        self.blocks.loaded.set(g(s.blocks));
+        self.blocks.bytes.set(g(s.blocks_bytes));
     }
 
     pub fn count_ingested(&self, protocol: Protocol, n: u64) {

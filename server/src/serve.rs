@@ -4,6 +4,9 @@
 //! their own ports too), and
 //! graceful shutdown on SIGINT/SIGTERM: stop
 //! accepting, finish in-flight requests, save metadata, close the WAL.
+//! Once storage is open, a maintenance loop runs the block lifecycle
+//! (`Db::maintain`) every `storage.maintenance_interval`, one pass at a
+//! time, and stops before storage is closed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,12 +92,15 @@ pub async fn run_reloadable(config: Config, args: Option<crate::config::ServeArg
     tracing::info!(grpc = %grpc_addr, "gRPC query service listening");
     let fatal: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
     let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<()>();
+    let (maint_stop, maint_stop_rx) = tokio::sync::watch::channel(false);
+    let maint_task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>> = Arc::new(Mutex::new(None));
 
     // Open storage in the background: replaying a long WAL must not keep
     // the health endpoint from answering.
     {
         let state = state.clone();
         let fatal = fatal.clone();
+        let maint_task = maint_task.clone();
         tokio::spawn(async move {
             let st = state.clone();
             let opened = tokio::task::spawn_blocking(move || DbStorage::open(&st.config)).await;
@@ -102,6 +108,8 @@ pub async fn run_reloadable(config: Config, args: Option<crate::config::ServeArg
                 Ok(Ok(storage)) => {
                     state.set_storage(Arc::new(storage));
                     tracing::info!("storage open, WAL replayed: ready");
+                    *maint_task.lock() =
+                        Some(tokio::spawn(maintenance_loop(state.clone(), maint_stop_rx)));
                     if let Some(mgr) = state.rules.get() {
                         let sink = Arc::new(crate::rules::manager::StorageSink(state.clone()));
                         let tasks = mgr.spawn(
@@ -171,6 +179,12 @@ pub async fn run_reloadable(config: Config, args: Option<crate::config::ServeArg
     }
     let _ = grpc_task.await;
     saver.abort();
+    // A pass under way finishes (it holds storage open); no new one starts.
+    let _ = maint_stop.send(true);
+    let maint = maint_task.lock().take();
+    if let Some(t) = maint {
+        let _ = t.await;
+    }
     state
         .shutting_down
         .store(true, std::sync::atomic::Ordering::Release);
@@ -200,6 +214,58 @@ pub async fn run_reloadable(config: Config, args: Option<crate::config::ServeArg
     closed?;
     tracing::info!("storage closed: bye");
     Ok(())
+}
+
+/// Runs [`crate::storage::Storage::maintain`] now and then every
+/// `storage.maintenance_interval` until `stop` turns true; a pass that
+/// takes longer than the interval delays the next one.
+async fn maintenance_loop(state: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let every = state.config.storage.maintenance_interval.0;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let Ok(storage) = state.storage().cloned() else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        let done = tokio::task::spawn_blocking(move || storage.maintain()).await;
+        let metrics = &state.metrics.blocks;
+        match done {
+            Ok(Ok(report)) => {
+                let seconds = started.elapsed().as_secs_f64();
+                metrics.record(&report, seconds);
+                let changed = !report.blocks_cut.is_empty()
+                    || !report.compaction.created.is_empty()
+                    || !report.retention_deleted.is_empty()
+                    || report.head_truncated.series_removed > 0
+                    || report.head_truncated.samples_removed > 0;
+                if changed {
+                    tracing::info!(
+                        blocks_cut = report.blocks_cut.len(),
+                        compacted = report.compaction.created.len(),
+                        retention_deleted = report.retention_deleted.len(),
+                        head_series_removed = report.head_truncated.series_removed,
+                        head_samples_removed = report.head_truncated.samples_removed,
+                        wal_segments_deleted = report.wal_segments_deleted,
+                        seconds,
+                        "maintenance pass"
+                    );
+                }
+            }
+            Ok(Err(e)) => {
+                metrics.failures.inc();
+                tracing::error!(error = %e, "maintenance pass failed; retrying at the next interval");
+            }
+            Err(e) => {
+                metrics.failures.inc();
+                tracing::error!(error = %e, "maintenance task failed");
+            }
+        }
+    }
 }
 
 /// The PromQL engine rules evaluate with: the configured query limits.

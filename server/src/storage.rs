@@ -49,6 +49,11 @@ pub struct StorageStats {
     pub wal_bytes_written: u64,
     #[serde(skip)]
     pub wal_fsync_latency: cairn_engine::wal::FsyncLatency,
+    /// Published blocks and the bytes of their data files.
+    #[serde(skip)]
+    pub blocks: u64,
+    #[serde(skip)]
+    pub blocks_bytes: u64,
 }
 
 /// Prometheus's `headStats`.
@@ -77,6 +82,10 @@ pub trait Storage: Send + Sync + 'static {
     /// Head statistics and the top `limit` entries of each cardinality list.
     fn stats(&self, limit: usize) -> Result<StorageStats>;
 
+    /// One pass of the block lifecycle: cut the head's frozen ranges into
+    /// blocks, truncate the head, checkpoint the WAL, compact, expire.
+    fn maintain(&self) -> Result<cairn_engine::MaintenanceReport>;
+
     /// Flushes and closes the WAL; called once at shutdown.
     fn close(&self) -> Result<()>;
 }
@@ -95,8 +104,15 @@ impl DbStorage {
     /// Opens the database in the configured data directory, replaying the
     /// WAL (this is what `/-/ready` waits for).
     pub fn open(config: &crate::config::Config) -> Result<DbStorage> {
+        let block_store = match &config.storage.url {
+            Some(url) => Some(cairn_engine::block::BlockStore::from_url(url)?),
+            None => None,
+        };
         let opts = cairn_engine::DbOptions {
             ooo_window_ms: config.storage.ooo_window.as_millis_i64(),
+            block_store,
+            maintenance: config.maintenance_options(),
+            wal_segment_max_bytes: config.storage.wal_segment_size.0,
             ..Default::default()
         };
         let db = cairn_engine::Db::open(&config.storage.data_dir, opts)?;
@@ -160,9 +176,18 @@ impl Storage for DbStorage {
         self.with_db(|db| Ok(db.querier()))
     }
 
+    fn maintain(&self) -> Result<cairn_engine::MaintenanceReport> {
+        self.with_db(|db| Ok(db.maintain()?))
+    }
+
     fn stats(&self, limit: usize) -> Result<StorageStats> {
         self.with_db(|db| {
             let s = db.stats_with_top(limit);
+            let blocks = db.blocks();
+            let blocks_bytes = blocks
+                .iter()
+                .map(cairn_engine::block::retention::block_size_bytes)
+                .sum();
             let list = |v: &[cairn_engine::index::Stat]| -> Vec<Stat> {
                 v.iter()
                     .map(|e| Stat {
@@ -189,6 +214,8 @@ impl Storage for DbStorage {
                 wal_fsyncs: s.wal.fsyncs,
                 wal_bytes_written: s.wal.bytes_written,
                 wal_fsync_latency: s.wal.fsync_latency,
+                blocks: blocks.len() as u64,
+                blocks_bytes,
             })
         })
     }

@@ -463,10 +463,19 @@ impl Querier for BlockReader {
 }
 
 /// Every published block of a store behind one [`Querier`].
+///
+/// Compaction and retention delete blocks while queries run. A read that
+/// fails on a block listed before such a deletion re-lists the store and
+/// is retried on the new list (where the compacted block holds the same
+/// samples), so a query never fails because a block it was about to read
+/// was replaced.
 pub struct BlocksQuerier {
     store: BlockStore,
     blocks: Mutex<Vec<Arc<BlockReader>>>,
 }
+
+/// Reads retried after re-listing the store, at most.
+const RETRIES_AFTER_RELIST: usize = 2;
 
 impl BlocksQuerier {
     /// Lists the store's published blocks (reading only their meta.json).
@@ -479,10 +488,16 @@ impl BlocksQuerier {
         Ok(q)
     }
 
-    /// Re-lists the store, keeping opened blocks' caches.
-    pub fn refresh(&self) -> Result<()> {
+    /// Re-lists the store, keeping opened blocks' caches. Returns whether
+    /// the set of blocks changed.
+    pub fn refresh(&self) -> Result<bool> {
         let metas = list_blocks(&self.store)?;
         let mut blocks = self.blocks.lock();
+        let changed = blocks.len() != metas.len()
+            || blocks
+                .iter()
+                .zip(&metas)
+                .any(|(b, m)| b.meta.ulid != m.ulid);
         let old: BTreeMap<String, Arc<BlockReader>> =
             blocks.drain(..).map(|b| (b.meta.ulid.clone(), b)).collect();
         for m in metas {
@@ -492,7 +507,26 @@ impl BlocksQuerier {
             };
             blocks.push(b);
         }
-        Ok(())
+        Ok(changed)
+    }
+
+    /// Runs a read; when it fails and re-listing the store shows the block
+    /// list changed meanwhile, runs it again on the new list.
+    fn retrying<T>(&self, read: impl Fn() -> Result<T>) -> Result<T> {
+        let mut attempt = 0;
+        loop {
+            match read() {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < RETRIES_AFTER_RELIST => {
+                    if !self.refresh()? {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, "block read failed after the block list changed; retrying");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The published blocks' metas, oldest first.
@@ -521,8 +555,8 @@ impl BlocksQuerier {
     }
 }
 
-impl Querier for BlocksQuerier {
-    fn select(
+impl BlocksQuerier {
+    fn select_once(
         &self,
         matchers: &[Matcher],
         mint: TimestampMs,
@@ -562,6 +596,17 @@ impl Querier for BlocksQuerier {
         }
         Ok(out)
     }
+}
+
+impl Querier for BlocksQuerier {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<Series>> {
+        self.retrying(|| self.select_once(matchers, mint, maxt))
+    }
 
     fn series(
         &self,
@@ -569,7 +614,7 @@ impl Querier for BlocksQuerier {
         mint: TimestampMs,
         maxt: TimestampMs,
     ) -> Result<Vec<Labels>> {
-        self.merged(mint, maxt).series(matchers, mint, maxt)
+        self.retrying(|| self.merged(mint, maxt).series(matchers, mint, maxt))
     }
 
     fn label_names(
@@ -578,7 +623,7 @@ impl Querier for BlocksQuerier {
         mint: TimestampMs,
         maxt: TimestampMs,
     ) -> Result<Vec<String>> {
-        self.merged(mint, maxt).label_names(matchers, mint, maxt)
+        self.retrying(|| self.merged(mint, maxt).label_names(matchers, mint, maxt))
     }
 
     fn label_values(
@@ -588,7 +633,9 @@ impl Querier for BlocksQuerier {
         mint: TimestampMs,
         maxt: TimestampMs,
     ) -> Result<Vec<String>> {
-        self.merged(mint, maxt)
-            .label_values(name, matchers, mint, maxt)
+        self.retrying(|| {
+            self.merged(mint, maxt)
+                .label_values(name, matchers, mint, maxt)
+        })
     }
 }

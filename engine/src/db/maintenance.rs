@@ -24,9 +24,15 @@ pub struct MaintenanceOptions {
     pub retention: RetentionOptions,
 }
 
-/// What one [`Db::run_maintenance`] did.
+/// What one [`Db::run_maintenance`] or [`Db::maintain`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MaintenanceReport {
+    /// ULIDs of the blocks cut from the head ([`Db::maintain`] only).
+    pub blocks_cut: Vec<String>,
+    /// What head truncation removed ([`Db::maintain`] only).
+    pub head_truncated: crate::head::TruncateStats,
+    /// WAL segments the checkpoint replaced ([`Db::maintain`] only).
+    pub wal_segments_deleted: u64,
     pub compaction: CompactionReport,
     /// ULIDs of the blocks deleted by retention, oldest first.
     pub retention_deleted: Vec<String>,
@@ -48,6 +54,7 @@ impl Db {
         Ok(MaintenanceReport {
             compaction,
             retention_deleted,
+            ..Default::default()
         })
     }
 }

@@ -56,6 +56,13 @@ pub struct MemSeries {
     pub data: Mutex<SeriesData>,
 }
 
+/// What [`SeriesData::truncate_before`] dropped.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Truncated {
+    pub chunks: u64,
+    pub samples: u64,
+}
+
 impl MemSeries {
     pub fn new(series_ref: SeriesRef, label_ids: Box<[u32]>) -> Self {
         MemSeries {
@@ -79,6 +86,10 @@ pub struct SeriesData {
     ooo: Option<Box<OooData>>,
     min_t: i64,
     max_t: i64,
+    /// Set (under the series lock, with the registry stripe locked) when
+    /// head truncation removed the emptied series from the head: appenders
+    /// that still hold it must look the labels up again.
+    removed: bool,
 }
 
 #[derive(Default)]
@@ -113,6 +124,90 @@ impl SeriesData {
 
     pub fn overlaps(&self, mint: i64, maxt: i64) -> bool {
         !self.is_empty() && self.min_t <= maxt && self.max_t >= mint
+    }
+
+    /// True once head truncation removed this series from the head.
+    pub fn is_removed(&self) -> bool {
+        self.removed
+    }
+
+    pub(crate) fn mark_removed(&mut self) {
+        self.removed = true;
+    }
+
+    /// Drops the data wholly older than `mint`: sealed and out-of-order
+    /// chunks ending before it, buffered out-of-order samples before it,
+    /// and the open chunk if its newest sample is before it. A chunk that
+    /// straddles `mint` is kept whole (its older samples are also in a
+    /// block; readers return each timestamp once). Called by head
+    /// truncation after the range before `mint` is durable in blocks and
+    /// the head refuses samples before it.
+    pub fn truncate_before(&mut self, mint: i64) -> Truncated {
+        let mut out = Truncated::default();
+        if self.is_empty() || self.min_t >= mint {
+            return out;
+        }
+        let mut drop_chunks = |v: &mut Vec<Chunk>| {
+            let before = v.len();
+            v.retain(|c| {
+                let keep = c.max_time() >= mint;
+                if !keep {
+                    out.samples += c.len() as u64;
+                }
+                keep
+            });
+            out.chunks += (before - v.len()) as u64;
+        };
+        drop_chunks(&mut self.sealed);
+        if let Some(ooo) = &mut self.ooo {
+            drop_chunks(&mut ooo.chunks);
+            let n = ooo.buf.partition_point(|x| x.t < mint);
+            ooo.buf.drain(..n);
+            out.samples += n as u64;
+            if ooo.buf.is_empty() && ooo.chunks.is_empty() {
+                self.ooo = None;
+            }
+        }
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|o| o.max_time().is_none_or(|t| t < mint))
+        {
+            let open = self.open.take().map_or(0, |o| o.len());
+            out.samples += open as u64;
+            out.chunks += 1;
+        }
+        if self.sealed.capacity() > self.sealed.len() + 4 {
+            self.sealed.shrink_to_fit();
+        }
+        // The new bounds: the oldest and newest of what is left.
+        let mut lo = i64::MAX;
+        let mut hi = i64::MIN;
+        let mut note = |a: i64, b: i64| {
+            lo = lo.min(a);
+            hi = hi.max(b);
+        };
+        for c in &self.sealed {
+            note(c.min_time(), c.max_time());
+        }
+        if let Some(o) = &self.open
+            && let (Some(a), Some(b)) = (o.min_time(), o.max_time())
+        {
+            note(a, b);
+        }
+        if let Some(ooo) = &self.ooo {
+            for c in &ooo.chunks {
+                note(c.min_time(), c.max_time());
+            }
+            if let (Some(a), Some(b)) = (ooo.buf.first(), ooo.buf.last()) {
+                note(a.t, b.t);
+            }
+        }
+        if lo <= hi {
+            self.min_t = lo;
+            self.max_t = hi;
+        }
+        out
     }
 
     /// Appends one sample. `ooo_min_t` is the oldest timestamp accepted out

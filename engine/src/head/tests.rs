@@ -290,15 +290,19 @@ fn window_is_measured_against_the_newest_sample_of_the_whole_head() {
     head.append_samples(&a, &[Sample::new(1000, 1.0)], |_| {});
     // Series b's own newest sample is 500; its out-of-order sample at 450 is
     // judged against the head's newest (1000), so it is too old.
-    let r = head.append_samples(&b, &[Sample::new(500, 1.0), Sample::new(450, 1.0)], |_| {});
+    let r = head
+        .append_samples(&b, &[Sample::new(500, 1.0), Sample::new(450, 1.0)], |_| {})
+        .unwrap();
     assert_eq!(r.appended, 1);
     assert_eq!(r.too_old, 1);
     assert_eq!(r.first_rejected_t, Some(450));
     // In-order samples of a series are accepted however old (history import).
     let mut logged = Vec::new();
-    let r = head.append_samples(&b, &[Sample::new(600, 1.0), Sample::new(600, 1.0)], |s| {
-        logged.push(s.t)
-    });
+    let r = head
+        .append_samples(&b, &[Sample::new(600, 1.0), Sample::new(600, 1.0)], |s| {
+            logged.push(s.t)
+        })
+        .unwrap();
     assert_eq!((r.appended, r.duplicates), (1, 1));
     // Exact duplicates are logged again (their first copy may not be durable yet).
     assert_eq!(logged, vec![600, 600]);
@@ -363,4 +367,121 @@ fn sealed_chunk_list_grows_exactly() {
     let data = s.data.lock();
     assert_eq!(data.num_chunks(), 6);
     assert_eq!(data.sealed_capacity(), 5);
+}
+
+#[test]
+fn truncation_drops_old_chunks_and_removes_emptied_series() {
+    // Collisions on purpose: removing one series of a shared slot must
+    // leave the others findable.
+    let head = Head::with_hash(
+        HeadOptions {
+            ooo_window_ms: 10_000,
+            chunk: ChunkPolicy {
+                max_samples: 10,
+                range_ms: 1_000_000,
+            },
+        },
+        |l| if l.get("keep").is_some() { 7 } else { 42 },
+    );
+    let old = labels(&[("__name__", "m"), ("job", "old")]);
+    let both = labels(&[("__name__", "m"), ("job", "both")]);
+    let other = labels(&[("__name__", "m"), ("job", "other")]);
+    let (s_old, _) = head.get_or_create(&old);
+    let (s_both, _) = head.get_or_create(&both);
+    let (s_other, _) = head.get_or_create(&other);
+    let _g = head.append_guard();
+    let run = |from: i64, to: i64| -> Vec<Sample> {
+        (from..to)
+            .map(|i| Sample::new(i * 1_000, i as f64))
+            .collect()
+    };
+    head.append_samples(&s_old, &run(0, 30), |_| {}).unwrap();
+    head.append_samples(&s_both, &run(0, 60), |_| {}).unwrap();
+    head.append_samples(&s_other, &run(0, 25), |_| {}).unwrap();
+    drop(_g);
+    assert_eq!(head.num_series(), 3);
+    assert_eq!(head.num_samples(), 115);
+
+    // Everything before 30 s is in blocks now.
+    head.raise_min_valid_time(30_000);
+    let st = head.truncate(30_000);
+    assert_eq!(st.series_removed, 2, "{st:?}");
+    assert_eq!(st.samples_removed, 30 + 30 + 25, "{st:?}");
+    assert_eq!(head.num_series(), 1);
+    assert_eq!(head.num_samples(), 30);
+    assert_eq!(head.min_time(), Some(30_000));
+    // The kept series holds exactly its samples from 30 s on.
+    let data = s_both.data.lock();
+    assert_eq!(bits(&read_all(&data)), bits(&run(30, 60)));
+    drop(data);
+
+    // Removed series leave the registry, the reference map and the
+    // postings; the kept one is still found through all three.
+    assert!(head.series(s_old.series_ref).is_none());
+    assert!(head.series(s_other.series_ref).is_none());
+    assert!(head.series(s_both.series_ref).is_some());
+    let job =
+        |v: &str| crate::matcher::Matcher::new(crate::matcher::MatchOp::Equal, "job", v).unwrap();
+    assert!(head.postings().select(&[job("old")]).is_empty());
+    assert_eq!(
+        head.postings()
+            .select(&[job("both")])
+            .iter()
+            .collect::<Vec<_>>(),
+        vec![s_both.series_ref.0]
+    );
+    assert_eq!(head.postings().label_values("job", None), vec!["both"]);
+    let (again, created) = head.get_or_create(&both);
+    assert!(!created);
+    assert_eq!(again.series_ref, s_both.series_ref);
+
+    // An appender still holding a removed series stores nothing and is
+    // told to look the labels up again, which creates a new series.
+    let _g = head.append_guard();
+    assert!(
+        head.append_samples(&s_old, &[Sample::new(40_000, 1.0)], |_| {})
+            .is_none()
+    );
+    let (fresh, created) = head.get_or_create(&old);
+    assert!(created);
+    assert_ne!(fresh.series_ref, s_old.series_ref);
+    let r = head
+        .append_samples(
+            &fresh,
+            &[Sample::new(40_000, 1.0), Sample::new(20_000, 1.0)],
+            |_| {},
+        )
+        .unwrap();
+    // Below the head's lower bound: too old, even for a new series.
+    assert_eq!((r.appended, r.too_old), (1, 1));
+    assert_eq!(
+        head.postings().label_values("job", None),
+        vec!["both", "old"]
+    );
+}
+
+#[test]
+fn raising_the_lower_bound_waits_for_appends_in_flight() {
+    use std::sync::atomic::AtomicBool;
+    let head = Arc::new(Head::new(HeadOptions::default()));
+    let (s, _) = head.get_or_create(&labels(&[("__name__", "m")]));
+    let guard = head.append_guard();
+    let raised = Arc::new(AtomicBool::new(false));
+    let t = {
+        let (head, raised) = (head.clone(), raised.clone());
+        std::thread::spawn(move || {
+            head.raise_min_valid_time(1_000);
+            raised.store(true, Ordering::SeqCst);
+        })
+    };
+    // The raiser has published the bound but waits for this append.
+    while head.min_valid_time() < 1_000 {
+        std::thread::yield_now();
+    }
+    assert!(!raised.load(Ordering::SeqCst));
+    head.append_samples(&s, &[Sample::new(500, 1.0)], |_| {})
+        .unwrap();
+    drop(guard);
+    t.join().unwrap();
+    assert!(raised.load(Ordering::SeqCst));
 }
