@@ -91,6 +91,43 @@ fn check_round_trip(
             prop_assert_eq!(bits(&got), want, "open range {}..={}", mint, maxt);
         }
     }
+    check_split_round_trip(samples, ranges)
+}
+
+/// Encoding 3: written whole from the samples, read back from its bytes
+/// and from its two streams put together again.
+fn check_split_round_trip(
+    samples: &[Sample],
+    ranges: &[(i64, i64)],
+) -> std::result::Result<(), TestCaseError> {
+    if samples.is_empty() {
+        return Ok(());
+    }
+    let fail = |e: Error| TestCaseError::fail(e.to_string());
+    let split = SplitStreams::encode(samples);
+    let chunk = split.to_chunk().map_err(fail)?;
+    prop_assert_eq!(chunk.encoding(), Encoding::DecimalSplit);
+    let (times, values) = chunk.split_streams().expect("encoding 3").map_err(fail)?;
+    prop_assert_eq!((times, values), (&split.times[..], &split.values[..]));
+    let reread = Chunk::from_bytes(chunk.as_bytes().to_vec()).map_err(fail)?;
+    prop_assert_eq!(
+        (reread.min_time(), reread.max_time()),
+        (samples[0].t, samples[samples.len() - 1].t)
+    );
+    // The time stream depends on the timestamps only.
+    let zeros: Vec<Sample> = samples.iter().map(|s| Sample { t: s.t, v: 0.0 }).collect();
+    prop_assert_eq!(SplitStreams::encode(&zeros).times, split.times.clone());
+    for &(mint, maxt) in [(i64::MIN, i64::MAX)].iter().chain(ranges) {
+        let mut got = Vec::new();
+        reread.decode_into(mint, maxt, &mut got).map_err(fail)?;
+        prop_assert_eq!(
+            bits(&got),
+            in_range(samples, mint, maxt),
+            "split range {}..={}",
+            mint,
+            maxt
+        );
+    }
     Ok(())
 }
 
@@ -241,7 +278,7 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), enc in proptest::sample::select(Encoding::ALL.to_vec()), mint in any::<i64>(), maxt in any::<i64>()) {
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), enc in proptest::sample::select(vec![Encoding::XorDod, Encoding::DecimalGrid, Encoding::DecimalSplit]), mint in any::<i64>(), maxt in any::<i64>()) {
         // With a valid encoding byte so that the body decoders are reached.
         let mut with_enc = bytes.clone();
         if let Some(b) = with_enc.first_mut() {
@@ -263,8 +300,9 @@ proptest! {
     #[test]
     fn damaged_chunks_error_or_decode_without_panic(samples in samples_strategy(), flips in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..8), 1..4), cut in any::<prop::sample::Index>()) {
         prop_assume!(!samples.is_empty());
-        for enc in Encoding::ALL {
-            let good = encode(enc, &samples).finish();
+        let split = SplitStreams::encode(&samples).to_chunk().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let chunks: Vec<Chunk> = Encoding::ALL.iter().map(|&enc| encode(enc, &samples).finish()).chain([split]).collect();
+        for good in chunks {
             let bytes = good.as_bytes();
             // Truncated: a shorter chunk never decodes to the full samples.
             let len = cut.index(bytes.len());
@@ -459,7 +497,7 @@ fn decimal_grid_is_smaller_on_scraped_decimals() {
 /// change is a new [`Encoding`] with its own fixtures. The encoder is also
 /// checked to still produce them, so that a change to an encoder's choices
 /// (which the decoder follows) is noticed here rather than on disk.
-const GOLDEN: [(usize, Encoding, &str); 5] = [
+const GOLDEN: [(usize, Encoding, &str); 7] = [
     (
         0,
         Encoding::XorDod,
@@ -501,6 +539,25 @@ const GOLDEN: [(usize, Encoding, &str); 5] = [
         ),
     ),
     (4, Encoding::DecimalGrid, "0200"),
+    (
+        2,
+        Encoding::DecimalSplit,
+        concat!(
+            "031e80f8b2e5bd68cebb1b1f9dd4c02341000009200010330fab84eb1600000eea5c00003ba99834",
+            "bbca60010ebfe00001f213a8f41fbf5f0ebe6e1ddf3db96f80000aa0a918889ff80002ffe00000000",
+            "00004",
+        ),
+    ),
+    (
+        3,
+        Encoding::DecimalSplit,
+        concat!(
+            "031480f8b2e5bd68c9b211129dd4c02341000009200010330fab84eb1600e13e014ff856668a80b7",
+            "5573f033f45bffa2a03c6aa6d60e4a66a7a02fd8fd99e2e05c3555ed0f22ff99d80b3d574540f8a6",
+            "6ede0242ccd35077e45faa98d80ff86ffb76817355d371f7f41a6663a03fe1d9aad607cd53cd404fb",
+            "1f7fd47c1dc5f7fb20019335bd0a2",
+        ),
+    ),
 ];
 
 /// Samples of the golden chunks (see `GOLDEN`).
@@ -570,7 +627,11 @@ fn golden_chunks_decode_forever() {
         c.decode_into(i64::MIN, i64::MAX, &mut got)
             .expect("golden chunk decodes");
         assert_eq!(bits(&got), bits(&want), "fixture {which}");
-        let again = encode(enc, &want).finish();
+        let again = if enc == Encoding::DecimalSplit {
+            SplitStreams::encode(&want).to_chunk().expect("streams")
+        } else {
+            encode(enc, &want).finish()
+        };
         assert_eq!(
             again.as_bytes(),
             &from_hex(hex)[..],
