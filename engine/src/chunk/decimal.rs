@@ -757,11 +757,33 @@ fn encode_value_stream(samples: &[(i64, u64)]) -> Vec<u8> {
     let mut w = BitWriter::new();
     match split_mode(samples) {
         ValueMode::Float => {
-            w.write_bits(1, 1);
+            // Whichever of the two float codings is smaller for this run.
+            let mut xor_w = BitWriter::new();
+            xor_w.write_bits(0b10, 2);
             let mut xor = XorState::default();
             for &(_, bits) in samples {
-                xor.write(&mut w, bits);
+                xor.write(&mut xor_w, bits);
             }
+            let mut delta_w = BitWriter::new();
+            delta_w.write_bits(0b11, 2);
+            let mut state = DecimalState::default();
+            for (i, &(_, bits)) in samples.iter().enumerate() {
+                let m = bits as i64;
+                if i == 0 {
+                    write_signed_varbits(&mut delta_w, m);
+                    state.m_prev = m;
+                } else {
+                    let delta = m.wrapping_sub(state.m_prev);
+                    let res = delta.wrapping_sub(state.predicted());
+                    let escaped = state.rice.write(&mut delta_w, zigzag(res));
+                    state.advance(m, escaped);
+                }
+            }
+            return if delta_w.bit_len() < xor_w.bit_len() {
+                delta_w.into_bytes()
+            } else {
+                xor_w.into_bytes()
+            };
         }
         ValueMode::Decimal(e) => {
             w.write_bits(0, 1);
@@ -816,8 +838,17 @@ pub(crate) fn decode_split(
         return Ok(());
     }
     let mut vr = BitReader::new(values);
-    let full = mint <= t0 && t_last <= maxt;
-    let tr = BitReader::new(times);
+    let s = SplitRead {
+        times,
+        values,
+        count,
+        t0,
+        t_last,
+        mint,
+        maxt,
+    };
+    // Value modes: '0' + 5-bit e (decimal), '10' Gorilla XOR, '11' deltas
+    // of the bit patterns.
     if vr.read_bits(1) == 0 {
         let e = vr.read_bits(5) as u32;
         if e > MAX_EXPONENT {
@@ -827,18 +858,33 @@ pub(crate) fn decode_split(
             e,
             state: DecimalState::default(),
         };
-        if full {
-            decode_split_samples::<_, true>(
-                tr, vr, vals, times, values, count, t0, t_last, mint, maxt, out,
-            )
-        } else {
-            decode_split_samples::<_, false>(
-                tr, vr, vals, times, values, count, t0, t_last, mint, maxt, out,
-            )
-        }
+        s.run(vr, vals, out)
+    } else if vr.read_bits(1) == 0 {
+        s.run(vr, FloatValues(XorState::default()), out)
     } else {
-        let vals = FloatValues(XorState::default());
-        if full {
+        s.run(vr, BitsDeltaValues(DecimalState::default()), out)
+    }
+}
+
+/// What an encoding-3 decode reads, for [`decode_split_samples`].
+struct SplitRead<'a> {
+    times: &'a [u8],
+    values: &'a [u8],
+    count: usize,
+    t0: i64,
+    t_last: i64,
+    mint: i64,
+    maxt: i64,
+}
+
+impl SplitRead<'_> {
+    #[inline(always)]
+    fn run<V: Values>(&self, vr: BitReader<'_>, vals: V, out: &mut impl Sink) -> Result<()> {
+        let tr = BitReader::new(self.times);
+        let (times, values) = (self.times, self.values);
+        let (count, t0, t_last, mint, maxt) =
+            (self.count, self.t0, self.t_last, self.mint, self.maxt);
+        if mint <= t0 && t_last <= maxt {
             decode_split_samples::<_, true>(
                 tr, vr, vals, times, values, count, t0, t_last, mint, maxt, out,
             )
@@ -847,6 +893,39 @@ pub(crate) fn decode_split(
                 tr, vr, vals, times, values, count, t0, t_last, mint, maxt, out,
             )
         }
+    }
+}
+
+/// Encoding 3's second float coding: a value's bits read as an integer,
+/// coded like a decimal mantissa (delta from the previous one minus the
+/// predicted delta, adaptive Rice). For a float counter the bit patterns
+/// of positive values grow with the value, and the delta is the increase
+/// in units in the last place: a few bits fewer than XOR's changed
+/// mantissa bits, and no window to re-send.
+struct BitsDeltaValues(DecimalState);
+
+impl Values for BitsDeltaValues {
+    #[inline(always)]
+    fn first(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        let m = read_signed_varbits(r);
+        self.0.m_prev = m;
+        Ok(m as u64)
+    }
+
+    #[inline(always)]
+    fn next(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        let (z, escaped) = match self.0.rice.read(r) {
+            Code::Small(z) => (z, false),
+            Code::Escaped(z) => (z, true),
+            Code::Raw(_) => return Err(corrupt("raw value in a bit-delta value stream")),
+        };
+        let m = self
+            .0
+            .m_prev
+            .wrapping_add(self.0.predicted())
+            .wrapping_add(unzigzag(z));
+        self.0.advance(m, escaped);
+        Ok(m as u64)
     }
 }
 

@@ -497,7 +497,7 @@ fn decimal_grid_is_smaller_on_scraped_decimals() {
 /// change is a new [`Encoding`] with its own fixtures. The encoder is also
 /// checked to still produce them, so that a change to an encoder's choices
 /// (which the decoder follows) is noticed here rather than on disk.
-const GOLDEN: [(usize, Encoding, &str); 7] = [
+const GOLDEN: [(usize, Encoding, &str); 8] = [
     (
         0,
         Encoding::XorDod,
@@ -549,13 +549,24 @@ const GOLDEN: [(usize, Encoding, &str); 7] = [
         ),
     ),
     (
+        5,
+        Encoding::DecimalSplit,
+        concat!(
+            "031480f8b2e5bd68c9b211129dd4c02341000009200010330fab84eb1600b115ffe0020015555555",
+            "555556800fffffffffffffbffeaaaaaaaaaaaaa8002aaaaaaaaaaaaa001ffffffffffff2800d5555",
+            "55555556a000aaaaaaaaaaaae8007fffffffffffea00755555555555568001555555555556a000ff",
+            "ffffffffff28006aaaaaaaaaaaaa00055555555555568003fffffffffffea003aaaaaaaaaaaae800",
+            "1555555555555a000ffffffffffffa8006aaaaaaaaaaaba00055555555555540",
+        ),
+    ),
+    (
         3,
         Encoding::DecimalSplit,
         concat!(
-            "031480f8b2e5bd68c9b211129dd4c02341000009200010330fab84eb1600e13e014ff856668a80b7",
-            "5573f033f45bffa2a03c6aa6d60e4a66a7a02fd8fd99e2e05c3555ed0f22ff99d80b3d574540f8a6",
-            "6ede0242ccd35077e45faa98d80ff86ffb76817355d371f7f41a6663a03fe1d9aad607cd53cd404fb",
-            "1f7fd47c1dc5f7fb20019335bd0a2",
+            "031480f8b2e5bd68c9b211129dd4c02341000009200010330fab84eb1600ffc02900000000000000",
+            "0020b334540540000000600000001000000018000000080000000800000018000000080000000800",
+            "00003000000020000000c0000000800000010000000c00000010000000c00000000000fbfc6fff2b",
+            "31dc3aa0",
         ),
     ),
 ];
@@ -591,6 +602,13 @@ fn golden_samples(which: usize) -> Vec<Sample> {
             .map(|i| Sample {
                 t: t(i),
                 v: 12.5 + (i as f64) * 0.000_001_7 * std::f64::consts::PI,
+            })
+            .collect(),
+        // A float gauge whose sign flips (encoding 3 picks XOR for it).
+        5 => (0..20)
+            .map(|i| Sample {
+                t: t(i),
+                v: if i % 2 == 0 { 1.0 } else { -1.0 } * (1.0 + i as f64 / 3.0),
             })
             .collect(),
         _ => Vec::new(),
