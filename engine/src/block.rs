@@ -42,8 +42,28 @@ pub use reader::{BlockReader, BlocksQuerier};
 pub use store::BlockStore;
 pub use writer::{BlockOptions, BlockWriter, EncodedBlock};
 
-/// The block format this build writes and the only one it reads.
-pub const FORMAT_VERSION: u64 = 1;
+/// The block format this build writes (2: chunks as value streams with
+/// shared time streams in the index, zstd throughout).
+pub const FORMAT_VERSION: u64 = 2;
+
+/// The oldest block format this build still reads (1: whole chunks in the
+/// Parquet file, an uncompressed index).
+pub const MIN_FORMAT_VERSION: u64 = 1;
+
+/// Whether this build reads blocks of format `version`.
+pub fn version_supported(version: u64) -> bool {
+    (MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version)
+}
+
+/// The error for a block of a format version this build does not read.
+pub(crate) fn unsupported_version(block: String, version: u64) -> Error {
+    Error::UnsupportedBlockVersion {
+        block,
+        version,
+        min_supported: MIN_FORMAT_VERSION,
+        max_supported: FORMAT_VERSION,
+    }
+}
 
 /// Object names inside a block directory.
 pub const META_FILE: &str = "meta.json";
@@ -59,7 +79,8 @@ pub const PARQUET_VERSION_KEY: &str = "cairn.block.format_version";
 /// A block's `meta.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockMeta {
-    /// Format version of every file in the block ([`FORMAT_VERSION`]).
+    /// Format version of every file in the block ([`FORMAT_VERSION`] for
+    /// blocks this build writes).
     pub version: u64,
     /// The block's id: a ULID (its time part is the creation time).
     pub ulid: String,
@@ -97,9 +118,9 @@ pub struct BlockFile {
 }
 
 impl BlockMeta {
-    /// Parses a `meta.json`, refusing versions other than
-    /// [`FORMAT_VERSION`] before looking at any other field (a future
-    /// version may change them).
+    /// Parses a `meta.json`, refusing versions outside
+    /// [`MIN_FORMAT_VERSION`]..=[`FORMAT_VERSION`] before looking at any
+    /// other field (a future version may change them).
     pub fn parse(bytes: &[u8], location: &str) -> Result<BlockMeta> {
         #[derive(Deserialize)]
         struct VersionOnly {
@@ -111,12 +132,8 @@ impl BlockMeta {
             reason: format!("meta.json does not parse: {e}"),
         };
         let v: VersionOnly = serde_json::from_slice(bytes).map_err(malformed)?;
-        if v.version != FORMAT_VERSION {
-            return Err(Error::UnsupportedBlockVersion {
-                block: location.to_string(),
-                version: v.version,
-                supported: FORMAT_VERSION,
-            });
+        if !version_supported(v.version) {
+            return Err(unsupported_version(location.to_string(), v.version));
         }
         serde_json::from_slice(bytes).map_err(malformed)
     }

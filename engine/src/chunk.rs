@@ -43,15 +43,25 @@ pub enum Encoding {
     /// Timestamps on a tracked scrape grid, values as decimal integers
     /// (Gorilla XOR when they are not), adaptive Rice codes.
     DecimalGrid = 2,
+    /// Encoding 2's time and value codes in two separate byte streams
+    /// (`uvarint time_len, time stream, value stream`), so that a block can
+    /// store a time stream once for every series that shares it. Written
+    /// whole, from samples ([`SplitStreams::encode`]); never appended to.
+    DecimalSplit = 3,
 }
 
 impl Encoding {
-    /// Every encoding, in number order.
+    /// Every encoding a [`ChunkEncoder`] appends in, in number order.
     pub const ALL: [Encoding; 2] = [Encoding::XorDod, Encoding::DecimalGrid];
 
     /// The encoding for a byte, if it is one.
     pub fn from_u8(b: u8) -> Option<Encoding> {
-        Encoding::ALL.into_iter().find(|e| *e as u8 == b)
+        match b {
+            1 => Some(Encoding::XorDod),
+            2 => Some(Encoding::DecimalGrid),
+            3 => Some(Encoding::DecimalSplit),
+            _ => None,
+        }
     }
 }
 
@@ -113,8 +123,14 @@ impl ChunkEncoder {
     }
 
     /// An empty chunk in a given encoding (for tests, benches and
-    /// migrations; the head uses [`ChunkEncoder::new`]).
+    /// migrations; the head uses [`ChunkEncoder::new`]). Encoding 3 is
+    /// written whole, never appended to: asked for it, the encoder writes
+    /// encoding 2, whose codes it shares.
     pub fn with_encoding(encoding: Encoding) -> Self {
+        let encoding = match encoding {
+            Encoding::DecimalSplit => Encoding::DecimalGrid,
+            e => e,
+        };
         ChunkEncoder {
             body: Body::Empty(encoding),
             count: 0,
@@ -143,7 +159,7 @@ impl ChunkEncoder {
             Body::Empty(e) => {
                 self.body = match e {
                     Encoding::XorDod => Body::Xor(xor::XorEncoder::new(t, v)),
-                    Encoding::DecimalGrid => {
+                    Encoding::DecimalGrid | Encoding::DecimalSplit => {
                         let mut d = decimal::DecimalEncoder::new(decimal::mode_for(v));
                         let done = matches!(d.append(t, v), decimal::Appended::Done);
                         debug_assert!(done, "a fresh chunk takes any first value");
@@ -439,7 +455,99 @@ impl Chunk {
                 maxt,
                 out,
             ),
+            Encoding::DecimalSplit => {
+                let (times, values) = split_body(body)?;
+                decimal::decode_split(
+                    times,
+                    values,
+                    self.count as usize,
+                    self.min_time,
+                    self.max_time,
+                    mint,
+                    maxt,
+                    out,
+                )
+            }
         }
+    }
+
+    /// An encoding-3 chunk of `count` samples from `min_time` to `max_time`
+    /// put together from its two streams (as a block stores them). The
+    /// header is validated here, the streams when decoded.
+    pub fn from_streams(
+        count: u32,
+        min_time: i64,
+        max_time: i64,
+        times: &[u8],
+        values: &[u8],
+    ) -> Result<Chunk> {
+        let mut bytes = Vec::with_capacity(32 + times.len() + values.len());
+        bytes.push(Encoding::DecimalSplit as u8);
+        put_uvarint(&mut bytes, u64::from(count));
+        if count > 0 {
+            put_uvarint(&mut bytes, zigzag(min_time));
+            put_uvarint(&mut bytes, max_time.wrapping_sub(min_time) as u64);
+        }
+        put_uvarint(&mut bytes, times.len() as u64);
+        bytes.extend_from_slice(times);
+        bytes.extend_from_slice(values);
+        Chunk::from_bytes(bytes)
+    }
+
+    /// The time and value streams of an encoding-3 chunk.
+    pub fn split_streams(&self) -> Option<Result<(&[u8], &[u8])>> {
+        (self.encoding == Encoding::DecimalSplit)
+            .then(|| split_body(&self.bytes[self.body_offset as usize..]))
+    }
+}
+
+/// An encoding-3 body: `uvarint time_len`, the time stream, the value
+/// stream.
+fn split_body(body: &[u8]) -> Result<(&[u8], &[u8])> {
+    let mut pos = 0usize;
+    let len = get_uvarint(body, &mut pos)?;
+    let rest = &body[pos..];
+    if len > rest.len() as u64 {
+        return Err(corrupt("time stream longer than the chunk"));
+    }
+    Ok(rest.split_at(len as usize))
+}
+
+/// A run of samples coded as encoding 3's two streams: what the block
+/// writer stores (the time stream once per distinct run of timestamps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitStreams {
+    pub count: u32,
+    pub min_time: i64,
+    pub max_time: i64,
+    pub times: Vec<u8>,
+    pub values: Vec<u8>,
+}
+
+impl SplitStreams {
+    /// Codes `samples` (sorted by time, one per timestamp, at least one,
+    /// at most [`MAX_CHUNK_SAMPLES`]).
+    pub fn encode(samples: &[Sample]) -> SplitStreams {
+        let raw: Vec<(i64, u64)> = samples.iter().map(|s| (s.t, s.v.to_bits())).collect();
+        let (times, values) = decimal::encode_split(&raw);
+        SplitStreams {
+            count: samples.len() as u32,
+            min_time: samples.first().map_or(i64::MAX, |s| s.t),
+            max_time: samples.last().map_or(i64::MIN, |s| s.t),
+            times,
+            values,
+        }
+    }
+
+    /// The chunk these streams make.
+    pub fn to_chunk(&self) -> Result<Chunk> {
+        Chunk::from_streams(
+            self.count,
+            self.min_time,
+            self.max_time,
+            &self.times,
+            &self.values,
+        )
     }
 }
 

@@ -58,12 +58,13 @@ pub enum Error {
     InvalidStorageUrl { url: String, reason: String },
     /// A block was written in a format version this build does not read.
     #[error(
-        "block {block} has format version {version}, this build reads only version {supported}; upgrade Cairn to read it"
+        "block {block} has format version {version}, this build reads versions {min_supported} to {max_supported}; upgrade Cairn to read it"
     )]
     UnsupportedBlockVersion {
         block: String,
         version: u64,
-        supported: u64,
+        min_supported: u64,
+        max_supported: u64,
     },
     /// A block's Parquet file does not decode (or, writing, encode).
     #[error("parquet error in {location}: {source}")]

@@ -3,9 +3,10 @@
 //! real head and finds the same series (labels from the `label.*`
 //! columns), the same sample counts and time ranges per series, the
 //! format version in the key-value metadata, and `label.__name__`
-//! statistics on every row group. Sample values are in the engine's chunk
-//! codec, which pyarrow does not decode; the counts and ranges come from
-//! the `num_samples`, `min_time_ms` and `max_time_ms` columns.
+//! statistics on every row group, through zstd-compressed columns. Sample
+//! values are in the engine's chunk codec, which pyarrow does not decode;
+//! the counts and ranges come from the `num_samples`, `min_time_ms` and
+//! `max_time_ms` columns.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -84,7 +85,7 @@ fn pyarrow_reads_a_block_and_finds_the_same_series() {
         String::from_utf8_lossy(&out.stderr)
     );
     let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(seen["version"], "1");
+    assert_eq!(seen["version"], block::FORMAT_VERSION.to_string());
 
     // What the head holds for the range, in the block's row order (by
     // metric name, then labels).

@@ -11,14 +11,19 @@
 //!
 //! Start the window on a 12 h boundary so that its first six 2 h blocks
 //! fill one 12 h range. Size counts the blocks' data files (Parquet and
-//! index), as recorded in their `meta.json`.
+//! index), as recorded in their `meta.json`, and is split by file.
+//! `CHUNK_MAX_SAMPLES=N` sets the block chunk length; `KEEP_BLOCKS=DIR`
+//! writes the blocks into DIR (kept) instead of a temporary directory, to
+//! look inside them (for example per-column sizes with pyarrow).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use cairn_engine::block::compact::{self, CompactionOptions};
 use cairn_engine::block::retention::block_size_bytes;
-use cairn_engine::block::{BlockMeta, BlockOptions, BlockStore, list_blocks};
+use cairn_engine::block::{
+    BlockMeta, BlockOptions, BlockStore, INDEX_FILE, PARQUET_FILE, list_blocks,
+};
 use cairn_engine::{Db, DbOptions, Labels, Sample, WriteSeries};
 use cairn_workload::remote_write::{decode_payload, read_manifest};
 use cairn_workload::send::remote_write_dir;
@@ -27,10 +32,15 @@ fn report(what: &str, metas: &[BlockMeta]) {
     let bytes: u64 = metas.iter().map(block_size_bytes).sum();
     let samples: u64 = metas.iter().map(|m| m.stats.num_samples).sum();
     let series: u64 = metas.iter().map(|m| m.stats.num_series).sum();
+    let per = |b: u64| b as f64 / samples.max(1) as f64;
+    let file = |name: &str| -> u64 { metas.iter().filter_map(|m| m.file_size(name)).sum() };
+    let (parquet, index) = (file(PARQUET_FILE), file(INDEX_FILE));
     println!(
-        "{what}: {} blocks, {series} series-blocks, {samples} samples, {bytes} bytes, {:.3} bytes/sample",
+        "{what}: {} blocks, {series} series-blocks, {samples} samples, {bytes} bytes, {:.3} bytes/sample (series.parquet {:.3}, index {:.3})",
         metas.len(),
-        bytes as f64 / samples.max(1) as f64
+        per(bytes),
+        per(parquet),
+        per(index),
     );
 }
 
@@ -65,8 +75,16 @@ fn main() -> anyhow::Result<()> {
         anyhow::ensure!(out.rejected.is_empty(), "rejected: {:?}", out.rejected);
     }
     println!("appended {total} samples");
-    let store = BlockStore::local(&tmp.path().join("blocks"))?;
-    db.cut_blocks(&store, 2 * 3_600_000, BlockOptions::default())?;
+    let blocks_dir = match std::env::var_os("KEEP_BLOCKS") {
+        Some(d) => PathBuf::from(d),
+        None => tmp.path().join("blocks"),
+    };
+    let store = BlockStore::local(&blocks_dir)?;
+    let mut opts = BlockOptions::default();
+    if let Ok(n) = std::env::var("CHUNK_MAX_SAMPLES") {
+        opts.chunk_max_samples = n.parse().context("CHUNK_MAX_SAMPLES")?;
+    }
+    db.cut_blocks(&store, 2 * 3_600_000, opts)?;
     let before = list_blocks(&store)?;
     report("2h blocks", &before);
     let result = compact::run(&store, &CompactionOptions::default())?;

@@ -2,14 +2,21 @@
 //! postings (label name=value -> series ordinals), so that resolving matchers
 //! needs neither the Parquet file's label columns nor a scan.
 //!
-//! Byte layout (all integers little endian; see `docs/format.md`, "Blocks"):
+//! Version 2 (written; all integers little endian; see `docs/format.md`,
+//! "Blocks") also holds the block's time streams: the timestamps of a chunk
+//! coded once for every chunk that shares them (every series of one scrape
+//! target shares its scrape times), referred to by id from the Parquet
+//! file's `time_stream` column. The sections are zstd-compressed:
 //!
 //! ```text
-//! ┌──────────────┬─────────┬─────────┬────────┬──────────┬─────┬──────────┐
-//! │ magic "CNIX" │ version │ symbols │ series │ postings │ toc │ crc32c   │
-//! │ 4 bytes      │ 1 byte  │         │        │          │ 24B │ 4 bytes  │
-//! └──────────────┴─────────┴─────────┴────────┴──────────┴─────┴──────────┘
+//! ┌──────────────┬─────────┬─────────────────┬──────────────────────────────────┬────────┐
+//! │ magic "CNIX" │ version │ raw length      │ zstd( symbols │ series │ postings │ crc32c │
+//! │ 4 bytes      │ 1 byte  │ uvarint         │   │ time streams │ toc 32B )      │ 4 B    │
+//! └──────────────┴─────────┴─────────────────┴──────────────────────────────────┴────────┘
 //! ```
+//!
+//! Version 1 (still read) has no time streams and no compression:
+//! magic, version, symbols, series, postings, a 24-byte toc, crc32c.
 //!
 //! A series' ordinal is its position in the series table, which is also the
 //! order of its rows in the Parquet file: series `i`'s chunk rows start at
@@ -26,7 +33,12 @@ use crate::index::Postings;
 use crate::labels::{Label, Labels};
 
 pub const INDEX_MAGIC: [u8; 4] = *b"CNIX";
-pub const INDEX_VERSION: u8 = 1;
+/// The index version written (block format 2).
+pub const INDEX_VERSION: u8 = 2;
+/// zstd level of the index and the Parquet columns: level 3 is zstd's
+/// default, near its best ratio on this data at a fraction of the CPU of
+/// the high levels.
+pub const ZSTD_LEVEL: i32 = 3;
 
 /// One series of a block, as the index holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,14 +52,44 @@ pub struct IndexSeries {
     pub first_row: u64,
 }
 
-/// A decoded index: series table and postings.
+/// A time stream of encoding 3 ([`crate::chunk::Encoding::DecimalSplit`]):
+/// `count` timestamps from `first` to `last`, coded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TimeStream {
+    pub first: i64,
+    pub last: i64,
+    pub count: u32,
+    pub stream: Vec<u8>,
+}
+
+/// A decoded index: series table, postings and (version 2) time streams.
 pub struct BlockIndex {
     pub series: Vec<IndexSeries>,
     pub postings: Postings,
+    pub time_streams: Vec<TimeStream>,
 }
 
-/// Encodes the index of `series` (in block order).
-pub fn encode(series: &[IndexSeries]) -> Vec<u8> {
+/// Encodes the index (version 2) of `series` (in block order) and the
+/// block's time streams.
+pub fn encode(series: &[IndexSeries], time_streams: &[TimeStream]) -> Result<Vec<u8>> {
+    let raw = encode_sections(series, time_streams);
+    let packed = zstd::bulk::compress(&raw, ZSTD_LEVEL).map_err(|e| Error::Corrupted {
+        path: PathBuf::from("index"),
+        offset: 0,
+        reason: format!("zstd failed to compress the index: {e}"),
+    })?;
+    let mut out = Vec::with_capacity(packed.len() + 20);
+    out.extend_from_slice(&INDEX_MAGIC);
+    out.push(INDEX_VERSION);
+    put_uvarint(&mut out, raw.len() as u64);
+    out.extend_from_slice(&packed);
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+/// The uncompressed sections of a version-2 index, with its toc.
+fn encode_sections(series: &[IndexSeries], time_streams: &[TimeStream]) -> Vec<u8> {
     let mut symbols: Vec<&str> = series
         .iter()
         .flat_map(|s| s.labels.iter())
@@ -58,9 +100,6 @@ pub fn encode(series: &[IndexSeries]) -> Vec<u8> {
     let sym = |s: &str| symbols.binary_search(&s).unwrap_or(0) as u64;
 
     let mut out = Vec::new();
-    out.extend_from_slice(&INDEX_MAGIC);
-    out.push(INDEX_VERSION);
-
     let symbols_offset = out.len() as u64;
     put_uvarint(&mut out, symbols.len() as u64);
     for s in &symbols {
@@ -99,11 +138,19 @@ pub fn encode(series: &[IndexSeries]) -> Vec<u8> {
         out.extend_from_slice(&buf);
     }
 
-    for off in [symbols_offset, series_offset, postings_offset] {
+    let times_offset = out.len() as u64;
+    put_uvarint(&mut out, time_streams.len() as u64);
+    for ts in time_streams {
+        put_uvarint(&mut out, zigzag(ts.first));
+        put_uvarint(&mut out, ts.last.wrapping_sub(ts.first) as u64);
+        put_uvarint(&mut out, u64::from(ts.count));
+        put_uvarint(&mut out, ts.stream.len() as u64);
+        out.extend_from_slice(&ts.stream);
+    }
+
+    for off in [symbols_offset, series_offset, postings_offset, times_offset] {
         out.extend_from_slice(&off.to_le_bytes());
     }
-    let crc = crc32c::crc32c(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
     out
 }
 
@@ -168,17 +215,19 @@ pub fn decode(bytes: &[u8], path: &str) -> Result<BlockIndex> {
         offset: offset as u64,
         reason: reason.to_string(),
     };
-    if bytes.len() < 5 + 24 + 4 || bytes[..4] != INDEX_MAGIC {
+    if bytes.len() < 5 + 4 || bytes[..4] != INDEX_MAGIC {
         return Err(corrupt(
             0,
             "not a Cairn block index (bad magic or too short)",
         ));
     }
-    if bytes[4] != INDEX_VERSION {
+    let version = bytes[4];
+    if version != 1 && version != INDEX_VERSION {
         return Err(Error::UnsupportedBlockVersion {
             block: path.to_string(),
-            version: u64::from(bytes[4]),
-            supported: u64::from(INDEX_VERSION),
+            version: u64::from(version),
+            min_supported: 1,
+            max_supported: u64::from(INDEX_VERSION),
         });
     }
     let body_len = bytes.len() - 4;
@@ -187,12 +236,45 @@ pub fn decode(bytes: &[u8], path: &str) -> Result<BlockIndex> {
     if crc32c::crc32c(&bytes[..body_len]) != u32::from_le_bytes(crc) {
         return Err(corrupt(body_len, "checksum mismatch"));
     }
-    let data = &bytes[..body_len - 24];
+    if version == 1 {
+        if body_len < 5 + 24 {
+            return Err(corrupt(0, "index too short"));
+        }
+        let c = Cursor {
+            bytes: &bytes[..body_len - 24],
+            pos: 5,
+            path,
+        };
+        return decode_sections(c, false);
+    }
     let mut c = Cursor {
-        bytes: data,
+        bytes: &bytes[..body_len],
         pos: 5,
         path,
     };
+    let raw_len = c.uvarint()?;
+    // The checksum matched, so the length is the writer's; still bounded,
+    // as a guard against a writer bug.
+    if raw_len > 1 << 34 {
+        return Err(c.corrupt(format!("index of {raw_len} bytes uncompressed")));
+    }
+    let raw = zstd::bulk::decompress(&bytes[c.pos..body_len], raw_len as usize)
+        .map_err(|e| c.corrupt(format!("zstd: {e}")))?;
+    if raw.len() as u64 != raw_len || raw.len() < 32 {
+        return Err(c.corrupt("uncompressed index length differs from its header"));
+    }
+    let c = Cursor {
+        bytes: &raw[..raw.len() - 32],
+        pos: 0,
+        path,
+    };
+    decode_sections(c, true)
+}
+
+/// Decodes the sections (the toc already cut off); `with_times` for
+/// version 2.
+fn decode_sections(mut c: Cursor<'_>, with_times: bool) -> Result<BlockIndex> {
+    let data_len = c.bytes.len();
 
     let n = c.len("symbol count")?;
     let mut symbols: Vec<Arc<str>> = Vec::with_capacity(n);
@@ -253,11 +335,30 @@ pub fn decode(bytes: &[u8], path: &str) -> Result<BlockIndex> {
         }
         entries.push((name, value, bitmap));
     }
-    if c.pos != data.len() {
+    let mut time_streams = Vec::new();
+    if with_times {
+        let n = c.len("time stream count")?;
+        time_streams.reserve(n);
+        for _ in 0..n {
+            let first = unzigzag(c.uvarint()?);
+            let last = first.wrapping_add(c.uvarint()? as i64);
+            let count = u32::try_from(c.uvarint()?).map_err(|_| c.corrupt("time stream count"))?;
+            let len = c.len("time stream length")?;
+            let stream = c.take(len)?.to_vec();
+            time_streams.push(TimeStream {
+                first,
+                last,
+                count,
+                stream,
+            });
+        }
+    }
+    if c.pos != data_len {
         return Err(c.corrupt("trailing bytes before the table of contents"));
     }
     Ok(BlockIndex {
         postings: Postings::from_bitmaps(series.len() as u32, entries),
         series,
+        time_streams,
     })
 }

@@ -6,8 +6,10 @@
 //! footer (one or two range GETs), and keeps both in memory for the
 //! reader's lifetime. A select then fetches only the column chunks of the
 //! row groups holding the selected series, and only the columns it needs
-//! (series, chunk time range, chunk bytes): the label columns are never
-//! read, labels come from the index.
+//! (series, chunk time range and count, time stream id, value stream):
+//! the label columns are never read, labels come from the index. A chunk is
+//! put together from its value stream and its time stream, which the index
+//! holds ([`Chunk::from_streams`]); format-1 blocks store whole chunks.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -26,7 +28,9 @@ use roaring::RoaringBitmap;
 
 use super::index::{self, BlockIndex};
 use super::store::BlockStore;
-use super::writer::{COL_CHUNK, COL_MAX_TIME, COL_MIN_TIME, COL_SERIES};
+use super::writer::{
+    COL_CHUNK, COL_MAX_TIME, COL_MIN_TIME, COL_NUM_SAMPLES, COL_SERIES, COL_TIME_STREAM,
+};
 use super::{BlockMeta, INDEX_FILE, PARQUET_FILE, PARQUET_VERSION_KEY, list_blocks};
 use crate::chunk::Chunk;
 use crate::error::{Error, Result};
@@ -82,8 +86,11 @@ struct Opened {
     /// First row of each row group, then the total row count.
     row_group_starts: Vec<u64>,
     projection: ProjectionMask,
-    /// Positions of the projected columns in a read batch.
+    /// Positions of the projected columns in a read batch: series, min
+    /// time, max time, chunk, and for format 2 sample count and time
+    /// stream.
     cols: [usize; 4],
+    split: Option<[usize; 2]>,
 }
 
 /// One block, opened lazily.
@@ -164,11 +171,17 @@ impl BlockReader {
             .and_then(|kv| kv.iter().find(|k| k.key == PARQUET_VERSION_KEY))
             .and_then(|k| k.value.as_deref())
             .and_then(|v| v.parse::<u64>().ok());
-        if version != Some(super::FORMAT_VERSION) {
-            return Err(Error::UnsupportedBlockVersion {
-                block: location,
-                version: version.unwrap_or(0),
-                supported: super::FORMAT_VERSION,
+        if version != Some(self.meta.version) {
+            return Err(match version {
+                Some(v) if !super::version_supported(v) => super::unsupported_version(location, v),
+                _ => Error::Corrupted {
+                    path: location.into(),
+                    offset: 0,
+                    reason: format!(
+                        "the Parquet file's format version {version:?} differs from meta.json's {}",
+                        self.meta.version
+                    ),
+                },
             });
         }
         let mut row_group_starts = Vec::with_capacity(md.num_row_groups() + 1);
@@ -194,16 +207,22 @@ impl BlockReader {
                 reason: format!("column {name} missing"),
             })
         };
-        let wanted = [
+        let mut wanted = vec![
             find(COL_SERIES)?,
             find(COL_MIN_TIME)?,
             find(COL_MAX_TIME)?,
             find(COL_CHUNK)?,
         ];
+        let split_format = self.meta.version >= 2;
+        if split_format {
+            wanted.push(find(COL_NUM_SAMPLES)?);
+            wanted.push(find(COL_TIME_STREAM)?);
+        }
         // Every column is a flat root column, so root indices are leaves.
-        let projection = ProjectionMask::roots(md.file_metadata().schema_descr(), wanted);
+        let projection =
+            ProjectionMask::roots(md.file_metadata().schema_descr(), wanted.iter().copied());
         // Projected columns keep file order in the batch.
-        let mut order = wanted;
+        let mut order = wanted.clone();
         order.sort_unstable();
         let pos = |c: usize| order.iter().position(|&x| x == c).unwrap_or(0);
         let cols = [
@@ -212,6 +231,7 @@ impl BlockReader {
             pos(wanted[2]),
             pos(wanted[3]),
         ];
+        let split = split_format.then(|| [pos(wanted[4]), pos(wanted[5])]);
         let opened = Arc::new(Opened {
             index,
             file,
@@ -219,6 +239,7 @@ impl BlockReader {
             row_group_starts,
             projection,
             cols,
+            split,
         });
         *slot = Some(Arc::clone(&opened));
         Ok(opened)
@@ -345,6 +366,19 @@ impl BlockReader {
                 .column(c_chunk)
                 .as_binary_opt::<i32>()
                 .ok_or_else(|| corrupt("chunk column is not Binary".into()))?;
+            let split = match o.split {
+                Some([c_count, c_time]) => Some((
+                    batch
+                        .column(c_count)
+                        .as_primitive_opt::<UInt32Type>()
+                        .ok_or_else(|| corrupt("num_samples column is not UInt32".into()))?,
+                    batch
+                        .column(c_time)
+                        .as_primitive_opt::<UInt32Type>()
+                        .ok_or_else(|| corrupt("time_stream column is not UInt32".into()))?,
+                )),
+                None => None,
+            };
             for row in 0..batch.num_rows() {
                 let (ord, left) = match current {
                     Some((ord, left)) if left > 0 => (ord, left),
@@ -367,7 +401,22 @@ impl BlockReader {
                 if min_t.value(row) > maxt || max_t.value(row) < mint {
                     continue;
                 }
-                let chunk = Chunk::from_bytes(chunks.value(row).to_vec())?;
+                let chunk = match split {
+                    Some((counts, times)) => {
+                        let id = times.value(row);
+                        let ts = o.index.time_streams.get(id as usize).ok_or_else(|| {
+                            corrupt(format!("chunk of series {ord}: no time stream {id}"))
+                        })?;
+                        let (lo, hi, n) = (min_t.value(row), max_t.value(row), counts.value(row));
+                        if (ts.first, ts.last, ts.count) != (lo, hi, n) {
+                            return Err(corrupt(format!(
+                                "chunk of series {ord}: time stream {id} does not cover its time range and count"
+                            )));
+                        }
+                        Chunk::from_streams(n, lo, hi, &ts.stream, chunks.value(row))?
+                    }
+                    None => Chunk::from_bytes(chunks.value(row).to_vec())?,
+                };
                 if chunk.min_time() != min_t.value(row) || chunk.max_time() != max_t.value(row) {
                     return Err(corrupt(format!(
                         "chunk of series {ord}: header time range differs from its columns"

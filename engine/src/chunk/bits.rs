@@ -31,7 +31,6 @@ impl BitWriter {
     }
 
     /// Bits written so far.
-    #[cfg(test)]
     pub(crate) fn bit_len(&self) -> u64 {
         self.bytes.len() as u64 * 8 - u64::from(self.free)
     }

@@ -698,6 +698,302 @@ fn decode_samples<V: Values, const FULL: bool>(
     Ok(())
 }
 
+/// Encoding 3's two streams of a whole run of samples (sorted by time,
+/// at least one): the time stream (sample 1's nominal interval, then a
+/// residual per later sample, exactly as encoding 2 codes them) and the
+/// value stream (the value mode, then every value, as encoding 2 codes
+/// them). Apart, samples that share their timestamps (every series of one
+/// scrape) share one time stream, which a block stores once.
+pub(crate) fn encode_split(samples: &[(i64, u64)]) -> (Vec<u8>, Vec<u8>) {
+    (encode_time_stream(samples), encode_value_stream(samples))
+}
+
+fn encode_time_stream(samples: &[(i64, u64)]) -> Vec<u8> {
+    let mut w = BitWriter::new();
+    let Some(&(t0, _)) = samples.first() else {
+        return w.into_bytes();
+    };
+    let mut time = TimeState::new(t0);
+    for (i, &(t, _)) in samples.iter().enumerate().skip(1) {
+        if i == 1 {
+            let interval = nominal_interval(t.wrapping_sub(t0));
+            write_signed_varbits(&mut w, interval);
+            time.interval = interval;
+            time.next = t0.wrapping_add(interval);
+        }
+        let r = t.wrapping_sub(time.next);
+        let escaped = time.rice.write(&mut w, zigzag(r));
+        time.advance(t, r, escaped);
+    }
+    w.into_bytes()
+}
+
+/// The value mode for a whole run: the smallest exponent at which every
+/// ordinary value is a decimal, else float mode.
+fn split_mode(samples: &[(i64, u64)]) -> ValueMode {
+    let mut e = 0;
+    for &(_, bits) in samples {
+        let v = f64::from_bits(bits);
+        if is_special(v) {
+            continue;
+        }
+        match min_exponent(v, e) {
+            Some(e2) => e = e2,
+            None => return ValueMode::Float,
+        }
+    }
+    let fits = samples.iter().all(|&(_, bits)| {
+        let v = f64::from_bits(bits);
+        is_special(v) || to_decimal(v, e).is_some()
+    });
+    if fits {
+        ValueMode::Decimal(e)
+    } else {
+        ValueMode::Float
+    }
+}
+
+fn encode_value_stream(samples: &[(i64, u64)]) -> Vec<u8> {
+    let mut w = BitWriter::new();
+    match split_mode(samples) {
+        ValueMode::Float => {
+            // Whichever of the two float codings is smaller for this run.
+            let mut xor_w = BitWriter::new();
+            xor_w.write_bits(0b10, 2);
+            let mut xor = XorState::default();
+            for &(_, bits) in samples {
+                xor.write(&mut xor_w, bits);
+            }
+            let mut delta_w = BitWriter::new();
+            delta_w.write_bits(0b11, 2);
+            let mut state = DecimalState::default();
+            for (i, &(_, bits)) in samples.iter().enumerate() {
+                let m = bits as i64;
+                if i == 0 {
+                    write_signed_varbits(&mut delta_w, m);
+                    state.m_prev = m;
+                } else {
+                    let delta = m.wrapping_sub(state.m_prev);
+                    let res = delta.wrapping_sub(state.predicted());
+                    let escaped = state.rice.write(&mut delta_w, zigzag(res));
+                    state.advance(m, escaped);
+                }
+            }
+            return if delta_w.bit_len() < xor_w.bit_len() {
+                delta_w.into_bytes()
+            } else {
+                xor_w.into_bytes()
+            };
+        }
+        ValueMode::Decimal(e) => {
+            w.write_bits(0, 1);
+            w.write_bits(u64::from(e), 5);
+            let mut state = DecimalState::default();
+            for (i, &(_, bits)) in samples.iter().enumerate() {
+                let v = f64::from_bits(bits);
+                let m = if is_special(v) {
+                    None
+                } else {
+                    to_decimal(v, e)
+                };
+                match (i, m) {
+                    (0, None) => {
+                        w.write_bits(1, 1);
+                        w.write_bits(bits, 64);
+                    }
+                    (0, Some(m)) => {
+                        w.write_bits(0, 1);
+                        write_signed_varbits(&mut w, m);
+                        state.m_prev = m;
+                    }
+                    (_, None) => write_raw(&mut w, bits),
+                    (_, Some(m)) => {
+                        let delta = m.wrapping_sub(state.m_prev);
+                        let res = delta.wrapping_sub(state.predicted());
+                        let escaped = state.rice.write(&mut w, zigzag(res));
+                        state.advance(m, escaped);
+                    }
+                }
+            }
+        }
+    }
+    w.into_bytes()
+}
+
+/// Decodes `count` samples of encoding 3 from its time and value streams
+/// (first timestamp `t0`, last `t_last`), pushing those inside `[mint,
+/// maxt]` to `out`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn decode_split(
+    times: &[u8],
+    values: &[u8],
+    count: usize,
+    t0: i64,
+    t_last: i64,
+    mint: i64,
+    maxt: i64,
+    out: &mut impl Sink,
+) -> Result<()> {
+    if count == 0 {
+        return Ok(());
+    }
+    let mut vr = BitReader::new(values);
+    let s = SplitRead {
+        times,
+        values,
+        count,
+        t0,
+        t_last,
+        mint,
+        maxt,
+    };
+    // Value modes: '0' + 5-bit e (decimal), '10' Gorilla XOR, '11' deltas
+    // of the bit patterns.
+    if vr.read_bits(1) == 0 {
+        let e = vr.read_bits(5) as u32;
+        if e > MAX_EXPONENT {
+            return Err(corrupt("decimal exponent out of range"));
+        }
+        let vals = DecimalValues {
+            e,
+            state: DecimalState::default(),
+        };
+        s.run(vr, vals, out)
+    } else if vr.read_bits(1) == 0 {
+        s.run(vr, FloatValues(XorState::default()), out)
+    } else {
+        s.run(vr, BitsDeltaValues(DecimalState::default()), out)
+    }
+}
+
+/// What an encoding-3 decode reads, for [`decode_split_samples`].
+struct SplitRead<'a> {
+    times: &'a [u8],
+    values: &'a [u8],
+    count: usize,
+    t0: i64,
+    t_last: i64,
+    mint: i64,
+    maxt: i64,
+}
+
+impl SplitRead<'_> {
+    #[inline(always)]
+    fn run<V: Values>(&self, vr: BitReader<'_>, vals: V, out: &mut impl Sink) -> Result<()> {
+        let tr = BitReader::new(self.times);
+        let (times, values) = (self.times, self.values);
+        let (count, t0, t_last, mint, maxt) =
+            (self.count, self.t0, self.t_last, self.mint, self.maxt);
+        if mint <= t0 && t_last <= maxt {
+            decode_split_samples::<_, true>(
+                tr, vr, vals, times, values, count, t0, t_last, mint, maxt, out,
+            )
+        } else {
+            decode_split_samples::<_, false>(
+                tr, vr, vals, times, values, count, t0, t_last, mint, maxt, out,
+            )
+        }
+    }
+}
+
+/// Encoding 3's second float coding: a value's bits read as an integer,
+/// coded like a decimal mantissa (delta from the previous one minus the
+/// predicted delta, adaptive Rice). For a float counter the bit patterns
+/// of positive values grow with the value, and the delta is the increase
+/// in units in the last place: a few bits fewer than XOR's changed
+/// mantissa bits, and no window to re-send.
+struct BitsDeltaValues(DecimalState);
+
+impl Values for BitsDeltaValues {
+    #[inline(always)]
+    fn first(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        let m = read_signed_varbits(r);
+        self.0.m_prev = m;
+        Ok(m as u64)
+    }
+
+    #[inline(always)]
+    fn next(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        let (z, escaped) = match self.0.rice.read(r) {
+            Code::Small(z) => (z, false),
+            Code::Escaped(z) => (z, true),
+            Code::Raw(_) => return Err(corrupt("raw value in a bit-delta value stream")),
+        };
+        let m = self
+            .0
+            .m_prev
+            .wrapping_add(self.0.predicted())
+            .wrapping_add(unzigzag(z));
+        self.0.advance(m, escaped);
+        Ok(m as u64)
+    }
+}
+
+/// The sample loop of encoding 3; `FULL` when every sample is inside
+/// `[mint, maxt]`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn decode_split_samples<V: Values, const FULL: bool>(
+    mut tr: BitReader<'_>,
+    mut vr: BitReader<'_>,
+    mut vals: V,
+    times: &[u8],
+    values: &[u8],
+    count: usize,
+    t0: i64,
+    t_last: i64,
+    mint: i64,
+    maxt: i64,
+    out: &mut impl Sink,
+) -> Result<()> {
+    let mut t = t0;
+    let v = vals.first(&mut vr)?;
+    if FULL || t >= mint {
+        out.push(t, v);
+    }
+    let mut time = TimeState::new(t0);
+    if count > 1 {
+        time.interval = read_signed_varbits(&mut tr);
+        time.next = t0.wrapping_add(time.interval);
+    }
+    for _ in 1..count {
+        let (z, escaped) = match time.rice.read(&mut tr) {
+            Code::Small(z) => (z, false),
+            Code::Escaped(z) => (z, true),
+            Code::Raw(_) => return Err(corrupt("raw value in the time stream")),
+        };
+        let res = unzigzag(z);
+        let t_next = time.next.wrapping_add(res);
+        if t_next <= t {
+            return Err(corrupt("timestamps not increasing"));
+        }
+        t = t_next;
+        time.advance(t, res, escaped);
+        let v = vals.next(&mut vr)?;
+        if FULL {
+            out.push(t, v);
+        } else if t > maxt {
+            break;
+        } else if t >= mint {
+            out.push(t, v);
+        }
+    }
+    if tr.overran() || vr.overran() {
+        return Err(corrupt("stream shorter than its sample count"));
+    }
+    if FULL {
+        if t != t_last {
+            return Err(corrupt("last timestamp differs from the header's max time"));
+        }
+        if times.len() as u64 * 8 - tr.bits_read() >= 8
+            || values.len() as u64 * 8 - vr.bits_read() >= 8
+        {
+            return Err(corrupt("bytes left after the last sample"));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -91,6 +91,43 @@ fn check_round_trip(
             prop_assert_eq!(bits(&got), want, "open range {}..={}", mint, maxt);
         }
     }
+    check_split_round_trip(samples, ranges)
+}
+
+/// Encoding 3: written whole from the samples, read back from its bytes
+/// and from its two streams put together again.
+fn check_split_round_trip(
+    samples: &[Sample],
+    ranges: &[(i64, i64)],
+) -> std::result::Result<(), TestCaseError> {
+    if samples.is_empty() {
+        return Ok(());
+    }
+    let fail = |e: Error| TestCaseError::fail(e.to_string());
+    let split = SplitStreams::encode(samples);
+    let chunk = split.to_chunk().map_err(fail)?;
+    prop_assert_eq!(chunk.encoding(), Encoding::DecimalSplit);
+    let (times, values) = chunk.split_streams().expect("encoding 3").map_err(fail)?;
+    prop_assert_eq!((times, values), (&split.times[..], &split.values[..]));
+    let reread = Chunk::from_bytes(chunk.as_bytes().to_vec()).map_err(fail)?;
+    prop_assert_eq!(
+        (reread.min_time(), reread.max_time()),
+        (samples[0].t, samples[samples.len() - 1].t)
+    );
+    // The time stream depends on the timestamps only.
+    let zeros: Vec<Sample> = samples.iter().map(|s| Sample { t: s.t, v: 0.0 }).collect();
+    prop_assert_eq!(SplitStreams::encode(&zeros).times, split.times.clone());
+    for &(mint, maxt) in [(i64::MIN, i64::MAX)].iter().chain(ranges) {
+        let mut got = Vec::new();
+        reread.decode_into(mint, maxt, &mut got).map_err(fail)?;
+        prop_assert_eq!(
+            bits(&got),
+            in_range(samples, mint, maxt),
+            "split range {}..={}",
+            mint,
+            maxt
+        );
+    }
     Ok(())
 }
 
@@ -241,7 +278,7 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), enc in proptest::sample::select(Encoding::ALL.to_vec()), mint in any::<i64>(), maxt in any::<i64>()) {
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), enc in proptest::sample::select(vec![Encoding::XorDod, Encoding::DecimalGrid, Encoding::DecimalSplit]), mint in any::<i64>(), maxt in any::<i64>()) {
         // With a valid encoding byte so that the body decoders are reached.
         let mut with_enc = bytes.clone();
         if let Some(b) = with_enc.first_mut() {
@@ -263,8 +300,9 @@ proptest! {
     #[test]
     fn damaged_chunks_error_or_decode_without_panic(samples in samples_strategy(), flips in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..8), 1..4), cut in any::<prop::sample::Index>()) {
         prop_assume!(!samples.is_empty());
-        for enc in Encoding::ALL {
-            let good = encode(enc, &samples).finish();
+        let split = SplitStreams::encode(&samples).to_chunk().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let chunks: Vec<Chunk> = Encoding::ALL.iter().map(|&enc| encode(enc, &samples).finish()).chain([split]).collect();
+        for good in chunks {
             let bytes = good.as_bytes();
             // Truncated: a shorter chunk never decodes to the full samples.
             let len = cut.index(bytes.len());
@@ -459,7 +497,7 @@ fn decimal_grid_is_smaller_on_scraped_decimals() {
 /// change is a new [`Encoding`] with its own fixtures. The encoder is also
 /// checked to still produce them, so that a change to an encoder's choices
 /// (which the decoder follows) is noticed here rather than on disk.
-const GOLDEN: [(usize, Encoding, &str); 5] = [
+const GOLDEN: [(usize, Encoding, &str); 8] = [
     (
         0,
         Encoding::XorDod,
@@ -501,6 +539,36 @@ const GOLDEN: [(usize, Encoding, &str); 5] = [
         ),
     ),
     (4, Encoding::DecimalGrid, "0200"),
+    (
+        2,
+        Encoding::DecimalSplit,
+        concat!(
+            "031e80f8b2e5bd68cebb1b1f9dd4c02341000009200010330fab84eb1600000eea5c00003ba99834",
+            "bbca60010ebfe00001f213a8f41fbf5f0ebe6e1ddf3db96f80000aa0a918889ff80002ffe00000000",
+            "00004",
+        ),
+    ),
+    (
+        5,
+        Encoding::DecimalSplit,
+        concat!(
+            "031480f8b2e5bd68c9b211129dd4c02341000009200010330fab84eb1600b115ffe0020015555555",
+            "555556800fffffffffffffbffeaaaaaaaaaaaaa8002aaaaaaaaaaaaa001ffffffffffff2800d5555",
+            "55555556a000aaaaaaaaaaaae8007fffffffffffea00755555555555568001555555555556a000ff",
+            "ffffffffff28006aaaaaaaaaaaaa00055555555555568003fffffffffffea003aaaaaaaaaaaae800",
+            "1555555555555a000ffffffffffffa8006aaaaaaaaaaaba00055555555555540",
+        ),
+    ),
+    (
+        3,
+        Encoding::DecimalSplit,
+        concat!(
+            "031480f8b2e5bd68c9b211129dd4c02341000009200010330fab84eb1600ffc02900000000000000",
+            "0020b334540540000000600000001000000018000000080000000800000018000000080000000800",
+            "00003000000020000000c0000000800000010000000c00000010000000c00000000000fbfc6fff2b",
+            "31dc3aa0",
+        ),
+    ),
 ];
 
 /// Samples of the golden chunks (see `GOLDEN`).
@@ -534,6 +602,13 @@ fn golden_samples(which: usize) -> Vec<Sample> {
             .map(|i| Sample {
                 t: t(i),
                 v: 12.5 + (i as f64) * 0.000_001_7 * std::f64::consts::PI,
+            })
+            .collect(),
+        // A float gauge whose sign flips (encoding 3 picks XOR for it).
+        5 => (0..20)
+            .map(|i| Sample {
+                t: t(i),
+                v: if i % 2 == 0 { 1.0 } else { -1.0 } * (1.0 + i as f64 / 3.0),
             })
             .collect(),
         _ => Vec::new(),
@@ -570,7 +645,11 @@ fn golden_chunks_decode_forever() {
         c.decode_into(i64::MIN, i64::MAX, &mut got)
             .expect("golden chunk decodes");
         assert_eq!(bits(&got), bits(&want), "fixture {which}");
-        let again = encode(enc, &want).finish();
+        let again = if enc == Encoding::DecimalSplit {
+            SplitStreams::encode(&want).to_chunk().expect("streams")
+        } else {
+            encode(enc, &want).finish()
+        };
         assert_eq!(
             again.as_bytes(),
             &from_hex(hex)[..],
