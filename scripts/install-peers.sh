@@ -8,10 +8,12 @@
 # - OpenTelemetry Python SDK and OTLP exporters (gRPC and HTTP), in a venv at
 #   $CAIRN_PEERS_DIR/otel-venv (default ~/.cache/cairn-peers), used by
 #   tests/otlp_interop.rs.
-# - grpcio, grpcio-tools and pyarrow, in one venv at $CAIRN_PEERS_DIR/py-venv:
-#   tests/grpc_interop.rs generates a Python client from proto/ at test time
-#   and reads the Arrow export; engine/tests/block_pyarrow.rs opens a block's
-#   Parquet file in a standard tool.
+# - grpcio, grpcio-tools, pyarrow and moto, in one venv at
+#   $CAIRN_PEERS_DIR/py-venv: tests/grpc_interop.rs generates a Python client
+#   from proto/ at test time and reads the Arrow export;
+#   engine/tests/block_pyarrow.rs opens a block's Parquet file in a standard
+#   tool; tests/s3.rs runs moto's S3 server (`moto_server`) on 127.0.0.1 as
+#   the block store.
 set -euo pipefail
 
 PEERS_DIR="${CAIRN_PEERS_DIR:-$HOME/.cache/cairn-peers}"
@@ -38,22 +40,24 @@ if ! otel_ready; then
   otel_ready
 fi
 
-# --- grpcio, grpcio-tools, pyarrow (one venv) --------------------------------
+# --- grpcio, grpcio-tools, pyarrow, moto (one venv) --------------------------
 PY_VENV="$PEERS_DIR/py-venv"
 PY_PACKAGES=(
   "grpcio>=1.60"
   "grpcio-tools>=1.60"
   "pyarrow>=14"
+  "moto[server]>=5"
 )
 py_ready() {
   [ -x "$PY_VENV/bin/python" ] && "$PY_VENV/bin/python" -c '
 import grpc
 import grpc_tools.protoc
 import pyarrow.parquet
-' 2>/dev/null
+import moto.server
+' 2>/dev/null && [ -x "$PY_VENV/bin/moto_server" ]
 }
 if ! py_ready; then
-  echo "install-peers: installing grpcio, grpcio-tools and pyarrow into $PY_VENV" >&2
+  echo "install-peers: installing grpcio, grpcio-tools, pyarrow and moto into $PY_VENV" >&2
   python3 -m venv "$PY_VENV"
   "$PY_VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
   py_ready

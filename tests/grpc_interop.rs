@@ -18,19 +18,7 @@ use support::{Server, T0, get_json, server_with_query_data};
 
 /// The venv's python, as `scripts/install-peers.sh` creates it.
 fn python() -> PathBuf {
-    let peers = std::env::var_os("CAIRN_PEERS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").expect("HOME is set");
-            PathBuf::from(home).join(".cache/cairn-peers")
-        });
-    let python = peers.join("py-venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} missing: run scripts/install-peers.sh (scripts/test.sh does)",
-        python.display()
-    );
-    python
+    support::py_venv_bin("python")
 }
 
 fn enc(s: &str) -> String {

@@ -26,13 +26,6 @@ impl Drop for Peer {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 fn spawn(cmd: &str, args: &[String], dir: &Path) -> Peer {
     let log = std::fs::File::create(dir.join(format!("{cmd}.log"))).expect("log file");
     let child = Command::new(cmd)

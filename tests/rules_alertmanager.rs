@@ -17,13 +17,6 @@ use std::time::Duration;
 
 use support::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// A webhook receiver: every POST body, parsed as JSON, goes to the channel.
 fn webhook() -> (u16, mpsc::Receiver<serde_json::Value>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind webhook");

@@ -588,7 +588,7 @@ impl Config {
         if self.global.evaluation_interval.is_zero() {
             return Err(bad("global.evaluation_interval", "must be greater than 0"));
         }
-        for (name, _) in &self.global.external_labels {
+        for name in self.global.external_labels.keys() {
             if !crate::remote_write::is_valid_label_name(name) {
                 return Err(bad(
                     "global.external_labels",

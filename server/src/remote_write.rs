@@ -503,7 +503,7 @@ fn decode_v2(req: v2::Request, limits: DecodeLimits) -> Result<DecodedWrite> {
     }
     let sym = |r: u32| symbols.get(r as usize).map(String::as_str);
     let resolve = |refs: &[u32]| -> std::result::Result<Vec<(&str, &str)>, String> {
-        if refs.len() % 2 != 0 {
+        if !refs.len().is_multiple_of(2) {
             return Err(format!("odd number of label references ({})", refs.len()));
         }
         refs.chunks_exact(2)

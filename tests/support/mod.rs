@@ -32,7 +32,14 @@ impl Server {
     /// Starts `cairn serve` on an ephemeral port of 127.0.0.1 with the data
     /// in `data_dir` and the extra flags, and waits until it is ready.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_with_env(data_dir, extra, &[])
+    }
+
+    /// As [`Server::start`], with extra environment variables (such as
+    /// the `AWS_*` settings of an S3 block store).
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .envs(env.iter().copied())
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
@@ -153,6 +160,33 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A free TCP port of 127.0.0.1 (for a peer that needs one on its
+/// command line).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A program of the Python venv `scripts/install-peers.sh` creates
+/// (`$CAIRN_PEERS_DIR/py-venv/bin/<name>`), asserted to exist.
+pub fn py_venv_bin(name: &str) -> PathBuf {
+    let peers = std::env::var_os("CAIRN_PEERS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME is set");
+            PathBuf::from(home).join(".cache/cairn-peers")
+        });
+    let bin = peers.join("py-venv/bin").join(name);
+    assert!(
+        bin.exists(),
+        "{} missing: run scripts/install-peers.sh (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
 }
 
 pub fn client() -> reqwest::blocking::Client {

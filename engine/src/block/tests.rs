@@ -581,6 +581,13 @@ fn storage_urls_are_checked() {
         BlockStore::from_url("s3://bucket/prefix"),
         Err(Error::InvalidStorageUrl { .. })
     ));
+    // With the cloud clients, a cloud URL opens (nothing is requested
+    // until the first read; tests/s3.rs talks to a real S3 server).
+    #[cfg(feature = "cloud")]
+    for url in ["s3://bucket/prefix", "s3://bucket"] {
+        let store = BlockStore::from_url(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(store.location(), url);
+    }
 }
 
 #[test]
