@@ -3,7 +3,9 @@
 //! its blocks through `storage.url: s3://bucket/prefix` with the endpoint
 //! and credentials from the standard `AWS_*` variables; a second Cairn
 //! with an empty local data directory then answers every sample of those
-//! blocks from S3 alone.
+//! blocks from S3 alone. While the store is down, the WAL grows up to
+//! `storage.wal_max_size`, then writes get 503 until blocks can be written
+//! again.
 
 mod support;
 
@@ -27,7 +29,10 @@ struct S3Server {
 
 impl S3Server {
     fn start() -> S3Server {
-        let port = free_port();
+        S3Server::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> S3Server {
         let child = Command::new(py_venv_bin("moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -93,8 +98,13 @@ fn value(i: usize, t: i64) -> f64 {
 }
 
 fn write_hour(server: &Server, h: i64) {
-    let id: Vec<String> = (0..SERIES).map(|i| i.to_string()).collect();
-    let ts = (0..SERIES)
+    let a = try_write_hour(server, h, SERIES);
+    assert_eq!(a.status, 204, "hour {h}: {}", a.body);
+}
+
+fn try_write_hour(server: &Server, h: i64, series_count: usize) -> Answer {
+    let id: Vec<String> = (0..series_count).map(|i| i.to_string()).collect();
+    let ts = (0..series_count)
         .map(|i| {
             let samples: Vec<(i64, f64)> = (0..H / STEP)
                 .map(|k| {
@@ -105,8 +115,7 @@ fn write_hour(server: &Server, h: i64) {
             series(&[("__name__", "hist"), ("id", &id[i])], &samples)
         })
         .collect();
-    let a = write_v1(server, ts);
-    assert_eq!(a.status, 204, "hour {h}: {}", a.body);
+    write_v1(server, ts)
 }
 
 fn metric(server: &Server, name: &str) -> f64 {
@@ -123,10 +132,18 @@ fn metric(server: &Server, name: &str) -> f64 {
 
 /// Every raw sample of `hist` in [BASE, BASE + 4 h), as (id, t, bits).
 fn all_samples(server: &Server) -> Vec<(String, i64, u64)> {
-    let end = BASE + 4 * H - 1;
+    samples_until(server, 4)
+}
+
+/// Every raw sample of `hist` in [BASE, BASE + hours), as (id, t, bits).
+fn samples_until(server: &Server, hours: i64) -> Vec<(String, i64, u64)> {
+    let end = BASE + hours * H - 1;
     let (status, v) = get_json(
         server,
-        &format!("/api/v1/query?query=hist[4h]&time={}", end as f64 / 1000.0),
+        &format!(
+            "/api/v1/query?query=hist[{hours}h]&time={}",
+            end as f64 / 1000.0
+        ),
     );
     assert_eq!(status, 200, "{v}");
     let mut out = Vec::new();
@@ -143,9 +160,13 @@ fn all_samples(server: &Server) -> Vec<(String, i64, u64)> {
 }
 
 fn expected() -> Vec<(String, i64, u64)> {
+    expected_of(SERIES, 4)
+}
+
+fn expected_of(series_count: usize, hours: i64) -> Vec<(String, i64, u64)> {
     let mut out = Vec::new();
-    for i in 0..SERIES {
-        for k in 0..4 * H / STEP {
+    for i in 0..series_count {
+        for k in 0..hours * H / STEP {
             let t = BASE + k * STEP;
             out.push((i.to_string(), t, value(i, t).to_bits()));
         }
@@ -234,6 +255,86 @@ fn blocks_written_to_s3_are_read_back_by_a_server_with_an_empty_data_dir() {
         v["data"],
         serde_json::json!([]),
         "the marker was only local"
+    );
+    assert!(server.stop().success());
+}
+
+#[test]
+fn while_the_store_is_down_the_wal_is_bounded_and_writes_resume_after() {
+    const MANY: usize = 300;
+    let port = free_port();
+    let s3 = S3Server::start_on(port);
+    s3.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("cairn.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "storage:\n  url: s3://{BUCKET}/fleet\n  maintenance_interval: 200ms\n  wal_segment_size: 64KB\n  wal_max_size: 1MB\n"
+        ),
+    )
+    .expect("write config");
+    let flags = ["--config", config.to_str().expect("utf-8 path")];
+    let endpoint = s3.endpoint.clone();
+    let env = [
+        ("AWS_ENDPOINT", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "cairn-test"),
+        ("AWS_SECRET_ACCESS_KEY", "cairn-test-secret"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let server = Server::start_with_env(&dir.path().join("data"), &flags, &env);
+
+    // The store goes away; hours keep coming until the WAL is full.
+    drop(s3);
+    let mut accepted = 0;
+    let refused = loop {
+        assert!(accepted < 40, "never refused; log:\n{}", server.log());
+        let a = try_write_hour(&server, accepted, MANY);
+        if a.status == 204 {
+            accepted += 1;
+            continue;
+        }
+        break a;
+    };
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(
+        refused.body.contains("storage.wal_max_size"),
+        "{}",
+        refused.body
+    );
+    assert!(accepted >= 3, "refused after {accepted} hours");
+    assert!(metric(&server, "cairn_wal_disk_bytes") > (1 << 20) as f64);
+    // Everything acknowledged is there, from the head.
+    assert_eq!(
+        samples_until(&server, accepted),
+        expected_of(MANY, accepted)
+    );
+
+    // The store comes back (empty, as moto keeps nothing): blocks are
+    // written, the WAL shrinks, the refused hour goes in on a retry.
+    let s3 = S3Server::start_on(port);
+    s3.create_bucket(BUCKET);
+    let mut polls = 0;
+    loop {
+        let a = try_write_hour(&server, accepted, MANY);
+        if a.status == 204 {
+            break;
+        }
+        assert_eq!(a.status, 503, "{}", a.body);
+        polls += 1;
+        assert!(polls < 600, "writes never resumed; log:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    accepted += 1;
+    assert!(metric(&server, "cairn_blocks_cut_total") >= 1.0);
+    // (Whether a maintenance pass failed meanwhile or was still retrying
+    // its request when the store came back depends on timing.)
+    assert!(metric(&server, "cairn_wal_disk_bytes") <= (1 << 20) as f64);
+    assert!(!s3.keys(BUCKET, "fleet/").is_empty());
+    assert_eq!(
+        samples_until(&server, accepted),
+        expected_of(MANY, accepted)
     );
     assert!(server.stop().success());
 }

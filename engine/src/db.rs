@@ -426,6 +426,11 @@ impl Db {
         }
     }
 
+    /// Bytes the WAL takes on disk now (see [`crate::wal::Wal::disk_bytes`]).
+    pub fn wal_disk_bytes(&self) -> u64 {
+        self.wal.disk_bytes()
+    }
+
     /// Condenses the WAL's closed segments into a checkpoint that keeps the
     /// series still in the head and their samples at or after `mint`, and
     /// deletes the segments. Called when the head is truncated into blocks.

@@ -136,6 +136,10 @@ struct Counters {
     /// [`FsyncLatency`], one relaxed add per bucket and for the sum.
     fsync_buckets: [AtomicU64; 15],
     fsync_nanos: AtomicU64,
+    /// Bytes of the WAL directory when last counted, and `bytes_written`
+    /// then: [`Wal::disk_bytes`] adds what was written since.
+    disk_counted: AtomicU64,
+    disk_counted_written: AtomicU64,
 }
 
 impl Counters {
@@ -144,6 +148,29 @@ impl Counters {
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.fsync_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
+}
+
+/// Bytes of the regular files in `dir` and its subdirectories (one level
+/// deep: segments and a checkpoint directory); unreadable entries count 0.
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => fs::read_dir(e.path())
+                .map(|sub| {
+                    sub.filter_map(|f| f.ok()?.metadata().ok())
+                        .filter(|m| m.is_file())
+                        .map(|m| m.len())
+                        .sum()
+                })
+                .unwrap_or(0),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// The open WAL. `Send + Sync`; appenders call [`Wal::log`] concurrently.
@@ -261,6 +288,7 @@ impl Wal {
             (None, None) => 0,
         };
         let wal = Wal::start_writer(dir, next, opts.segment_max_bytes)?;
+        wal.count_disk_bytes();
         Ok((wal, report))
     }
 
@@ -296,6 +324,27 @@ impl Wal {
         &self.dir
     }
 
+    /// Bytes the WAL takes on disk (segments and checkpoint): counted on
+    /// open and after each checkpoint, plus the bytes written since.
+    pub fn disk_bytes(&self) -> u64 {
+        let written = self.counters.bytes_written.load(Ordering::Relaxed);
+        let since =
+            written.saturating_sub(self.counters.disk_counted_written.load(Ordering::Relaxed));
+        self.counters.disk_counted.load(Ordering::Relaxed) + since
+    }
+
+    /// Counts the WAL directory's bytes (a write racing the count may be
+    /// counted twice until the next count: an overestimate, never an
+    /// under-).
+    fn count_disk_bytes(&self) {
+        let written = self.counters.bytes_written.load(Ordering::Relaxed);
+        let bytes = dir_bytes(&self.dir);
+        self.counters.disk_counted.store(bytes, Ordering::Relaxed);
+        self.counters
+            .disk_counted_written
+            .store(written, Ordering::Relaxed);
+    }
+
     /// Writes framed records and returns once they are fsynced. Concurrent
     /// callers share one fsync. An empty buffer returns at once.
     pub fn log(&self, records: RecordBuf) -> Result<()> {
@@ -328,7 +377,9 @@ impl Wal {
     ) -> Result<checkpoint::CheckpointStats> {
         let _one_at_a_time = self.checkpoint_lock.lock();
         let open = self.cut_segment()?;
-        checkpoint::create(&self.dir, open - 1, &keep_series, mint)
+        let stats = checkpoint::create(&self.dir, open - 1, &keep_series, mint);
+        self.count_disk_bytes();
+        stats
     }
 
     /// False once the WAL was closed or a write failed: every later

@@ -223,6 +223,10 @@ pub struct StorageConfig {
     /// Size at which a WAL segment file is closed and a new one started
     /// (Prometheus's `--storage.tsdb.wal-segment-size`).
     pub wal_segment_size: ByteSize,
+    /// Most bytes the WAL may take on disk before writes are refused with
+    /// 503 (it grows past its usual size only while blocks cannot be
+    /// written, for example while the object store is down).
+    pub wal_max_size: ByteSize,
 }
 
 impl Default for StorageConfig {
@@ -240,6 +244,7 @@ impl Default for StorageConfig {
             ooo_window: PromDuration::from_secs(600),
             maintenance_interval: PromDuration::from_secs(60),
             wal_segment_size: ByteSize(128 << 20),
+            wal_max_size: ByteSize(32 << 30),
         }
     }
 }
@@ -522,6 +527,12 @@ impl Config {
             return Err(bad(
                 "storage.wal_segment_size",
                 "must be between 64KB and 1GB",
+            ));
+        }
+        if self.storage.wal_max_size.0 < 2 * self.storage.wal_segment_size.0 {
+            return Err(bad(
+                "storage.wal_max_size",
+                "must be at least twice storage.wal_segment_size",
             ));
         }
         if self.storage.maintenance_interval.is_zero() {

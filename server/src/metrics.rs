@@ -126,6 +126,7 @@ pub struct Metrics {
     pub head_memory_bytes: Gauge,
     pub wal_fsyncs: Gauge,
     pub wal_written_bytes: Gauge,
+    pub wal_disk_bytes: Gauge,
     pub metadata_families: Gauge,
     pub resident_memory_bytes: Gauge,
     pub start_time_seconds: Gauge,
@@ -293,6 +294,12 @@ impl Metrics {
             "Bytes written to the WAL since start",
             wal_written_bytes.clone(),
         );
+        let wal_disk_bytes = Gauge::default();
+        registry.register(
+            "cairn_wal_disk_bytes",
+            "Bytes the WAL takes on disk (writes are refused past storage.wal_max_size)",
+            wal_disk_bytes.clone(),
+        );
         let metadata_families = Gauge::default();
         registry.register(
             "cairn_metadata_families",
@@ -410,6 +417,7 @@ impl Metrics {
             head_memory_bytes,
             wal_fsyncs,
             wal_written_bytes,
+            wal_disk_bytes,
             metadata_families,
             resident_memory_bytes,
             start_time_seconds,
@@ -429,6 +437,7 @@ impl Metrics {
         self.head_memory_bytes.set(g(s.memory_bytes));
         self.wal_fsyncs.set(g(s.wal_fsyncs));
         self.wal_written_bytes.set(g(s.wal_bytes_written));
+        self.wal_disk_bytes.set(g(s.wal_disk_bytes));
         self.wal_fsync.set(s.wal_fsync_latency);
         self.blocks.loaded.set(g(s.blocks));
         self.blocks.bytes.set(g(s.blocks_bytes));

@@ -47,6 +47,9 @@ pub struct StorageStats {
     pub wal_fsyncs: u64,
     #[serde(skip)]
     pub wal_bytes_written: u64,
+    /// Bytes the WAL takes on disk.
+    #[serde(skip)]
+    pub wal_disk_bytes: u64,
     #[serde(skip)]
     pub wal_fsync_latency: cairn_engine::wal::FsyncLatency,
     /// Published blocks and the bytes of their data files.
@@ -98,6 +101,8 @@ pub trait Storage: Send + Sync + 'static {
 /// call answers "shutting down".
 pub struct DbStorage {
     db: parking_lot::RwLock<Option<cairn_engine::Db>>,
+    /// `storage.wal_max_size`: appends are refused past it.
+    wal_max_bytes: u64,
 }
 
 impl DbStorage {
@@ -118,6 +123,7 @@ impl DbStorage {
         let db = cairn_engine::Db::open(&config.storage.data_dir, opts)?;
         Ok(DbStorage {
             db: parking_lot::RwLock::new(Some(db)),
+            wal_max_bytes: config.storage.wal_max_size.0,
         })
     }
 
@@ -141,7 +147,23 @@ impl Storage for DbStorage {
                 samples: s.samples,
             })
             .collect();
-        let outcome = self.with_db(|db| Ok(db.append(&batch)?))?;
+        let outcome = self.with_db(|db| {
+            // The WAL only grows this far when the head cannot be cut into
+            // blocks (the store is down): refuse rather than fill the disk;
+            // the sender retries on 503 and nothing acknowledged is lost.
+            let wal = db.wal_disk_bytes();
+            if wal > self.wal_max_bytes {
+                return Err(crate::error::Error::Unavailable {
+                    reason: format!(
+                        "the WAL holds {wal} bytes, over storage.wal_max_size ({} bytes): \
+                         blocks are not being written (see cairn_maintenance_failures_total \
+                         and the log); writes resume once they are",
+                        self.wal_max_bytes
+                    ),
+                });
+            }
+            Ok(db.append(&batch)?)
+        })?;
         let rejected = outcome
             .rejected
             .into_iter()
@@ -213,6 +235,7 @@ impl Storage for DbStorage {
                 memory_bytes: s.memory_bytes,
                 wal_fsyncs: s.wal.fsyncs,
                 wal_bytes_written: s.wal.bytes_written,
+                wal_disk_bytes: db.wal_disk_bytes(),
                 wal_fsync_latency: s.wal.fsync_latency,
                 blocks: blocks.len() as u64,
                 blocks_bytes,

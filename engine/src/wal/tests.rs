@@ -406,3 +406,39 @@ fn fsync_latencies_fall_in_the_bucket_of_their_upper_bound() {
     assert_eq!(c.fsync_buckets[14].load(Ordering::Relaxed), 1);
     assert_eq!(c.fsync_nanos.load(Ordering::Relaxed), 5_000_700_000);
 }
+
+/// `disk_bytes` follows the directory: counted on open, grown by writes
+/// across segment rotations, recounted after a checkpoint shrinks it.
+#[test]
+fn disk_bytes_follow_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = WalOptions {
+        segment_max_bytes: 4096,
+        repair: false,
+    };
+    let segment_header = segment::SEGMENT_HEADER_LEN as u64;
+    let close_to = |w: &Wal, what: &str| {
+        let (got, actual) = (w.disk_bytes(), dir_bytes(dir.path()));
+        let segments = list_segments(dir.path()).unwrap().len() as u64;
+        // Segment headers written by rotations are not counted as writes.
+        assert!(
+            got <= actual && actual - got <= segments * segment_header,
+            "{what}: counted {got}, on disk {actual}"
+        );
+    };
+    {
+        let (w, _, _) = open_collect(dir.path(), o.clone()).unwrap();
+        close_to(&w, "empty");
+        for i in 0..1000 {
+            w.log(batch(1, i, i as f64)).unwrap();
+        }
+        close_to(&w, "after writes");
+        assert!(w.disk_bytes() > 10_000, "{}", w.disk_bytes());
+    }
+    let (w, _, _) = open_collect(dir.path(), o).unwrap();
+    let grown = w.disk_bytes();
+    assert_eq!(grown, dir_bytes(dir.path()), "counted on open");
+    w.checkpoint(|_| true, 990).unwrap();
+    close_to(&w, "after a checkpoint");
+    assert!(w.disk_bytes() < grown / 4, "{} of {grown}", w.disk_bytes());
+}
