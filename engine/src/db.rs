@@ -41,6 +41,7 @@ use crate::labels::Labels;
 use crate::matcher::Matcher;
 use crate::querier::{MergedQuerier, Querier, Series};
 use crate::sample::{Sample, TimestampMs};
+use crate::tombstone::{TombstonedQuerier, Tombstones};
 use crate::wal::{Record, RecordBuf, RefSample, Wal, WalOptions, WalStats};
 
 /// Most series per WAL Series record and samples per Samples record, so a
@@ -182,6 +183,9 @@ pub struct Db {
     maintenance_lock: parking_lot::Mutex<()>,
     /// The head truncation bound the WAL was last checkpointed at.
     checkpointed_at: std::sync::atomic::AtomicI64,
+    /// Deletions in force (stored in the block store; see
+    /// [`crate::tombstone`]), replaced whole on each change.
+    tombstones: parking_lot::RwLock<Tombstones>,
     _lock: File,
 }
 
@@ -212,6 +216,7 @@ impl Db {
             tracing::warn!(block = %ulid, "removed a block whose upload was interrupted");
         }
         let blocks_querier = Arc::new(BlocksQuerier::open(blocks.clone())?);
+        let tombstones: Tombstones = Arc::new(crate::tombstone::load(&blocks)?);
 
         let head = Arc::new(Head::new(HeadOptions {
             ooo_window_ms: opts.ooo_window_ms.max(0),
@@ -283,6 +288,7 @@ impl Db {
             maintenance: opts.maintenance,
             maintenance_lock: parking_lot::Mutex::new(()),
             checkpointed_at: std::sync::atomic::AtomicI64::new(i64::MIN),
+            tombstones: parking_lot::RwLock::new(tombstones),
             _lock: lock,
         })
     }
@@ -379,10 +385,11 @@ impl Db {
     /// sample once. It reads live data: samples appended and blocks
     /// published after it was made are visible to later calls.
     pub fn querier(&self) -> Arc<dyn Querier> {
-        Arc::new(MergedQuerier::new(vec![
+        let merged = Arc::new(MergedQuerier::new(vec![
             self.head_querier(),
             self.blocks_querier.clone(),
-        ]))
+        ]));
+        TombstonedQuerier::wrap(merged, &self.tombstones.read())
     }
 
     /// A querier over the head only.
@@ -469,7 +476,8 @@ impl Db {
         };
         let frozen_end = hi.saturating_sub(self.head.options().ooo_window_ms);
         let existing = crate::block::list_blocks(store)?;
-        let q = self.head_querier();
+        // Deleted samples are not written into blocks.
+        let q = TombstonedQuerier::wrap(self.head_querier(), &self.tombstones.read());
         let mut out = Vec::new();
         let mut start = crate::block::range_start(lo, range_ms);
         while start.saturating_add(range_ms) <= frozen_end {
@@ -537,10 +545,13 @@ impl Db {
                 report.wal_segments_deleted = cp.segments_deleted;
             }
         }
-        let m = self.run_maintenance(&self.blocks, &self.maintenance)?;
+        let mut opts = self.maintenance.clone();
+        opts.compaction.tombstones = self.tombstones();
+        let m = self.run_maintenance(&self.blocks, &opts)?;
         report.compaction = m.compaction;
         report.retention_deleted = m.retention_deleted;
         self.blocks_querier.refresh()?;
+        report.tombstones_removed = self.prune_tombstones()?;
         Ok(report)
     }
 
@@ -764,6 +775,7 @@ fn io_err(path: &Path, source: std::io::Error) -> Error {
     }
 }
 
+mod deletion;
 mod maintenance;
 
 pub use maintenance::{MaintenanceOptions, MaintenanceReport};

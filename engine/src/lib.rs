@@ -17,6 +17,7 @@ pub mod labels;
 pub mod matcher;
 pub mod querier;
 pub mod sample;
+pub mod tombstone;
 pub mod wal;
 
 pub use chunk::{Chunk, ChunkEncoder, Encoding};

@@ -152,6 +152,9 @@ pub struct WebConfig {
     /// The URL Cairn is reached at, for alerts' `generatorURL`; empty:
     /// `http://<listen.http>`.
     pub external_url: String,
+    /// Serve the admin API (`/api/v1/admin/tsdb/*`), as Prometheus's
+    /// `--web.enable-admin-api`; off, it answers 503.
+    pub enable_admin_api: bool,
 }
 
 /// A list of `host:port` targets with optional labels, as in Prometheus.
@@ -397,6 +400,10 @@ pub struct ServeArgs {
         value_name = "URL"
     )]
     pub web_external_url: Option<String>,
+    /// Serve /api/v1/admin/tsdb/delete_series and clean_tombstones
+    /// [web.enable_admin_api; default off].
+    #[arg(long = "web.enable-admin-api", env = "CAIRN_WEB_ENABLE_ADMIN_API")]
+    pub web_enable_admin_api: bool,
 }
 
 impl Config {
@@ -501,6 +508,9 @@ impl Config {
         set(&mut self.log.level, &a.log_level);
         set(&mut self.log.format, &a.log_format);
         set(&mut self.web.external_url, &a.web_external_url);
+        if a.web_enable_admin_api {
+            self.web.enable_admin_api = true;
+        }
     }
 
     /// Checks values that parse but make no sense, naming the key.
@@ -680,6 +690,10 @@ impl Config {
             self.remote_write.max_body_bytes.to_string(),
         );
         put("web.external-url", self.web.external_url.clone());
+        put(
+            "web.enable-admin-api",
+            self.web.enable_admin_api.to_string(),
+        );
         put("log-level", self.log.level.clone());
         put(
             "log-format",

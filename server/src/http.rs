@@ -15,6 +15,7 @@
 //! remote-write senders); both take status and `errorType` from
 //! [`Error::status_and_type`], the one mapping.
 
+mod admin;
 mod api;
 mod promql;
 mod query;
@@ -148,6 +149,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/status/config", get(api::status_config))
         .route("/api/v1/status/tsdb", get(api::tsdb))
         .route("/api/v1/status/walreplay", get(api::walreplay))
+        .route(
+            "/api/v1/admin/tsdb/delete_series",
+            post(admin::delete_series).put(admin::delete_series),
+        )
+        .route(
+            "/api/v1/admin/tsdb/clean_tombstones",
+            post(admin::clean_tombstones).put(admin::clean_tombstones),
+        )
         .route("/-/healthy", any(healthy))
         .route("/-/ready", any(ready))
         .route(

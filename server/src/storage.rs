@@ -89,6 +89,19 @@ pub trait Storage: Send + Sync + 'static {
     /// blocks, truncate the head, checkpoint the WAL, compact, expire.
     fn maintain(&self) -> Result<cairn_engine::MaintenanceReport>;
 
+    /// Deletes the samples in `[mint, maxt]` of the series matching any of
+    /// `sets` (Prometheus's `delete_series`); durable when it returns.
+    fn delete_series(
+        &self,
+        sets: Vec<Vec<cairn_engine::Matcher>>,
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<()>;
+
+    /// Rewrites blocks still holding deleted samples and drops the delete
+    /// requests applied everywhere (Prometheus's `clean_tombstones`).
+    fn clean_tombstones(&self) -> Result<cairn_engine::MaintenanceReport>;
+
     /// Flushes and closes the WAL; called once at shutdown.
     fn close(&self) -> Result<()>;
 }
@@ -200,6 +213,24 @@ impl Storage for DbStorage {
 
     fn maintain(&self) -> Result<cairn_engine::MaintenanceReport> {
         self.with_db(|db| Ok(db.maintain()?))
+    }
+
+    fn delete_series(
+        &self,
+        sets: Vec<Vec<cairn_engine::Matcher>>,
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<()> {
+        self.with_db(|db| {
+            for matchers in &sets {
+                db.delete_series(matchers, mint, maxt)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn clean_tombstones(&self) -> Result<cairn_engine::MaintenanceReport> {
+        self.with_db(|db| Ok(db.clean_tombstones()?))
     }
 
     fn stats(&self, limit: usize) -> Result<StorageStats> {

@@ -36,6 +36,7 @@ use super::{BlockMeta, META_FILE, list_blocks, range_start};
 use crate::error::Result;
 use crate::querier::{MergedQuerier, Querier};
 use crate::sample::TimestampMs;
+use crate::tombstone::{TombstonedQuerier, Tombstones};
 
 /// Default compaction ranges: 2h (blocks cut from the head), 12h, 48h.
 pub const DEFAULT_RANGES_MS: [i64; 3] = [2 * 3_600_000, 12 * 3_600_000, 48 * 3_600_000];
@@ -48,6 +49,9 @@ pub struct CompactionOptions {
     pub ranges_ms: Vec<i64>,
     /// How the compacted blocks are written.
     pub block: BlockOptions,
+    /// Deletions in force: compacted blocks are written without their
+    /// samples.
+    pub tombstones: Tombstones,
 }
 
 impl Default for CompactionOptions {
@@ -55,6 +59,7 @@ impl Default for CompactionOptions {
         CompactionOptions {
             ranges_ms: DEFAULT_RANGES_MS.to_vec(),
             block: BlockOptions::default(),
+            tombstones: Tombstones::default(),
         }
     }
 }
@@ -70,8 +75,9 @@ pub struct CompactionReport {
 
 /// Blocks whose data is wholly held by another block: every level-1 ULID in
 /// their `compaction.sources` is also in the sources of a block of a higher
-/// level. They are the sources of a compaction that was published but whose
-/// clean-up did not finish.
+/// level, or another block has the same level and sources and a later ULID
+/// (a rewrite that applied deletions). They are the sources of a compaction
+/// or rewrite that was published but whose clean-up did not finish.
 pub fn obsolete_blocks(metas: &[BlockMeta]) -> Vec<BlockMeta> {
     let sets: Vec<BTreeSet<&str>> = metas
         .iter()
@@ -83,8 +89,10 @@ pub fn obsolete_blocks(metas: &[BlockMeta]) -> Vec<BlockMeta> {
         .filter(|(i, m)| {
             metas.iter().enumerate().any(|(j, other)| {
                 *i != j
-                    && other.compaction.level > m.compaction.level
-                    && sets[*i].is_subset(&sets[j])
+                    && (other.compaction.level > m.compaction.level && sets[*i].is_subset(&sets[j])
+                        || other.compaction.level == m.compaction.level
+                            && sets[*i] == sets[j]
+                            && other.ulid > m.ulid)
             })
         })
         .map(|(_, m)| m.clone())
@@ -167,11 +175,49 @@ fn split_by_range(sorted: &[BlockMeta], range: i64) -> Vec<Vec<BlockMeta>> {
 /// Merges `sources` into one new block and publishes it, then deletes the
 /// sources. Samples at the same timestamp in several sources are kept once
 /// (the oldest source's value: the one queries returned before). Returns
-/// the new block's meta, or None when the sources hold no samples.
+/// the new block's meta, or None when the sources hold no samples. Samples
+/// `tombstones` delete are left out.
 pub fn compact_blocks(
     store: &BlockStore,
     sources: &[BlockMeta],
     opts: &BlockOptions,
+    tombstones: &Tombstones,
+) -> Result<Option<BlockMeta>> {
+    let level = sources
+        .iter()
+        .map(|m| m.compaction.level)
+        .max()
+        .unwrap_or(0)
+        + 1;
+    merge_blocks(store, sources, opts, tombstones, level)
+}
+
+/// Rewrites one block without the samples `tombstones` delete: a new block
+/// with the same level and sources (which makes the old one obsolete),
+/// then the old one is deleted. None when nothing is left.
+pub fn rewrite_block(
+    store: &BlockStore,
+    meta: &BlockMeta,
+    opts: &BlockOptions,
+    tombstones: &Tombstones,
+) -> Result<Option<BlockMeta>> {
+    merge_blocks(
+        store,
+        std::slice::from_ref(meta),
+        opts,
+        tombstones,
+        meta.compaction.level,
+    )
+}
+
+/// Writes the data of `sources` (read through `tombstones`) as one block of
+/// `level`, publishes it, then deletes the sources.
+fn merge_blocks(
+    store: &BlockStore,
+    sources: &[BlockMeta],
+    opts: &BlockOptions,
+    tombstones: &Tombstones,
+    level: u32,
 ) -> Result<Option<BlockMeta>> {
     let mut ordered: Vec<&BlockMeta> = sources.iter().collect();
     ordered.sort_by(|a, b| a.ulid.cmp(&b.ulid));
@@ -179,15 +225,9 @@ pub fn compact_blocks(
         .iter()
         .map(|m| Arc::new(BlockReader::new(store.clone(), (*m).clone())) as Arc<dyn Querier>)
         .collect();
-    let merged = MergedQuerier::new(readers);
+    let merged = TombstonedQuerier::wrap(Arc::new(MergedQuerier::new(readers)), tombstones);
     let mut w = BlockWriter::new(opts.clone());
-    w.add_from_querier(&merged, TimestampMs::MIN, TimestampMs::MAX)?;
-    let level = sources
-        .iter()
-        .map(|m| m.compaction.level)
-        .max()
-        .unwrap_or(0)
-        + 1;
+    w.add_from_querier(&*merged, TimestampMs::MIN, TimestampMs::MAX)?;
     let source_ulids: Vec<String> = sources
         .iter()
         .flat_map(|m| m.compaction.sources.iter().cloned())
@@ -235,7 +275,7 @@ pub fn run(store: &BlockStore, opts: &CompactionOptions) -> Result<CompactionRep
         let Some(group) = plan(&metas, &opts.ranges_ms) else {
             break;
         };
-        let created = compact_blocks(store, &group, &opts.block)?;
+        let created = compact_blocks(store, &group, &opts.block, &opts.tombstones)?;
         tracing::info!(
             sources = group.len(),
             result = created

@@ -583,7 +583,12 @@ impl BlocksQuerier {
         self.blocks.lock().iter().map(|b| b.meta.clone()).collect()
     }
 
-    fn overlapping(&self, mint: TimestampMs, maxt: TimestampMs) -> Vec<Arc<BlockReader>> {
+    /// The opened readers of the blocks overlapping `[mint, maxt]`.
+    pub(crate) fn overlapping(
+        &self,
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Vec<Arc<BlockReader>> {
         self.blocks
             .lock()
             .iter()

@@ -34,6 +34,9 @@ pub struct MaintenanceReport {
     /// WAL segments the checkpoint replaced ([`Db::maintain`] only).
     pub wal_segments_deleted: u64,
     pub compaction: CompactionReport,
+    /// Delete requests dropped because no data they cover is left
+    /// ([`Db::maintain`] and [`Db::clean_tombstones`] only).
+    pub tombstones_removed: usize,
     /// ULIDs of the blocks deleted by retention, oldest first.
     pub retention_deleted: Vec<String>,
 }

@@ -46,7 +46,7 @@ pub fn parse_time(param: &str, s: &str) -> Result<TimestampMs, Error> {
 }
 
 /// `start`/`end` with Prometheus's defaults (the whole time range).
-fn time_range(p: &Params) -> Result<(TimestampMs, TimestampMs), Error> {
+pub(super) fn time_range(p: &Params) -> Result<(TimestampMs, TimestampMs), Error> {
     let start = p
         .get("start")
         .map(|s| parse_time("start", s))
@@ -78,7 +78,7 @@ fn limit(p: &Params) -> Result<usize, Error> {
 }
 
 /// Every `match[]` selector, parsed.
-fn match_sets(p: &Params) -> Result<Vec<Vec<Matcher>>, Error> {
+pub(super) fn match_sets(p: &Params) -> Result<Vec<Vec<Matcher>>, Error> {
     p.all("match[]")
         .into_iter()
         .map(|s| selector::parse("match[]", s))
