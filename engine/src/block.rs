@@ -27,6 +27,7 @@
 //! behind the [`crate::Querier`] seam. Byte-level layout: `docs/format.md`,
 //! "Blocks".
 
+pub mod cache;
 pub mod compact;
 pub mod index;
 pub mod reader;

@@ -70,6 +70,9 @@ pub struct DbOptions {
     /// data directory. One database per store: it deletes what it finds
     /// unfinished there on open.
     pub block_store: Option<crate::block::BlockStore>,
+    /// Most memory opened blocks (indexes, Parquet footers) may hold;
+    /// least recently used ones are closed past it. Default: no limit.
+    pub block_memory_budget: u64,
     /// Compaction and retention of the blocks. The first compaction range
     /// is the range [`Db::maintain`] cuts blocks from the head at.
     pub maintenance: MaintenanceOptions,
@@ -85,6 +88,7 @@ impl Default for DbOptions {
             wal_segment_max_bytes: crate::wal::DEFAULT_SEGMENT_MAX_BYTES,
             wal_repair: false,
             block_store: None,
+            block_memory_budget: u64::MAX,
             maintenance: MaintenanceOptions::default(),
         }
     }
@@ -216,6 +220,7 @@ impl Db {
             tracing::warn!(block = %ulid, "removed a block whose upload was interrupted");
         }
         let blocks_querier = Arc::new(BlocksQuerier::open(blocks.clone())?);
+        blocks_querier.set_memory_budget(opts.block_memory_budget);
         let tombstones: Tombstones = Arc::new(crate::tombstone::load(&blocks)?);
 
         let head = Arc::new(Head::new(HeadOptions {
@@ -397,6 +402,11 @@ impl Db {
         Arc::new(HeadQuerier {
             head: self.head.clone(),
         })
+    }
+
+    /// Memory held by opened blocks now.
+    pub fn blocks_opened_bytes(&self) -> u64 {
+        self.blocks_querier.opened_bytes()
     }
 
     /// The store this database keeps its blocks in.

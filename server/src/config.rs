@@ -230,6 +230,11 @@ pub struct StorageConfig {
     /// 503 (it grows past its usual size only while blocks cannot be
     /// written, for example while the object store is down).
     pub wal_max_size: ByteSize,
+    /// Local disk cache of a remote block store's bytes
+    /// (`<data_dir>/object-cache`); 0 disables it.
+    pub object_cache_size: ByteSize,
+    /// Most memory opened blocks (indexes, Parquet footers) may hold.
+    pub block_memory: ByteSize,
 }
 
 impl Default for StorageConfig {
@@ -248,6 +253,8 @@ impl Default for StorageConfig {
             maintenance_interval: PromDuration::from_secs(60),
             wal_segment_size: ByteSize(128 << 20),
             wal_max_size: ByteSize(32 << 30),
+            object_cache_size: ByteSize(4 << 30),
+            block_memory: ByteSize(1 << 30),
         }
     }
 }

@@ -151,6 +151,18 @@ pub struct BlockMetrics {
     pub loaded: Gauge,
     pub bytes: Gauge,
     pub last_duration_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Requests sent to the object store since start, by kind.
+    pub store_requests: Family<OpLabels, Gauge>,
+    pub store_bytes_fetched: Gauge,
+    pub cache_hits: Gauge,
+    pub cache_bytes: Gauge,
+    pub opened_bytes: Gauge,
+}
+
+/// The kind of an object-store request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct OpLabels {
+    pub op: &'static str,
 }
 
 impl BlockMetrics {
@@ -221,6 +233,53 @@ impl BlockMetrics {
             "Duration of the last successful maintenance pass",
             self.last_duration_seconds.clone(),
         );
+        registry.register(
+            "cairn_object_store_requests",
+            "Requests sent to the block store since start, by kind (get, range_get, put, list, head, delete)",
+            self.store_requests.clone(),
+        );
+        registry.register(
+            "cairn_object_store_fetched_bytes",
+            "Bytes read from the block store since start",
+            self.store_bytes_fetched.clone(),
+        );
+        registry.register(
+            "cairn_object_cache_hits",
+            "Block store reads served from the local disk cache since start",
+            self.cache_hits.clone(),
+        );
+        registry.register(
+            "cairn_object_cache_bytes",
+            "Bytes in the local disk cache of the block store",
+            self.cache_bytes.clone(),
+        );
+        registry.register(
+            "cairn_blocks_opened_bytes",
+            "Memory held by opened blocks (indexes, Parquet footers); see storage.block_memory",
+            self.opened_bytes.clone(),
+        );
+    }
+
+    /// Mirrors the block store's request counters and caches.
+    pub fn set_store(&self, s: &crate::storage::StorageStats) {
+        let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let r = &s.store_requests;
+        for (op, v) in [
+            ("get", r.gets),
+            ("range_get", r.range_gets),
+            ("put", r.puts),
+            ("list", r.lists),
+            ("head", r.heads),
+            ("delete", r.deletes),
+        ] {
+            self.store_requests
+                .get_or_create(&OpLabels { op })
+                .set(g(v));
+        }
+        self.store_bytes_fetched.set(g(r.bytes_fetched));
+        self.cache_hits.set(g(r.cache_hits));
+        self.cache_bytes.set(g(s.object_cache_bytes));
+        self.opened_bytes.set(g(s.blocks_opened_bytes));
     }
 }
 
@@ -441,6 +500,7 @@ impl Metrics {
         self.wal_fsync.set(s.wal_fsync_latency);
         self.blocks.loaded.set(g(s.blocks));
         self.blocks.bytes.set(g(s.blocks_bytes));
+        self.blocks.set_store(s);
     }
 
     pub fn count_ingested(&self, protocol: Protocol, n: u64) {

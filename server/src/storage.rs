@@ -57,6 +57,12 @@ pub struct StorageStats {
     pub blocks: u64,
     #[serde(skip)]
     pub blocks_bytes: u64,
+    #[serde(skip)]
+    pub store_requests: cairn_engine::block::store::StoreRequests,
+    #[serde(skip)]
+    pub object_cache_bytes: u64,
+    #[serde(skip)]
+    pub blocks_opened_bytes: u64,
 }
 
 /// Prometheus's `headStats`.
@@ -123,7 +129,17 @@ impl DbStorage {
     /// WAL (this is what `/-/ready` waits for).
     pub fn open(config: &crate::config::Config) -> Result<DbStorage> {
         let block_store = match &config.storage.url {
-            Some(url) => Some(cairn_engine::block::BlockStore::from_url(url)?),
+            Some(url) => {
+                let store = cairn_engine::block::BlockStore::from_url(url)?;
+                let budget = config.storage.object_cache_size.0;
+                if store.is_remote() && budget > 0 {
+                    let dir = config.storage.data_dir.join("object-cache");
+                    let cache = cairn_engine::block::cache::DiskCache::open(&dir, budget)?;
+                    Some(store.with_cache(std::sync::Arc::new(cache)))
+                } else {
+                    Some(store)
+                }
+            }
             None => None,
         };
         let opts = cairn_engine::DbOptions {
@@ -131,6 +147,7 @@ impl DbStorage {
             block_store,
             maintenance: config.maintenance_options(),
             wal_segment_max_bytes: config.storage.wal_segment_size.0,
+            block_memory_budget: config.storage.block_memory.0,
             ..Default::default()
         };
         let db = cairn_engine::Db::open(&config.storage.data_dir, opts)?;
@@ -267,6 +284,9 @@ impl Storage for DbStorage {
                 wal_fsyncs: s.wal.fsyncs,
                 wal_bytes_written: s.wal.bytes_written,
                 wal_disk_bytes: db.wal_disk_bytes(),
+                store_requests: db.block_store().requests(),
+                object_cache_bytes: db.block_store().cache().map_or(0, |c| c.size_bytes()),
+                blocks_opened_bytes: db.blocks_opened_bytes(),
                 wal_fsync_latency: s.wal.fsync_latency,
                 blocks: blocks.len() as u64,
                 blocks_bytes,

@@ -67,6 +67,28 @@ pub struct BlockIndex {
     pub series: Vec<IndexSeries>,
     pub postings: Postings,
     pub time_streams: Vec<TimeStream>,
+    /// Bytes of the decoded symbols and postings, as read.
+    pub symbols_and_postings_bytes: u64,
+}
+
+impl BlockIndex {
+    /// Estimated memory of the decoded index: the series table (entries
+    /// and their label pairs), the symbols and postings, the time streams.
+    pub fn memory_bytes(&self) -> u64 {
+        let series: usize = self
+            .series
+            .iter()
+            .map(|s| {
+                std::mem::size_of::<IndexSeries>() + s.labels.len() * std::mem::size_of::<Label>()
+            })
+            .sum();
+        let times: usize = self
+            .time_streams
+            .iter()
+            .map(|t| std::mem::size_of::<TimeStream>() + t.stream.len())
+            .sum();
+        (series + times) as u64 + self.symbols_and_postings_bytes
+    }
 }
 
 /// Encodes the index (version 2) of `series` (in block order) and the
@@ -275,6 +297,7 @@ pub fn decode(bytes: &[u8], path: &str) -> Result<BlockIndex> {
 /// version 2.
 fn decode_sections(mut c: Cursor<'_>, with_times: bool) -> Result<BlockIndex> {
     let data_len = c.bytes.len();
+    let symbols_start = c.pos;
 
     let n = c.len("symbol count")?;
     let mut symbols: Vec<Arc<str>> = Vec::with_capacity(n);
@@ -292,6 +315,7 @@ fn decode_sections(mut c: Cursor<'_>, with_times: bool) -> Result<BlockIndex> {
             .ok_or_else(|| c.corrupt(format!("symbol {id} out of range")))
     };
 
+    let symbols_bytes = c.pos - symbols_start;
     let n = c.len("series count")?;
     let mut series = Vec::with_capacity(n);
     let mut row = 0u64;
@@ -321,6 +345,7 @@ fn decode_sections(mut c: Cursor<'_>, with_times: bool) -> Result<BlockIndex> {
         row += u64::from(num_chunks);
     }
 
+    let postings_start = c.pos;
     let n = c.len("postings count")?;
     let mut entries = Vec::with_capacity(n);
     for _ in 0..n {
@@ -335,6 +360,7 @@ fn decode_sections(mut c: Cursor<'_>, with_times: bool) -> Result<BlockIndex> {
         }
         entries.push((name, value, bitmap));
     }
+    let postings_bytes = c.pos - postings_start;
     let mut time_streams = Vec::new();
     if with_times {
         let n = c.len("time stream count")?;
@@ -360,5 +386,6 @@ fn decode_sections(mut c: Cursor<'_>, with_times: bool) -> Result<BlockIndex> {
         postings: Postings::from_bitmaps(series.len() as u32, entries),
         series,
         time_streams,
+        symbols_and_postings_bytes: (symbols_bytes + postings_bytes) as u64,
     })
 }

@@ -39,12 +39,16 @@ use crate::matcher::Matcher;
 use crate::querier::{MergedQuerier, Querier, Series};
 use crate::sample::{Sample, TimestampMs};
 
-/// A Parquet file in the object store, read by byte ranges.
+/// A Parquet file in the object store, read by byte ranges; reads inside
+/// ranges fetched ahead (a select's column chunks, fetched concurrently)
+/// are served from those.
 #[derive(Clone)]
 struct StoreFile {
     store: BlockStore,
     key: String,
     size: u64,
+    /// (start offset, bytes) of ranges fetched ahead.
+    prefetched: Arc<Vec<(u64, Bytes)>>,
 }
 
 impl Length for StoreFile {
@@ -72,6 +76,11 @@ impl StoreFile {
         if start >= end {
             return Ok(Bytes::new());
         }
+        for (at, bytes) in self.prefetched.iter() {
+            if *at <= start && end <= at + bytes.len() as u64 {
+                return Ok(bytes.slice((start - at) as usize..(end - at) as usize));
+            }
+        }
         self.store
             .get_range(&self.key, start..end)
             .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
@@ -86,6 +95,10 @@ struct Opened {
     /// First row of each row group, then the total row count.
     row_group_starts: Vec<u64>,
     projection: ProjectionMask,
+    /// The projected columns' indices in the file (flat: leaves).
+    leaves: Vec<usize>,
+    /// Estimated memory held (decoded index, Parquet metadata).
+    memory_bytes: u64,
     /// Positions of the projected columns in a read batch: series, min
     /// time, max time, chunk, and for format 2 sample count and time
     /// stream.
@@ -98,6 +111,8 @@ pub struct BlockReader {
     store: BlockStore,
     meta: BlockMeta,
     opened: Mutex<Option<Arc<Opened>>>,
+    /// When a read last opened (or found open) the block.
+    last_used: Mutex<Option<std::time::Instant>>,
 }
 
 /// Series of one block selected for a query: labels and chunks overlapping
@@ -111,7 +126,19 @@ impl BlockReader {
             store,
             meta,
             opened: Mutex::new(None),
+            last_used: Mutex::new(None),
         }
+    }
+
+    /// Memory held by the opened index and footer (0 when not open).
+    pub fn opened_bytes(&self) -> u64 {
+        self.opened.lock().as_ref().map_or(0, |o| o.memory_bytes)
+    }
+
+    /// Drops the opened index and footer (reopened by the next read;
+    /// reads in progress keep what they hold).
+    pub fn close(&self) {
+        *self.opened.lock() = None;
     }
 
     pub fn meta(&self) -> &BlockMeta {
@@ -128,6 +155,7 @@ impl BlockReader {
 
     /// Reads and caches the index and the Parquet footer.
     fn open(&self) -> Result<Arc<Opened>> {
+        *self.last_used.lock() = Some(std::time::Instant::now());
         let mut slot = self.opened.lock();
         if let Some(o) = &*slot {
             return Ok(Arc::clone(o));
@@ -156,6 +184,7 @@ impl BlockReader {
             store: self.store.clone(),
             key,
             size,
+            prefetched: Arc::default(),
         };
         let location = self.location(PARQUET_FILE);
         let pq_err = |source| Error::Parquet {
@@ -232,12 +261,15 @@ impl BlockReader {
             pos(wanted[3]),
         ];
         let split = split_format.then(|| [pos(wanted[4]), pos(wanted[5])]);
+        let memory_bytes = index.memory_bytes() + md.memory_size() as u64;
         let opened = Arc::new(Opened {
             index,
             file,
             parquet,
             row_group_starts,
             projection,
+            leaves: wanted.clone(),
+            memory_bytes,
             cols,
             split,
         });
@@ -335,14 +367,42 @@ impl BlockReader {
                 .map(|&(lo, hi)| to_local(lo) as usize..(to_local(hi - 1) + 1) as usize),
             total as usize,
         );
-        let reader =
-            ParquetRecordBatchReaderBuilder::new_with_metadata(o.file.clone(), o.parquet.clone())
-                .with_row_groups(groups)
-                .with_projection(o.projection.clone())
-                .with_row_selection(selection)
-                .with_batch_size(8192)
-                .build()
-                .map_err(pq_err)?;
+        // The column chunks the read needs, fetched at once (cached,
+        // coalesced, concurrent) instead of one request after another.
+        let md = o.parquet.metadata();
+        let mut wanted_ranges = Vec::new();
+        for &g in &groups {
+            let Some(rg) = md.row_groups().get(g) else {
+                continue;
+            };
+            for &c in &o.leaves {
+                let Some(col) = rg.columns().get(c) else {
+                    continue;
+                };
+                let start = col
+                    .dictionary_page_offset()
+                    .unwrap_or_else(|| col.data_page_offset());
+                let len = col.compressed_size();
+                if let Some(end) = start.checked_add(len)
+                    && start >= 0
+                    && len > 0
+                {
+                    wanted_ranges.push(start as u64..end as u64);
+                }
+            }
+        }
+        let fetched = self.store.get_ranges(&o.file.key, &wanted_ranges)?;
+        let file = StoreFile {
+            prefetched: Arc::new(wanted_ranges.iter().map(|r| r.start).zip(fetched).collect()),
+            ..o.file.clone()
+        };
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, o.parquet.clone())
+            .with_row_groups(groups)
+            .with_projection(o.projection.clone())
+            .with_row_selection(selection)
+            .with_batch_size(8192)
+            .build()
+            .map_err(pq_err)?;
 
         let mut out: Vec<BlockSeries> = Vec::with_capacity(ordinals.len() as usize);
         let mut ords = ordinals.iter();
@@ -521,6 +581,9 @@ impl Querier for BlockReader {
 pub struct BlocksQuerier {
     store: BlockStore,
     blocks: Mutex<Vec<Arc<BlockReader>>>,
+    /// Most memory the opened blocks (indexes, footers) may hold; least
+    /// recently used ones are closed past it.
+    memory_budget: std::sync::atomic::AtomicU64,
 }
 
 /// Reads retried after re-listing the store, at most.
@@ -532,6 +595,7 @@ impl BlocksQuerier {
         let q = BlocksQuerier {
             store,
             blocks: Mutex::new(Vec::new()),
+            memory_budget: std::sync::atomic::AtomicU64::new(u64::MAX),
         };
         q.refresh()?;
         Ok(q)
@@ -559,9 +623,56 @@ impl BlocksQuerier {
         Ok(changed)
     }
 
+    /// Sets the memory budget of opened blocks (`u64::MAX`: none).
+    pub fn set_memory_budget(&self, bytes: u64) {
+        self.memory_budget
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+        self.enforce_budget();
+    }
+
+    /// Memory held by the opened blocks now.
+    pub fn opened_bytes(&self) -> u64 {
+        self.blocks.lock().iter().map(|b| b.opened_bytes()).sum()
+    }
+
+    /// Closes least recently used blocks while the opened ones hold more
+    /// than the budget.
+    fn enforce_budget(&self) {
+        let budget = self
+            .memory_budget
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let mut open: Vec<(Option<std::time::Instant>, u64, Arc<BlockReader>)> = self
+            .blocks
+            .lock()
+            .iter()
+            .map(|b| (*b.last_used.lock(), b.opened_bytes(), Arc::clone(b)))
+            .filter(|(_, bytes, _)| *bytes > 0)
+            .collect();
+        let mut total: u64 = open.iter().map(|(_, bytes, _)| bytes).sum();
+        if total <= budget {
+            return;
+        }
+        open.sort_by_key(|(used, _, _)| *used);
+        for (_, bytes, b) in open {
+            if total <= budget {
+                break;
+            }
+            b.close();
+            total -= bytes;
+            tracing::debug!(block = %b.meta.ulid, bytes, "closed a block (memory budget)");
+        }
+    }
+
     /// Runs a read; when it fails and re-listing the store shows the block
-    /// list changed meanwhile, runs it again on the new list.
+    /// list changed meanwhile, runs it again on the new list. Then keeps
+    /// the opened blocks within the memory budget.
     fn retrying<T>(&self, read: impl Fn() -> Result<T>) -> Result<T> {
+        let result = self.retrying_inner(read);
+        self.enforce_budget();
+        result
+    }
+
+    fn retrying_inner<T>(&self, read: impl Fn() -> Result<T>) -> Result<T> {
         let mut attempt = 0;
         loop {
             match read() {

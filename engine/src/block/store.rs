@@ -15,18 +15,30 @@
 //! caller's thread) keeps the cloud clients' I/O on a runtime that is always
 //! driven, and never panics when the caller is itself inside a tokio
 //! context (an async worker thread): the caller only blocks.
+//!
+//! **Reads.** Every request is counted ([`BlockStore::requests`]). Object
+//! reads (`get`, `get_ranges`) go through an optional [`DiskCache`] (for
+//! remote stores: [`BlockStore::with_cache`]); the ranges a read needs that
+//! the cache does not hold are coalesced (gaps under 1 MiB) and fetched
+//! concurrently.
 
 use std::fmt;
 use std::future::Future;
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutPayload};
 
+use super::cache::DiskCache;
 use crate::error::{Error, Result};
+
+/// Ranges of one read closer than this are fetched as one request (as
+/// `object_store`'s own coalescing does).
+const COALESCE_GAP: u64 = 1 << 20;
 
 /// A bucket (or directory) of blocks: an object store plus a key prefix.
 #[derive(Clone)]
@@ -36,6 +48,66 @@ pub struct BlockStore {
     rt: Arc<tokio::runtime::Runtime>,
     /// How the store was named, for errors and logs.
     location: Arc<str>,
+    cache: Option<Arc<DiskCache>>,
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    gets: AtomicU64,
+    range_gets: AtomicU64,
+    puts: AtomicU64,
+    lists: AtomicU64,
+    heads: AtomicU64,
+    deletes: AtomicU64,
+    bytes_fetched: AtomicU64,
+    cache_hits: AtomicU64,
+}
+
+/// Requests made to the object store since it was opened, by kind, and the
+/// reads the disk cache answered instead.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreRequests {
+    /// Whole-object GETs.
+    pub gets: u64,
+    /// Ranged GETs (after coalescing).
+    pub range_gets: u64,
+    pub puts: u64,
+    pub lists: u64,
+    /// HEADs (existence checks).
+    pub heads: u64,
+    pub deletes: u64,
+    /// Bytes the GETs returned.
+    pub bytes_fetched: u64,
+    /// Reads (objects or ranges) served from the disk cache.
+    pub cache_hits: u64,
+}
+
+impl StoreRequests {
+    /// Every request sent to the store.
+    pub fn total(&self) -> u64 {
+        self.gets + self.range_gets + self.puts + self.lists + self.heads + self.deletes
+    }
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Sorted, merged ranges: ranges closer than `gap` become one.
+fn coalesce(ranges: &[Range<u64>], gap: u64) -> Vec<Range<u64>> {
+    let mut sorted: Vec<Range<u64>> = ranges.to_vec();
+    sorted.sort_by_key(|r| (r.start, r.end));
+    let mut out: Vec<Range<u64>> = Vec::new();
+    for r in sorted {
+        match out.last_mut() {
+            Some(last) if r.start <= last.end.saturating_add(gap) => {
+                last.end = last.end.max(r.end);
+            }
+            _ => out.push(r),
+        }
+    }
+    out
 }
 
 impl fmt::Debug for BlockStore {
@@ -145,7 +217,44 @@ impl BlockStore {
             prefix,
             rt: Arc::new(rt),
             location: location.into(),
+            cache: None,
+            counters: Arc::default(),
         })
+    }
+
+    /// The same store, reading through a disk cache.
+    pub fn with_cache(mut self, cache: Arc<DiskCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Whether the store is remote (not a local directory nor memory): the
+    /// stores worth a disk cache.
+    pub fn is_remote(&self) -> bool {
+        !(self.location.starts_with("file://")
+            || self.location.starts_with("memory://")
+            || self.location.starts_with('/'))
+    }
+
+    /// The requests made so far.
+    pub fn requests(&self) -> StoreRequests {
+        let c = &self.counters;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StoreRequests {
+            gets: g(&c.gets),
+            range_gets: g(&c.range_gets),
+            puts: g(&c.puts),
+            lists: g(&c.lists),
+            heads: g(&c.heads),
+            deletes: g(&c.deletes),
+            bytes_fetched: g(&c.bytes_fetched),
+            cache_hits: g(&c.cache_hits),
+        }
+    }
+
+    /// The disk cache, if any.
+    pub fn cache(&self) -> Option<&Arc<DiskCache>> {
+        self.cache.as_ref()
     }
 
     /// Where this store is, as given.
@@ -180,28 +289,119 @@ impl BlockStore {
     /// Writes one object whole (atomically: readers see the old object, or
     /// none, or the new one).
     pub fn put(&self, key: &str, data: Bytes) -> Result<()> {
+        bump(&self.counters.puts, 1);
         let (store, path) = (Arc::clone(&self.store), self.path(key));
         self.run(async move { store.put(&path, PutPayload::from(data)).await })
             .map(|_| ())
             .map_err(|e| self.err(key, e))
     }
 
-    /// Reads one object whole.
+    /// Reads one object whole (from the disk cache when it has it).
     pub fn get(&self, key: &str) -> Result<Bytes> {
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(key, None)) {
+            bump(&self.counters.cache_hits, 1);
+            return Ok(hit);
+        }
+        bump(&self.counters.gets, 1);
         let (store, path) = (Arc::clone(&self.store), self.path(key));
-        self.run(async move { store.get(&path).await?.bytes().await })
-            .map_err(|e| self.err(key, e))
+        let bytes = self
+            .run(async move { store.get(&path).await?.bytes().await })
+            .map_err(|e| self.err(key, e))?;
+        bump(&self.counters.bytes_fetched, bytes.len() as u64);
+        if let Some(c) = &self.cache {
+            c.put(key, None, &bytes);
+        }
+        Ok(bytes)
     }
 
     /// Reads a byte range of one object.
     pub fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
-        let (store, path) = (Arc::clone(&self.store), self.path(key));
-        self.run(async move { store.get_range(&path, range).await })
-            .map_err(|e| self.err(key, e))
+        let mut v = self.get_ranges(key, std::slice::from_ref(&range))?;
+        Ok(v.pop().unwrap_or_default())
+    }
+
+    /// Reads byte ranges of one object, in the order given: those the disk
+    /// cache holds from it, the others coalesced and fetched concurrently
+    /// (then cached).
+    pub fn get_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        let mut out: Vec<Option<Bytes>> = ranges
+            .iter()
+            .map(|r| {
+                let hit = self.cache.as_ref().and_then(|c| c.get(key, Some(r)));
+                if hit.is_some() {
+                    bump(&self.counters.cache_hits, 1);
+                }
+                hit
+            })
+            .collect();
+        let missing: Vec<Range<u64>> = ranges
+            .iter()
+            .zip(&out)
+            .filter(|(_, hit)| hit.is_none())
+            .map(|(r, _)| r.clone())
+            .collect();
+        if !missing.is_empty() {
+            let fetch = coalesce(&missing, COALESCE_GAP);
+            bump(&self.counters.range_gets, fetch.len() as u64);
+            let (store, path) = (Arc::clone(&self.store), self.path(key));
+            let wanted = fetch.clone();
+            let fetched: Vec<Bytes> = self
+                .run(async move {
+                    futures::future::try_join_all(
+                        wanted.into_iter().map(|r| store.get_range(&path, r)),
+                    )
+                    .await
+                })
+                .map_err(|e| self.err(key, e))?;
+            bump(
+                &self.counters.bytes_fetched,
+                fetched.iter().map(|b| b.len() as u64).sum(),
+            );
+            for (slot, r) in out.iter_mut().zip(ranges) {
+                if slot.is_some() {
+                    continue;
+                }
+                let Some((f, bytes)) = fetch
+                    .iter()
+                    .zip(&fetched)
+                    .find(|(f, _)| f.start <= r.start && r.end <= f.end)
+                else {
+                    continue;
+                };
+                let lo = (r.start - f.start) as usize;
+                let hi = (r.end - f.start) as usize;
+                if hi > bytes.len() {
+                    return Err(Error::Corrupted {
+                        path: format!("{}/{key}", self.location).into(),
+                        offset: r.start,
+                        reason: format!(
+                            "the object ends before byte {} (read {}..{})",
+                            r.end, r.start, r.end
+                        ),
+                    });
+                }
+                let part = bytes.slice(lo..hi);
+                if let Some(c) = &self.cache {
+                    c.put(key, Some(r), &part);
+                }
+                *slot = Some(part);
+            }
+        }
+        out.into_iter()
+            .zip(ranges)
+            .map(|(b, r)| {
+                b.ok_or_else(|| Error::Corrupted {
+                    path: format!("{}/{key}", self.location).into(),
+                    offset: r.start,
+                    reason: "a range was not fetched".into(),
+                })
+            })
+            .collect()
     }
 
     /// Whether an object exists.
     pub fn exists(&self, key: &str) -> Result<bool> {
+        bump(&self.counters.heads, 1);
         let (store, path) = (Arc::clone(&self.store), self.path(key));
         match self.run(async move { store.head(&path).await }) {
             Ok(_) => Ok(true),
@@ -212,6 +412,7 @@ impl BlockStore {
 
     /// Every object under `dir` (recursively), keys relative to the store.
     pub fn list(&self, dir: &str) -> Result<Vec<ObjectEntry>> {
+        bump(&self.counters.lists, 1);
         let store = Arc::clone(&self.store);
         let base = self.path(dir);
         let list_base = (!base.as_ref().is_empty()).then(|| base.clone());
@@ -232,6 +433,7 @@ impl BlockStore {
 
     /// The names of the "directories" directly under the store's prefix.
     pub fn list_dirs(&self) -> Result<Vec<String>> {
+        bump(&self.counters.lists, 1);
         let store = Arc::clone(&self.store);
         let base = (!self.prefix.as_ref().is_empty()).then(|| self.prefix.clone());
         let listed = self
@@ -248,6 +450,7 @@ impl BlockStore {
 
     /// Deletes one object; a missing object is not an error.
     pub fn delete(&self, key: &str) -> Result<()> {
+        bump(&self.counters.deletes, 1);
         let (store, path) = (Arc::clone(&self.store), self.path(key));
         match self.run(async move { store.delete(&path).await }) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -261,5 +464,57 @@ impl BlockStore {
             None => return None,
         };
         Some(parts.join("/"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_coalesced_fetched_once_and_then_served_from_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(DiskCache::open(dir.path(), 64 << 20).unwrap());
+        let store = BlockStore::from_url("memory://")
+            .unwrap()
+            .with_cache(Arc::clone(&cache));
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        store.put("b/x", Bytes::from(data.clone())).unwrap();
+        let ranges = [0..10, 2_500_000..2_500_100, 20..30];
+        let want: Vec<Bytes> = ranges
+            .iter()
+            .map(|r| Bytes::copy_from_slice(&data[r.start as usize..r.end as usize]))
+            .collect();
+        assert_eq!(store.get_ranges("b/x", &ranges).unwrap(), want);
+        let r = store.requests();
+        // 0..10 and 20..30 are one request; the far range another.
+        assert_eq!((r.range_gets, r.cache_hits, r.puts), (2, 0, 1));
+        assert_eq!(r.bytes_fetched, 30 + 100);
+        assert_eq!(store.get_ranges("b/x", &ranges).unwrap(), want);
+        let r = store.requests();
+        assert_eq!((r.range_gets, r.cache_hits), (2, 3));
+        // A range past the end of the object is an error, not short data.
+        assert!(store.get_range("b/x", 2_999_990..3_000_010).is_err());
+        // Whole objects too, also for a new store sharing the cache (a
+        // restart).
+        assert_eq!(store.get("b/x").unwrap().len(), data.len());
+        let again = BlockStore::from_url("memory://").unwrap().with_cache(cache);
+        assert_eq!(again.get("b/x").unwrap().len(), data.len());
+        assert_eq!(again.requests().gets, 0);
+        assert_eq!(store.requests().total(), 2 + 1 + 1 + 1);
+    }
+
+    #[test]
+    fn coalescing_merges_near_and_overlapping_ranges() {
+        assert_eq!(
+            coalesce(&[10..20, 0..5, 30..40, 100..110], 9),
+            vec![0..20, 30..40, 100..110]
+        );
+        assert_eq!(
+            coalesce(&[10..20, 0..5, 30..40, 100..110], 10),
+            vec![0..40, 100..110]
+        );
+        assert_eq!(coalesce(&[0..50, 10..20], 0), vec![0..50]);
+        assert!(coalesce(&[], 5).is_empty());
     }
 }

@@ -858,3 +858,66 @@ fn v1_blocks_stay_readable() {
     got.sort();
     assert_eq!(got, want);
 }
+
+/// Opened blocks stay within the memory budget: least recently used
+/// ones are closed (their index is read again by the next query that
+/// needs them), and answers do not change.
+#[test]
+fn opened_blocks_stay_within_the_memory_budget() {
+    let store = BlockStore::from_url("memory://").unwrap();
+    for b in 0..3i64 {
+        let mut w = BlockWriter::new(BlockOptions::default());
+        for s in 0..50 {
+            let samples: Vec<Sample> = (0..100)
+                .map(|j| Sample::new(BASE + b * DEFAULT_BLOCK_RANGE_MS + j * SCRAPE_MS, j as f64))
+                .collect();
+            w.add_series(
+                Labels::from_pairs([("__name__", "m".to_string()), ("s", s.to_string())]),
+                &samples,
+            );
+        }
+        w.encode(1, Vec::new()).unwrap().upload(&store).unwrap();
+    }
+    let q = BlocksQuerier::open(store.clone()).unwrap();
+    let all = [m(MatchOp::RegexMatch, "__name__", ".*")];
+    let range = |b: i64| {
+        let lo = BASE + b * DEFAULT_BLOCK_RANGE_MS;
+        (lo, lo + DEFAULT_BLOCK_RANGE_MS - 1)
+    };
+    // Unbounded: every block stays open.
+    let want: Vec<Dump> = (0..3)
+        .map(|b| {
+            let (lo, hi) = range(b);
+            dump(&q, &all, lo, hi)
+        })
+        .collect();
+    let one_block = q.opened_bytes() / 3;
+    assert!(one_block > 1000, "{one_block}");
+    let gets_before = store.requests().gets;
+
+    // Room for about one and a half blocks.
+    q.set_memory_budget(one_block * 3 / 2);
+    assert!(q.opened_bytes() <= one_block * 3 / 2);
+    for round in 0..2 {
+        for b in 0..3 {
+            let (lo, hi) = range(b);
+            assert_eq!(
+                dump(&q, &all, lo, hi),
+                want[b as usize],
+                "round {round}, block {b}"
+            );
+            assert!(
+                q.opened_bytes() <= one_block * 3 / 2,
+                "{}",
+                q.opened_bytes()
+            );
+            assert!(q.opened_bytes() > 0, "the block just read stays open");
+        }
+    }
+    // Closed blocks were opened again: their indexes read again.
+    assert!(
+        store.requests().gets > gets_before,
+        "{:?}",
+        store.requests()
+    );
+}
