@@ -39,6 +39,13 @@ use crate::matcher::Matcher;
 use crate::querier::{MergedQuerier, Querier, Series};
 use crate::sample::{Sample, TimestampMs};
 
+/// Most bytes fetched for a read of unknown length outside the fetched
+/// ranges (a page header: a few hundred bytes).
+const READ_WINDOW: u64 = 1 << 20;
+
+/// Bytes of a Parquet file's tail fetched to read its footer at once.
+const FOOTER_GUESS: u64 = 64 << 10;
+
 /// A Parquet file in the object store, read by byte ranges; reads inside
 /// ranges fetched ahead (a select's column chunks, fetched concurrently)
 /// are served from those.
@@ -60,8 +67,17 @@ impl Length for StoreFile {
 impl ChunkReader for StoreFile {
     type T = Cursor<Bytes>;
 
+    /// The page reader reads each page header through this: served from
+    /// the fetched range holding `start` (to that range's end), else a
+    /// bounded window, never the rest of the file.
     fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
-        self.range(start, self.size.saturating_sub(start))
+        for (at, bytes) in self.prefetched.iter() {
+            let end = at + bytes.len() as u64;
+            if *at <= start && start < end {
+                return Ok(Cursor::new(bytes.slice((start - at) as usize..)));
+            }
+        }
+        self.range(start, self.size.saturating_sub(start).min(READ_WINDOW))
             .map(Cursor::new)
     }
 
@@ -180,11 +196,16 @@ impl BlockReader {
                     reason: "missing".into(),
                 })?,
         };
+        // The footer (its length, then the metadata) in one request: the
+        // file's tail, which holds both unless the metadata is large.
+        let tail_len = size.min(FOOTER_GUESS);
+        let tail_start = size - tail_len;
+        let tail = self.store.get_range(&key, tail_start..size)?;
         let file = StoreFile {
             store: self.store.clone(),
             key,
             size,
-            prefetched: Arc::default(),
+            prefetched: Arc::new(vec![(tail_start, tail)]),
         };
         let location = self.location(PARQUET_FILE);
         let pq_err = |source| Error::Parquet {

@@ -921,3 +921,45 @@ fn opened_blocks_stay_within_the_memory_budget() {
         store.requests()
     );
 }
+
+/// A select reads the index once, the footer in one request and the
+/// column chunks it needs in one coalesced request, never the rest of the
+/// file (a regression: page headers were once read to the end of the
+/// file).
+#[test]
+fn a_select_fetches_only_what_it_reads_in_few_requests() {
+    let store = BlockStore::from_url("memory://").unwrap();
+    let mut w = BlockWriter::new(BlockOptions {
+        row_group_target_rows: 1,
+        ..BlockOptions::default()
+    });
+    let mut rng = Rng(3);
+    for name in ["a", "b", "c", "d"] {
+        for s in 0..200 {
+            let samples = series_samples(&mut rng, Kind::Gauge, BASE, 480);
+            w.add_series(
+                Labels::from_pairs([("__name__", name.to_string()), ("s", s.to_string())]),
+                &samples,
+            );
+        }
+    }
+    let b = w.encode(1, Vec::new()).unwrap();
+    b.upload(&store).unwrap();
+    let q = BlocksQuerier::open(store.clone()).unwrap();
+    let before = store.requests();
+    let got = dump(&q, &[m(MatchOp::Equal, "__name__", "c")], BASE, BLOCK_MAXT);
+    assert_eq!(got.len(), 200);
+    let r = store.requests();
+    assert_eq!(r.gets - before.gets, 1, "the index: {r:?}");
+    assert_eq!(
+        r.range_gets - before.range_gets,
+        2,
+        "footer, column chunks: {r:?}"
+    );
+    let fetched = r.bytes_fetched - before.bytes_fetched;
+    let file = b.parquet.len() as u64;
+    assert!(
+        fetched < b.index.len() as u64 + file / 2,
+        "fetched {fetched} of a {file}-byte file for a quarter of its rows"
+    );
+}
