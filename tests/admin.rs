@@ -77,6 +77,7 @@ fn admin_api_is_off_unless_enabled() {
     for path in [
         "/api/v1/admin/tsdb/delete_series",
         "/api/v1/admin/tsdb/clean_tombstones",
+        "/api/v1/admin/tsdb/snapshot",
     ] {
         let (status, body) = post(&server, path, &[("match[]", "up".into())]);
         assert_eq!(status, 503, "{path}: {body}");
@@ -166,6 +167,33 @@ fn delete_series_hides_samples_at_once_and_after_a_restart() {
     let (status, body) = post(&server, "/api/v1/admin/tsdb/clean_tombstones", &[]);
     assert_eq!((status, body.as_str()), (204, ""));
     assert_eq!(points(&server, r#"{job!=""}"#), want);
+
+    // A snapshot: the head written as a block, deleted samples left out.
+    let (status, body) = post(&server, "/api/v1/admin/tsdb/snapshot", &[]);
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let name = v["data"]["name"].as_str().expect("name");
+    assert!(
+        name.len() == 16 + 1 + 16 && name.as_bytes()[8] == b'T',
+        "{name}"
+    );
+    let snap = dir.path().join("snapshots").join(name);
+    let metas: Vec<serde_json::Value> = std::fs::read_dir(&snap)
+        .expect("snapshot dir")
+        .map(|e| e.expect("entry").path().join("meta.json"))
+        .filter(|p| p.is_file())
+        .map(|p| serde_json::from_slice(&std::fs::read(p).expect("meta")).expect("JSON"))
+        .collect();
+    assert_eq!(metas.len(), 1, "one block: the head");
+    // 40 samples of other/a, 30 of up/a, none of up/b.
+    assert_eq!(metas[0]["stats"]["num_samples"], 70);
+    assert_eq!(metas[0]["stats"]["num_series"], 2);
+    let (status, _) = post(
+        &server,
+        "/api/v1/admin/tsdb/snapshot",
+        &[("skip_head", "maybe".into())],
+    );
+    assert_eq!(status, 400);
 
     // The WAL replays the deleted samples; the delete requests hide them.
     assert!(server.stop().success());

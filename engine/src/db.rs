@@ -565,6 +565,44 @@ impl Db {
         Ok(report)
     }
 
+    /// Prometheus's TSDB snapshot: copies every published block into
+    /// `dir` (a new local block store) and, unless `skip_head`, writes what
+    /// the head holds as one more block there, deleted series left out.
+    /// The result is a set of complete blocks, readable by pointing a
+    /// block store at `dir`. Returns the blocks written.
+    pub fn snapshot(&self, dir: &Path, skip_head: bool) -> Result<Vec<crate::block::BlockMeta>> {
+        let target = BlockStore::local(dir)?;
+        let mut out = Vec::new();
+        {
+            // No compaction may delete a block while it is copied.
+            let _no_maintenance = self.maintenance_lock.lock();
+            for meta in self.blocks_querier.metas() {
+                for obj in self.blocks.list(&meta.ulid)? {
+                    if obj.key.ends_with(crate::block::META_FILE) {
+                        continue;
+                    }
+                    target.put(&obj.key, self.blocks.get(&obj.key)?)?;
+                }
+                let key = format!("{}/{}", meta.ulid, crate::block::META_FILE);
+                target.put(&key, self.blocks.get(&key)?)?;
+                out.push(meta);
+            }
+        }
+        if !skip_head && let (Some(lo), Some(hi)) = (self.head.min_time(), self.head.max_time()) {
+            let q = TombstonedQuerier::wrap(self.head_querier(), &self.tombstones.read());
+            if let Some(meta) = crate::block::writer::write_block(
+                &target,
+                &*q,
+                lo,
+                hi,
+                self.maintenance.compaction.block.clone(),
+            )? {
+                out.push(meta);
+            }
+        }
+        Ok(out)
+    }
+
     /// Flushes and fsyncs the WAL and releases the directory.
     pub fn close(self) -> Result<()> {
         self.wal.close()

@@ -154,6 +154,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(admin::delete_series).put(admin::delete_series),
         )
         .route(
+            "/api/v1/admin/tsdb/snapshot",
+            post(admin::snapshot).put(admin::snapshot),
+        )
+        .route(
             "/api/v1/admin/tsdb/clean_tombstones",
             post(admin::clean_tombstones).put(admin::clean_tombstones),
         )

@@ -108,6 +108,11 @@ pub trait Storage: Send + Sync + 'static {
     /// requests applied everywhere (Prometheus's `clean_tombstones`).
     fn clean_tombstones(&self) -> Result<cairn_engine::MaintenanceReport>;
 
+    /// Writes a snapshot of every block (and, unless `skip_head`, the head
+    /// as a block) into `snapshots/<name>` under the data directory;
+    /// returns the name (Prometheus's `admin/tsdb/snapshot`).
+    fn snapshot(&self, skip_head: bool) -> Result<String>;
+
     /// Flushes and closes the WAL; called once at shutdown.
     fn close(&self) -> Result<()>;
 }
@@ -248,6 +253,20 @@ impl Storage for DbStorage {
 
     fn clean_tombstones(&self) -> Result<cairn_engine::MaintenanceReport> {
         self.with_db(|db| Ok(db.clean_tombstones()?))
+    }
+
+    fn snapshot(&self, skip_head: bool) -> Result<String> {
+        self.with_db(|db| {
+            // As Prometheus names them: UTC time, then 16 random hex digits.
+            let random = ulid::Ulid::new().random() as u64;
+            let name = format!(
+                "{}-{random:016x}",
+                chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+            );
+            let dir = db.dir().join("snapshots").join(&name);
+            db.snapshot(&dir, skip_head)?;
+            Ok(name)
+        })
     }
 
     fn stats(&self, limit: usize) -> Result<StorageStats> {

@@ -8,6 +8,9 @@
 //!   stored with the blocks; see `cairn_engine::tombstone`).
 //! - `POST|PUT /api/v1/admin/tsdb/clean_tombstones`: rewrites the blocks
 //!   that still store deleted samples; 204.
+//! - `POST|PUT /api/v1/admin/tsdb/snapshot?skip_head=`: copies every block
+//!   (and the head, written as a block) into `<data_dir>/snapshots/<name>`;
+//!   answers `{"name": ...}`.
 
 use std::sync::Arc;
 
@@ -16,7 +19,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::api::{match_sets, time_range};
-use super::{ApiError, AppState, Params};
+use super::{ApiError, AppState, Params, success};
 use crate::error::Error;
 use crate::exec;
 
@@ -61,4 +64,26 @@ pub(super) async fn clean_tombstones(
         "clean_tombstones"
     );
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(super) async fn snapshot(
+    State(state): State<Arc<AppState>>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    admin_enabled(&state)?;
+    let skip_head = match p.get("skip_head") {
+        None | Some("") | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(other) => {
+            return Err(Error::BadParam {
+                param: "skip_head".into(),
+                reason: format!("cannot parse {other:?} as a boolean"),
+            }
+            .into());
+        }
+    };
+    let storage = state.storage()?.clone();
+    let name = exec::blocking(move || storage.snapshot(skip_head)).await?;
+    tracing::info!(name = %name, skip_head, "snapshot written");
+    Ok(success(serde_json::json!({ "name": name })))
 }

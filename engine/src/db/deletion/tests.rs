@@ -222,3 +222,24 @@ fn a_rewritten_block_makes_its_original_obsolete() {
     assert_eq!(obsolete.len(), 1);
     assert_eq!(obsolete[0].ulid, original.meta.ulid);
 }
+
+#[test]
+fn a_snapshot_holds_every_sample_of_blocks_and_head_as_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(&dir.path().join("data"), DbOptions::default()).unwrap();
+    append_hours(&db, 0, 5);
+    assert_eq!(db.maintain().unwrap().blocks_cut.len(), 2);
+    db.delete_series(&[m(MatchOp::Equal, "job", "b")], 4 * H, 4 * H + 10 * STEP)
+        .unwrap()
+        .expect("data in range");
+    let want = dump(&*db.querier());
+    let snap = dir.path().join("snap");
+    let metas = db.snapshot(&snap, false).unwrap();
+    assert_eq!(metas.len(), 3, "two blocks and the head");
+    let store = BlockStore::local(&snap).unwrap();
+    assert_eq!(dump(&BlocksQuerier::open(store).unwrap()), want);
+    // Without the head: the blocks only.
+    let only_blocks = db.snapshot(&dir.path().join("snap2"), true).unwrap();
+    assert_eq!(only_blocks.len(), 2);
+    db.close().unwrap();
+}
