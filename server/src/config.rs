@@ -235,6 +235,8 @@ pub struct StorageConfig {
     pub object_cache_size: ByteSize,
     /// Most memory opened blocks (indexes, Parquet footers) may hold.
     pub block_memory: ByteSize,
+    /// Memory for the blocks' recently read column chunks; 0 disables.
+    pub row_group_cache_size: ByteSize,
 }
 
 impl Default for StorageConfig {
@@ -255,6 +257,7 @@ impl Default for StorageConfig {
             wal_max_size: ByteSize(32 << 30),
             object_cache_size: ByteSize(4 << 30),
             block_memory: ByteSize(1 << 30),
+            row_group_cache_size: ByteSize(512 << 20),
         }
     }
 }

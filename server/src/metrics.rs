@@ -157,6 +157,7 @@ pub struct BlockMetrics {
     pub cache_hits: Gauge,
     pub cache_bytes: Gauge,
     pub opened_bytes: Gauge,
+    pub row_group_cache_bytes: Gauge,
 }
 
 /// The kind of an object-store request.
@@ -254,6 +255,11 @@ impl BlockMetrics {
             self.cache_bytes.clone(),
         );
         registry.register(
+            "cairn_blocks_row_group_cache_bytes",
+            "Memory held by recently read column chunks of blocks; see storage.row_group_cache_size",
+            self.row_group_cache_bytes.clone(),
+        );
+        registry.register(
             "cairn_blocks_opened_bytes",
             "Memory held by opened blocks (indexes, Parquet footers); see storage.block_memory",
             self.opened_bytes.clone(),
@@ -280,6 +286,7 @@ impl BlockMetrics {
         self.cache_hits.set(g(r.cache_hits));
         self.cache_bytes.set(g(s.object_cache_bytes));
         self.opened_bytes.set(g(s.blocks_opened_bytes));
+        self.row_group_cache_bytes.set(g(s.row_group_cache_bytes));
     }
 }
 

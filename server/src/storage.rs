@@ -63,6 +63,8 @@ pub struct StorageStats {
     pub object_cache_bytes: u64,
     #[serde(skip)]
     pub blocks_opened_bytes: u64,
+    #[serde(skip)]
+    pub row_group_cache_bytes: u64,
 }
 
 /// Prometheus's `headStats`.
@@ -133,20 +135,22 @@ impl DbStorage {
     /// Opens the database in the configured data directory, replaying the
     /// WAL (this is what `/-/ready` waits for).
     pub fn open(config: &crate::config::Config) -> Result<DbStorage> {
-        let block_store = match &config.storage.url {
-            Some(url) => {
-                let store = cairn_engine::block::BlockStore::from_url(url)?;
-                let budget = config.storage.object_cache_size.0;
-                if store.is_remote() && budget > 0 {
-                    let dir = config.storage.data_dir.join("object-cache");
-                    let cache = cairn_engine::block::cache::DiskCache::open(&dir, budget)?;
-                    Some(store.with_cache(std::sync::Arc::new(cache)))
-                } else {
-                    Some(store)
-                }
-            }
-            None => None,
+        use cairn_engine::block::BlockStore;
+        use cairn_engine::block::cache::{DiskCache, MemoryCache};
+        let mut store = match &config.storage.url {
+            Some(url) => BlockStore::from_url(url)?,
+            None => BlockStore::local(&config.storage.data_dir.join("blocks"))?,
         };
+        let disk_budget = config.storage.object_cache_size.0;
+        if store.is_remote() && disk_budget > 0 {
+            let dir = config.storage.data_dir.join("object-cache");
+            store = store.with_cache(std::sync::Arc::new(DiskCache::open(&dir, disk_budget)?));
+        }
+        let memory_budget = config.storage.row_group_cache_size.0;
+        if memory_budget > 0 {
+            store = store.with_memory_cache(std::sync::Arc::new(MemoryCache::new(memory_budget)));
+        }
+        let block_store = Some(store);
         let opts = cairn_engine::DbOptions {
             ooo_window_ms: config.storage.ooo_window.as_millis_i64(),
             block_store,
@@ -306,6 +310,7 @@ impl Storage for DbStorage {
                 store_requests: db.block_store().requests(),
                 object_cache_bytes: db.block_store().cache().map_or(0, |c| c.size_bytes()),
                 blocks_opened_bytes: db.blocks_opened_bytes(),
+                row_group_cache_bytes: db.block_store().memory_cache_bytes(),
                 wal_fsync_latency: s.wal.fsync_latency,
                 blocks: blocks.len() as u64,
                 blocks_bytes,

@@ -251,3 +251,98 @@ mod tests {
         assert_eq!(c.size_bytes(), 0);
     }
 }
+
+/// An in-memory cache of object-store bytes (the hot column chunks of
+/// blocks), least recently used entries evicted past a budget. In front
+/// of the [`DiskCache`], for local and remote stores alike.
+pub struct MemoryCache {
+    budget: u64,
+    inner: Mutex<MemoryEntries>,
+}
+
+#[derive(Default)]
+struct MemoryEntries {
+    map: HashMap<(String, u64, u64), (Bytes, u64)>,
+    total: u64,
+    clock: u64,
+}
+
+impl MemoryCache {
+    pub fn new(budget: u64) -> MemoryCache {
+        MemoryCache {
+            budget,
+            inner: Mutex::default(),
+        }
+    }
+
+    pub fn get(&self, key: &str, range: &Range<u64>) -> Option<Bytes> {
+        let mut e = self.inner.lock();
+        e.clock += 1;
+        let clock = e.clock;
+        let (bytes, used) = e.map.get_mut(&(key.to_string(), range.start, range.end))?;
+        *used = clock;
+        Some(bytes.clone())
+    }
+
+    /// Stores `bytes` (entries over a quarter of the budget are not kept),
+    /// evicting the least recently used past the budget.
+    pub fn put(&self, key: &str, range: &Range<u64>, bytes: Bytes) {
+        let size = bytes.len() as u64;
+        if size > self.budget / 4 {
+            return;
+        }
+        let mut e = self.inner.lock();
+        e.clock += 1;
+        let clock = e.clock;
+        if let Some((old, _)) = e
+            .map
+            .insert((key.to_string(), range.start, range.end), (bytes, clock))
+        {
+            e.total -= old.len() as u64;
+        }
+        e.total += size;
+        if e.total > self.budget {
+            let mut by_age: Vec<(u64, (String, u64, u64))> = e
+                .map
+                .iter()
+                .map(|(k, (_, used))| (*used, k.clone()))
+                .collect();
+            by_age.sort_unstable();
+            for (_, k) in by_age {
+                if e.total <= self.budget / 10 * 9 {
+                    break;
+                }
+                if let Some((b, _)) = e.map.remove(&k) {
+                    e.total -= b.len() as u64;
+                }
+            }
+        }
+    }
+
+    /// Bytes held.
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.lock().total
+    }
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+
+    #[test]
+    fn memory_cache_keeps_recent_entries_within_its_budget() {
+        let c = MemoryCache::new(1000);
+        c.put("a", &(0..200), Bytes::from(vec![1; 200]));
+        c.put("a", &(200..400), Bytes::from(vec![2; 200]));
+        assert_eq!(c.get("a", &(0..200)).unwrap()[0], 1);
+        for i in 0..4u64 {
+            c.put("b", &(i * 200..i * 200 + 200), Bytes::from(vec![3; 200]));
+        }
+        assert!(c.size_bytes() <= 1000);
+        // (0..200) was used after (200..400): the latter went first.
+        assert!(c.get("a", &(200..400)).is_none());
+        assert!(c.get("b", &(600..800)).is_some());
+        c.put("big", &(0..300), Bytes::from(vec![0; 300]));
+        assert!(c.get("big", &(0..300)).is_none());
+    }
+}

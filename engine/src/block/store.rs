@@ -33,7 +33,7 @@ use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutPayload};
 
-use super::cache::DiskCache;
+use super::cache::{DiskCache, MemoryCache};
 use crate::error::{Error, Result};
 
 /// Ranges of one read closer than this are fetched as one request (as
@@ -49,6 +49,7 @@ pub struct BlockStore {
     /// How the store was named, for errors and logs.
     location: Arc<str>,
     cache: Option<Arc<DiskCache>>,
+    memory: Option<Arc<MemoryCache>>,
     counters: Arc<Counters>,
 }
 
@@ -218,6 +219,7 @@ impl BlockStore {
             rt: Arc::new(rt),
             location: location.into(),
             cache: None,
+            memory: None,
             counters: Arc::default(),
         })
     }
@@ -226,6 +228,18 @@ impl BlockStore {
     pub fn with_cache(mut self, cache: Arc<DiskCache>) -> Self {
         self.cache = Some(cache);
         self
+    }
+
+    /// The same store, keeping hot byte ranges (blocks' column chunks) in
+    /// memory, in front of the disk cache if any.
+    pub fn with_memory_cache(mut self, cache: Arc<MemoryCache>) -> Self {
+        self.memory = Some(cache);
+        self
+    }
+
+    /// Bytes held by the memory cache.
+    pub fn memory_cache_bytes(&self) -> u64 {
+        self.memory.as_ref().map_or(0, |m| m.size_bytes())
     }
 
     /// Whether the store is remote (not a local directory nor memory): the
@@ -327,9 +341,15 @@ impl BlockStore {
         let mut out: Vec<Option<Bytes>> = ranges
             .iter()
             .map(|r| {
+                if let Some(hit) = self.memory.as_ref().and_then(|m| m.get(key, r)) {
+                    return Some(hit);
+                }
                 let hit = self.cache.as_ref().and_then(|c| c.get(key, Some(r)));
-                if hit.is_some() {
+                if let Some(h) = &hit {
                     bump(&self.counters.cache_hits, 1);
+                    if let Some(m) = &self.memory {
+                        m.put(key, r, h.clone());
+                    }
                 }
                 hit
             })
@@ -383,6 +403,9 @@ impl BlockStore {
                 let part = bytes.slice(lo..hi);
                 if let Some(c) = &self.cache {
                     c.put(key, Some(r), &part);
+                }
+                if let Some(m) = &self.memory {
+                    m.put(key, r, part.clone());
                 }
                 *slot = Some(part);
             }
