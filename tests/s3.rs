@@ -258,6 +258,8 @@ fn blocks_written_to_s3_are_read_back_by_a_server_with_an_empty_data_dir() {
     assert_eq!(metric(&server, range_gets), fetched);
     assert!(metric(&server, "cairn_object_cache_bytes") > 0.0);
     assert!(metric(&server, "cairn_blocks_row_group_cache_bytes") > 0.0);
+    assert!(metric(&server, "cairn_object_store_request_duration_seconds_count") >= fetched);
+    assert_eq!(metric(&server, "cairn_object_store_request_errors"), 0.0);
     assert!(metric(&server, "cairn_blocks_opened_bytes") > 0.0);
     let (status, v) = get_json(&server, "/api/v1/series?match[]=marker");
     assert_eq!(status, 200);

@@ -168,6 +168,8 @@ fn diff(a: StoreRequests, b: StoreRequests) -> StoreRequests {
         deletes: b.deletes - a.deletes,
         bytes_fetched: b.bytes_fetched - a.bytes_fetched,
         cache_hits: b.cache_hits - a.cache_hits,
+        errors: b.errors - a.errors,
+        ..b
     }
 }
 

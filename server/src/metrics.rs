@@ -77,20 +77,43 @@ pub struct NotifierMetrics {
     pub reload_success_timestamp_seconds: Gauge,
 }
 
-/// `cairn_wal_fsync_duration_seconds`: the last snapshot of the WAL
-/// writer's fsync histogram, encoded as a Prometheus histogram.
-#[derive(Debug, Default)]
-pub struct WalFsyncCollector {
+/// A latency histogram kept by the engine with atomics (the WAL's fsyncs,
+/// the block store's requests): its last snapshot, encoded as a
+/// Prometheus histogram under `name`.
+#[derive(Debug)]
+pub struct LatencyCollector {
+    name: &'static str,
+    help: &'static str,
     latest: parking_lot::Mutex<FsyncLatency>,
 }
 
-impl WalFsyncCollector {
+/// `cairn_wal_fsync_duration_seconds`.
+pub type WalFsyncCollector = LatencyCollector;
+
+impl Default for LatencyCollector {
+    fn default() -> Self {
+        LatencyCollector::new(
+            "cairn_wal_fsync_duration_seconds",
+            "Latency of WAL fsyncs (one per group commit)",
+        )
+    }
+}
+
+impl LatencyCollector {
+    pub fn new(name: &'static str, help: &'static str) -> Self {
+        LatencyCollector {
+            name,
+            help,
+            latest: parking_lot::Mutex::default(),
+        }
+    }
+
     pub fn set(&self, latency: FsyncLatency) {
         *self.latest.lock() = latency;
     }
 }
 
-impl Collector for WalFsyncCollector {
+impl Collector for LatencyCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let h = *self.latest.lock();
         // Per-bucket counts (the encoder accumulates them); the last bucket
@@ -102,12 +125,7 @@ impl Collector for WalFsyncCollector {
             .zip(h.counts)
             .collect();
         encoder
-            .encode_descriptor(
-                "cairn_wal_fsync_duration_seconds",
-                "Latency of WAL fsyncs (one per group commit)",
-                None,
-                MetricType::Histogram,
-            )?
+            .encode_descriptor(self.name, self.help, None, MetricType::Histogram)?
             .encode_histogram::<NoLabelSet>(h.sum_seconds(), h.count(), &buckets, None)
     }
 }
@@ -115,6 +133,7 @@ impl Collector for WalFsyncCollector {
 /// Every metric Cairn exposes.
 pub struct Metrics {
     pub wal_fsync: Arc<WalFsyncCollector>,
+    pub store_latency: Arc<LatencyCollector>,
     registry: Registry,
     pub http_duration: Family<HttpLabels, Histogram>,
     pub ingested_samples: Family<ProtocolLabels, Counter>,
@@ -155,6 +174,7 @@ pub struct BlockMetrics {
     pub store_requests: Family<OpLabels, Gauge>,
     pub store_bytes_fetched: Gauge,
     pub cache_hits: Gauge,
+    pub store_errors: Gauge,
     pub cache_bytes: Gauge,
     pub opened_bytes: Gauge,
     pub row_group_cache_bytes: Gauge,
@@ -245,6 +265,11 @@ impl BlockMetrics {
             self.store_bytes_fetched.clone(),
         );
         registry.register(
+            "cairn_object_store_request_errors",
+            "Block store requests that failed since start",
+            self.store_errors.clone(),
+        );
+        registry.register(
             "cairn_object_cache_hits",
             "Block store reads served from the local disk cache since start",
             self.cache_hits.clone(),
@@ -284,6 +309,7 @@ impl BlockMetrics {
         }
         self.store_bytes_fetched.set(g(r.bytes_fetched));
         self.cache_hits.set(g(r.cache_hits));
+        self.store_errors.set(g(r.errors));
         self.cache_bytes.set(g(s.object_cache_bytes));
         self.opened_bytes.set(g(s.blocks_opened_bytes));
         self.row_group_cache_bytes.set(g(s.row_group_cache_bytes));
@@ -468,10 +494,16 @@ impl Metrics {
         start_time_seconds.set(chrono::Utc::now().timestamp());
         let wal_fsync = Arc::new(WalFsyncCollector::default());
         registry.register_collector(Box::new(wal_fsync.clone()));
+        let store_latency = Arc::new(LatencyCollector::new(
+            "cairn_object_store_request_duration_seconds",
+            "Latency of block store requests (after the client's retries)",
+        ));
+        registry.register_collector(Box::new(store_latency.clone()));
         let blocks = BlockMetrics::default();
         blocks.register(&mut registry);
         Metrics {
             wal_fsync,
+            store_latency,
             registry,
             http_duration,
             ingested_samples,
@@ -505,6 +537,7 @@ impl Metrics {
         self.wal_written_bytes.set(g(s.wal_bytes_written));
         self.wal_disk_bytes.set(g(s.wal_disk_bytes));
         self.wal_fsync.set(s.wal_fsync_latency);
+        self.store_latency.set(s.store_requests.latency);
         self.blocks.loaded.set(g(s.blocks));
         self.blocks.bytes.set(g(s.blocks_bytes));
         self.blocks.set_store(s);

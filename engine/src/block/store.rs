@@ -63,6 +63,9 @@ struct Counters {
     deletes: AtomicU64,
     bytes_fetched: AtomicU64,
     cache_hits: AtomicU64,
+    errors: AtomicU64,
+    latency_buckets: [AtomicU64; 15],
+    latency_nanos: AtomicU64,
 }
 
 /// Requests made to the object store since it was opened, by kind, and the
@@ -82,6 +85,12 @@ pub struct StoreRequests {
     pub bytes_fetched: u64,
     /// Reads (objects or ranges) served from the disk cache.
     pub cache_hits: u64,
+    /// Requests that failed (after the client's retries; a missing object
+    /// where one may be missing is not a failure).
+    pub errors: u64,
+    /// Latency of every request (a fixed-bucket histogram, the WAL fsync
+    /// histogram's buckets).
+    pub latency: crate::wal::FsyncLatency,
 }
 
 impl StoreRequests {
@@ -263,6 +272,11 @@ impl BlockStore {
             deletes: g(&c.deletes),
             bytes_fetched: g(&c.bytes_fetched),
             cache_hits: g(&c.cache_hits),
+            errors: g(&c.errors),
+            latency: crate::wal::FsyncLatency {
+                counts: std::array::from_fn(|i| g(&c.latency_buckets[i])),
+                sum_nanos: g(&c.latency_nanos),
+            },
         }
     }
 
@@ -294,10 +308,25 @@ impl BlockStore {
         &self,
         fut: impl Future<Output = object_store::Result<T>> + Send + 'static,
     ) -> object_store::Result<T> {
-        match futures::executor::block_on(self.rt.spawn(fut)) {
+        let started = std::time::Instant::now();
+        let result = match futures::executor::block_on(self.rt.spawn(fut)) {
             Ok(r) => r,
             Err(join) => Err(object_store::Error::JoinError { source: join }),
+        };
+        let elapsed = started.elapsed();
+        let c = &self.counters;
+        bump(
+            &c.latency_buckets[crate::wal::FsyncLatency::bucket(elapsed)],
+            1,
+        );
+        bump(
+            &c.latency_nanos,
+            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+        );
+        if matches!(&result, Err(e) if !matches!(e, object_store::Error::NotFound { .. })) {
+            bump(&c.errors, 1);
         }
+        result
     }
 
     /// Writes one object whole (atomically: readers see the old object, or
