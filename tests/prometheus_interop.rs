@@ -234,3 +234,127 @@ fn chrono_like_now() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
+
+/// `delete_series` gives the same answers as Prometheus's: the same data
+/// remote-written to both, the same deletions (part of one series, all of
+/// another, a selector matching nothing), then series, label values and
+/// raw samples compared.
+#[test]
+fn delete_series_answers_like_prometheus() {
+    use cairn_proto::prost::Message;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cairn = Server::start(&dir.path().join("cairn"), &["--web.enable-admin-api"]);
+    let prom_port = free_port();
+    let prom_url = format!("http://127.0.0.1:{prom_port}");
+    let prom_dir = dir.path().join("prometheus");
+    std::fs::create_dir_all(&prom_dir).expect("mkdir");
+    std::fs::write(
+        prom_dir.join("prometheus.yml"),
+        "global:\n  scrape_interval: 1m\n",
+    )
+    .expect("config");
+    let _prom = spawn(
+        "prometheus",
+        &[
+            "--config.file=prometheus.yml".into(),
+            "--storage.tsdb.path=data".into(),
+            format!("--web.listen-address=127.0.0.1:{prom_port}"),
+            "--web.enable-remote-write-receiver".into(),
+            "--web.enable-admin-api".into(),
+            "--log.level=warn".into(),
+        ],
+        &prom_dir,
+    );
+    let client = client();
+    let mut ready = false;
+    for _ in 0..MAX_POLLS {
+        if client
+            .get(format!("{prom_url}/-/ready"))
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+        {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(ready, "Prometheus never became ready");
+
+    // 20 minutes of three series, ending a minute ago.
+    let end = chrono_like_now() / 15_000 * 15_000 - 60_000;
+    let start = end - 20 * 60_000;
+    let samples: Vec<(i64, f64)> = (0..=80)
+        .map(|i| (start + i * 15_000, i as f64 * 1.5))
+        .collect();
+    let series = vec![
+        series(&[("__name__", "up"), ("job", "a")], &samples),
+        series(&[("__name__", "up"), ("job", "b")], &samples),
+        series(&[("__name__", "other"), ("job", "a")], &samples),
+    ];
+    let body = snappy(
+        &cairn_proto::prometheus::WriteRequest {
+            timeseries: series.clone(),
+            metadata: vec![],
+        }
+        .encode_to_vec(),
+    );
+    let mut req = client.post(format!("{prom_url}/api/v1/write"));
+    for (k, v) in V1_HEADERS {
+        req = req.header(*k, *v);
+    }
+    let r = req.body(body).send().expect("write to Prometheus");
+    assert_eq!(r.status().as_u16(), 204, "{:?}", r.text());
+    assert_eq!(write_v1(&cairn, series).status, 204);
+
+    let cairn_url = format!("http://{}", cairn.addr);
+    let secs = |ms: i64| format!("{}", ms as f64 / 1000.0);
+    let deletions = [
+        vec![
+            ("match[]", r#"up{job="a"}"#.to_string()),
+            ("start", secs(start + 5 * 60_000)),
+            ("end", secs(start + 10 * 60_000)),
+        ],
+        vec![("match[]", r#"up{job="b"}"#.to_string())],
+        vec![("match[]", r#"absent_metric"#.to_string())],
+    ];
+    for base in [&prom_url, &cairn_url] {
+        for form in &deletions {
+            let r = client
+                .post(format!("{base}/api/v1/admin/tsdb/delete_series"))
+                .form(form)
+                .send()
+                .expect("delete_series");
+            assert_eq!(r.status().as_u16(), 204, "{base}: {:?}", r.text());
+        }
+    }
+    let get = |base: &str, path: &str| -> serde_json::Value {
+        let text = client
+            .get(format!("{base}{path}"))
+            .send()
+            .expect("GET")
+            .text()
+            .expect("body");
+        let mut v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        v["data"].take()
+    };
+    let at = secs(end);
+    for path in [
+        "/api/v1/series?match[]=up".to_string(),
+        "/api/v1/series?match[]={job=\"a\"}".to_string(),
+        "/api/v1/label/job/values?match[]=up".to_string(),
+        format!("/api/v1/query?query=up[30m]&time={at}"),
+        format!("/api/v1/query?query=count_over_time(up[30m])&time={at}"),
+        format!("/api/v1/query?query=other[30m]&time={at}"),
+    ] {
+        let mut want = get(&prom_url, &path);
+        let mut got = get(&cairn_url, &path);
+        // Series lists come in no promised order.
+        for v in [&mut want, &mut got] {
+            if let Some(a) = v.as_array_mut() {
+                a.sort_by_key(|x| x.to_string());
+            }
+        }
+        assert_eq!(got, want, "{path}");
+    }
+    assert!(cairn.stop().success());
+}

@@ -203,8 +203,8 @@ fn intervals(
 }
 
 /// A querier that hides the samples of deleted series (`tombstones`) from
-/// `inner`: a series with no sample left in the range is not returned,
-/// from `select` nor from the series and label look-ups.
+/// `inner`'s `select`: a series with no sample left in the range is not
+/// selected. Series and label look-ups are `inner`'s (see below).
 pub struct TombstonedQuerier {
     inner: Arc<dyn Querier>,
     tombstones: Tombstones,
@@ -226,28 +226,6 @@ impl TombstonedQuerier {
         self.tombstones
             .iter()
             .any(|r| r.min_time <= maxt && r.max_time >= mint)
-    }
-
-    /// The label sets that still have samples in the range.
-    fn live_labels(
-        &self,
-        matchers: &[Matcher],
-        mint: TimestampMs,
-        maxt: TimestampMs,
-    ) -> Result<Vec<Labels>> {
-        // With no matchers, every series: `=~".*"` matches an absent name.
-        let all;
-        let matchers = if matchers.is_empty() {
-            all = [Matcher::new(MatchOp::RegexMatch, "__name__", ".*")?];
-            &all[..]
-        } else {
-            matchers
-        };
-        Ok(self
-            .select(matchers, mint, maxt)?
-            .into_iter()
-            .map(|s| s.labels)
-            .collect())
     }
 }
 
@@ -279,16 +257,17 @@ impl Querier for TombstonedQuerier {
         Ok(out)
     }
 
+    /// Series and label look-ups answer from the index, deleted series
+    /// included, as Prometheus's do (its `/api/v1/series` and label values
+    /// list a deleted series until compaction drops it; Cairn's, until its
+    /// range is cut into a block without it).
     fn series(
         &self,
         matchers: &[Matcher],
         mint: TimestampMs,
         maxt: TimestampMs,
     ) -> Result<Vec<Labels>> {
-        if !self.any_overlap(mint, maxt) {
-            return self.inner.series(matchers, mint, maxt);
-        }
-        self.live_labels(matchers, mint, maxt)
+        self.inner.series(matchers, mint, maxt)
     }
 
     fn label_names(
@@ -297,17 +276,7 @@ impl Querier for TombstonedQuerier {
         mint: TimestampMs,
         maxt: TimestampMs,
     ) -> Result<Vec<String>> {
-        if !self.any_overlap(mint, maxt) {
-            return self.inner.label_names(matchers, mint, maxt);
-        }
-        let mut names: Vec<String> = self
-            .live_labels(matchers, mint, maxt)?
-            .iter()
-            .flat_map(|l| l.iter().map(|x| x.name.to_string()))
-            .collect();
-        names.sort();
-        names.dedup();
-        Ok(names)
+        self.inner.label_names(matchers, mint, maxt)
     }
 
     fn label_values(
@@ -317,17 +286,7 @@ impl Querier for TombstonedQuerier {
         mint: TimestampMs,
         maxt: TimestampMs,
     ) -> Result<Vec<String>> {
-        if !self.any_overlap(mint, maxt) {
-            return self.inner.label_values(name, matchers, mint, maxt);
-        }
-        let mut values: Vec<String> = self
-            .live_labels(matchers, mint, maxt)?
-            .iter()
-            .filter_map(|l| l.get(name).map(str::to_string))
-            .collect();
-        values.sort();
-        values.dedup();
-        Ok(values)
+        self.inner.label_values(name, matchers, mint, maxt)
     }
 }
 
