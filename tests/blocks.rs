@@ -38,19 +38,6 @@ fn write_hour(server: &Server, h: i64) {
     assert_eq!(a.status, 204, "hour {h}: {}", a.body);
 }
 
-/// The value of a sample-valued metric line of `/metrics`.
-fn metric(server: &Server, name: &str) -> f64 {
-    let body = client()
-        .get(server.url("/metrics"))
-        .send()
-        .expect("GET /metrics")
-        .text()
-        .expect("body");
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{body}"))
-}
-
 /// Every raw sample of every series over the whole written range, as
 /// (id, t, value bits), checking each timestamp occurs once per series.
 fn all_samples(server: &Server) -> Vec<(String, i64, u64)> {

@@ -93,6 +93,17 @@ impl Drop for S3Server {
     }
 }
 
+/// The standard AWS variables pointing Cairn's `s3://` store at moto.
+fn aws_env(endpoint: &str) -> [(&'static str, &str); 5] {
+    [
+        ("AWS_ENDPOINT", endpoint),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "cairn-test"),
+        ("AWS_SECRET_ACCESS_KEY", "cairn-test-secret"),
+        ("AWS_REGION", "us-east-1"),
+    ]
+}
+
 fn value(i: usize, t: i64) -> f64 {
     ((t - BASE) / STEP) as f64 * 0.25 + i as f64
 }
@@ -116,18 +127,6 @@ fn try_write_hour(server: &Server, h: i64, series_count: usize) -> Answer {
         })
         .collect();
     write_v1(server, ts)
-}
-
-fn metric(server: &Server, name: &str) -> f64 {
-    let body = client()
-        .get(server.url("/metrics"))
-        .send()
-        .expect("GET /metrics")
-        .text()
-        .expect("body");
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{body}"))
 }
 
 /// Every raw sample of `hist` in [BASE, BASE + 4 h), as (id, t, bits).
@@ -189,13 +188,7 @@ fn blocks_written_to_s3_are_read_back_by_a_server_with_an_empty_data_dir() {
     )
     .expect("write config");
     let flags = ["--config", config.to_str().expect("utf-8 path")];
-    let env = [
-        ("AWS_ENDPOINT", s3.endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_ACCESS_KEY_ID", "cairn-test"),
-        ("AWS_SECRET_ACCESS_KEY", "cairn-test-secret"),
-        ("AWS_REGION", "us-east-1"),
-    ];
+    let env = aws_env(&s3.endpoint);
 
     let first = dir.path().join("first");
     let server = Server::start_with_env(&first, &flags, &env);
@@ -287,14 +280,7 @@ fn while_the_store_is_down_the_wal_is_bounded_and_writes_resume_after() {
     )
     .expect("write config");
     let flags = ["--config", config.to_str().expect("utf-8 path")];
-    let endpoint = s3.endpoint.clone();
-    let env = [
-        ("AWS_ENDPOINT", endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_ACCESS_KEY_ID", "cairn-test"),
-        ("AWS_SECRET_ACCESS_KEY", "cairn-test-secret"),
-        ("AWS_REGION", "us-east-1"),
-    ];
+    let env = aws_env(&s3.endpoint);
     let server = Server::start_with_env(&dir.path().join("data"), &flags, &env);
 
     // The store goes away; hours keep coming until the WAL is full.

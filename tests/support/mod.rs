@@ -162,6 +162,20 @@ impl Drop for Server {
     }
 }
 
+/// The value of a sample line of `/metrics` (`name` with its labels, as
+/// written, e.g. `cairn_x{op="get"}`).
+pub fn metric(server: &Server, name: &str) -> f64 {
+    let body = client()
+        .get(server.url("/metrics"))
+        .send()
+        .expect("GET /metrics")
+        .text()
+        .expect("body");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{body}"))
+}
+
 /// A free TCP port of 127.0.0.1 (for a peer that needs one on its
 /// command line).
 pub fn free_port() -> u16 {
