@@ -156,16 +156,29 @@ pub fn range_start(t: i64, range_ms: i64) -> i64 {
 /// Lists the published blocks of `store` (directories with a `meta.json`),
 /// oldest ULID first.
 pub fn list_blocks(store: &BlockStore) -> Result<Vec<BlockMeta>> {
+    // One listing of every object (one request per 1000 objects on a
+    // cloud store) instead of a HEAD per block directory.
+    let mut dirs: Vec<String> = store
+        .list("")?
+        .into_iter()
+        .filter_map(|o| {
+            let dir = o.key.strip_suffix(&format!("/{META_FILE}"))?;
+            (!dir.contains('/') && ulid::Ulid::from_string(dir).is_ok()).then(|| dir.to_string())
+        })
+        .collect();
+    dirs.sort();
     let mut out = Vec::new();
-    for dir in store.list_dirs()? {
-        if ulid::Ulid::from_string(&dir).is_err() {
-            continue;
-        }
+    for dir in dirs {
         let key = format!("{dir}/{META_FILE}");
-        if !store.exists(&key)? {
-            continue;
-        }
-        let bytes = store.get(&key)?;
+        let bytes = match store.get(&key) {
+            Ok(b) => b,
+            // Deleted since the listing (compaction, retention).
+            Err(Error::ObjectStore {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => continue,
+            Err(e) => return Err(e),
+        };
         let meta = BlockMeta::parse(&bytes, &format!("{}/{key}", store.location()))?;
         if meta.ulid != dir {
             return Err(Error::Corrupted {

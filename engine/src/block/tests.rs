@@ -963,3 +963,42 @@ fn a_select_fetches_only_what_it_reads_in_few_requests() {
         "fetched {fetched} of a {file}-byte file for a quarter of its rows"
     );
 }
+
+/// Listing blocks is one listing request (no HEAD per block), and skips
+/// what is not a published block.
+#[test]
+fn listing_blocks_takes_one_list_request() {
+    let store = BlockStore::from_url("memory://").unwrap();
+    let mut ulids = Vec::new();
+    for i in 0..3 {
+        let mut w = BlockWriter::new(BlockOptions::default());
+        w.add_series(
+            Labels::from_pairs([("__name__", "x")]),
+            &[Sample::new(BASE + i, 1.0)],
+        );
+        let b = w.encode(1, Vec::new()).unwrap();
+        b.upload(&store).unwrap();
+        ulids.push(b.meta.ulid.clone());
+    }
+    // An unpublished block and a non-block object are not listed.
+    store
+        .put(
+            "01ARZ3NDEKTSV4RRFFQ69G5FAV/index",
+            bytes::Bytes::from_static(b"x"),
+        )
+        .unwrap();
+    store
+        .put("tombstones/x.json", bytes::Bytes::from_static(b"{}"))
+        .unwrap();
+    let before = store.requests();
+    let metas = list_blocks(&store).unwrap();
+    let after = store.requests();
+    ulids.sort();
+    assert_eq!(
+        metas.iter().map(|m| m.ulid.clone()).collect::<Vec<_>>(),
+        ulids
+    );
+    assert_eq!(after.lists - before.lists, 1);
+    assert_eq!(after.heads - before.heads, 0);
+    assert_eq!(after.gets - before.gets, 3, "the three meta.json");
+}
