@@ -51,6 +51,8 @@ pub struct BlockStore {
     cache: Option<Arc<DiskCache>>,
     memory: Option<Arc<MemoryCache>>,
     counters: Arc<Counters>,
+    /// A cloud store (S3, GCS, Azure), reached over the network.
+    remote: bool,
 }
 
 #[derive(Default)]
@@ -208,7 +210,12 @@ impl BlockStore {
             }
             other => return Err(invalid(format!("unsupported scheme {other:?}"))),
         };
-        BlockStore::new(store, prefix, url)
+        // Local and memory stores returned above or are not remote.
+        let remote = !matches!(scheme, ObjectStoreScheme::Memory);
+        BlockStore::new(store, prefix, url).map(|mut s| {
+            s.remote = remote;
+            s
+        })
     }
 
     /// Wraps an existing object store (tests, embedding).
@@ -230,6 +237,7 @@ impl BlockStore {
             cache: None,
             memory: None,
             counters: Arc::default(),
+            remote: false,
         })
     }
 
@@ -254,9 +262,7 @@ impl BlockStore {
     /// Whether the store is remote (not a local directory nor memory): the
     /// stores worth a disk cache.
     pub fn is_remote(&self) -> bool {
-        !(self.location.starts_with("file://")
-            || self.location.starts_with("memory://")
-            || self.location.starts_with('/'))
+        self.remote
     }
 
     /// The requests made so far.
@@ -554,6 +560,36 @@ mod tests {
         assert_eq!(again.get("b/x").unwrap().len(), data.len());
         assert_eq!(again.requests().gets, 0);
         assert_eq!(store.requests().total(), 2 + 1 + 1 + 1);
+    }
+
+    #[test]
+    fn only_cloud_stores_are_remote() {
+        let dir = tempfile::tempdir().unwrap();
+        // A relative local path (the default `./data/blocks`) is local.
+        let cwd = std::env::current_dir().unwrap();
+        let rel = pathdiff(dir.path(), &cwd);
+        assert!(!BlockStore::local(&rel).unwrap().is_remote());
+        assert!(!BlockStore::local(dir.path()).unwrap().is_remote());
+        assert!(!BlockStore::from_url("memory://").unwrap().is_remote());
+        let url = format!("file://{}", dir.path().display());
+        assert!(!BlockStore::from_url(&url).unwrap().is_remote());
+        #[cfg(feature = "cloud")]
+        assert!(
+            BlockStore::from_url("s3://bucket/prefix")
+                .unwrap()
+                .is_remote()
+        );
+    }
+
+    /// `path` relative to `base` (both absolute), with `..` steps.
+    fn pathdiff(path: &std::path::Path, base: &std::path::Path) -> std::path::PathBuf {
+        let up = base.components().count().saturating_sub(1);
+        let mut out = std::path::PathBuf::new();
+        for _ in 0..up {
+            out.push("..");
+        }
+        out.extend(path.components().skip(1));
+        out
     }
 
     #[test]
