@@ -93,6 +93,20 @@ impl Drop for S3Server {
     }
 }
 
+/// A config file with the moto-backed block store, a fast maintenance
+/// loop, small WAL segments and `extra` storage keys.
+fn write_config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let config = dir.join("cairn.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "storage:\n  url: s3://{BUCKET}/fleet\n  maintenance_interval: 200ms\n  wal_segment_size: 64KB\n{extra}"
+        ),
+    )
+    .expect("write config");
+    config
+}
+
 /// The standard AWS variables pointing Cairn's `s3://` store at moto.
 fn aws_env(endpoint: &str) -> [(&'static str, &str); 5] {
     [
@@ -179,14 +193,7 @@ fn blocks_written_to_s3_are_read_back_by_a_server_with_an_empty_data_dir() {
     let s3 = S3Server::start();
     s3.create_bucket(BUCKET);
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("cairn.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "storage:\n  url: s3://{BUCKET}/fleet\n  maintenance_interval: 200ms\n  wal_segment_size: 64KB\n"
-        ),
-    )
-    .expect("write config");
+    let config = write_config(dir.path(), "");
     let flags = ["--config", config.to_str().expect("utf-8 path")];
     let env = aws_env(&s3.endpoint);
 
@@ -271,14 +278,7 @@ fn while_the_store_is_down_the_wal_is_bounded_and_writes_resume_after() {
     let s3 = S3Server::start_on(port);
     s3.create_bucket(BUCKET);
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("cairn.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "storage:\n  url: s3://{BUCKET}/fleet\n  maintenance_interval: 200ms\n  wal_segment_size: 64KB\n  wal_max_size: 1MB\n"
-        ),
-    )
-    .expect("write config");
+    let config = write_config(dir.path(), "  wal_max_size: 1MB\n");
     let flags = ["--config", config.to_str().expect("utf-8 path")];
     let env = aws_env(&s3.endpoint);
     let server = Server::start_with_env(&dir.path().join("data"), &flags, &env);
