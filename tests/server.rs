@@ -180,6 +180,83 @@ fn write_read_restart_read() {
     check_first_write(&server);
 }
 
+/// Series sent again are named by the series cache (their labels not
+/// decoded again); answers, rejections and stored samples are the same as
+/// for first-time series, and with the cache turned off.
+#[test]
+fn resent_series_answer_alike_with_and_without_the_series_cache() {
+    let a = [("job", "api"), ("__name__", "lat"), ("instance", "a:1")];
+    let a_reordered = [("__name__", "lat"), ("instance", "a:1"), ("job", "api")];
+    let b = [("__name__", "lat"), ("instance", "b:2"), ("job", "api")];
+    let mut stored = Vec::new();
+    for cached in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("cairn.yml");
+        std::fs::write(
+            &config,
+            if cached {
+                "{}\n"
+            } else {
+                "remote_write:\n  series_cache_bytes: 0\n"
+            },
+        )
+        .expect("config");
+        let server = Server::start(dir.path(), &["--config", config.to_str().expect("utf-8")]);
+        for (i, labels) in [&a[..], &a[..], &a_reordered[..]].into_iter().enumerate() {
+            let t = T0 + 15_000 * i as i64;
+            let w = write_v1(
+                &server,
+                vec![
+                    series(labels, &[(t, i as f64)]),
+                    series(&b, &[(t, 10.0 + i as f64)]),
+                ],
+            );
+            assert_eq!(w.status, 204, "{}", w.body);
+        }
+        let hits = metric(&server, "cairn_remote_write_series_cache_hits_total");
+        if cached {
+            // a and b in the second request, b in the third (a's labels
+            // came in another order: other bytes, the same series).
+            assert_eq!(hits, 3.0);
+        } else {
+            assert_eq!(hits, 0.0);
+        }
+        // A resent sample is a no-op; a sample before the window is
+        // rejected with the series named.
+        let w = write_v1(&server, vec![series(&a, &[(T0, 0.0)])]);
+        assert_eq!(w.status, 204, "{}", w.body);
+        let w = write_v1(
+            &server,
+            vec![series(&a, &[(T0 - 3_600_000, 1.0), (T0 + 45_000, 3.0)])],
+        );
+        assert_eq!(w.status, 400, "{}", w.body);
+        assert!(
+            w.body.contains("too old") || w.body.contains("too_old"),
+            "{}",
+            w.body
+        );
+        assert!(w.body.contains("instance=\"a:1\""), "{}", w.body);
+        let got: Vec<_> = read(&server, &[("__name__", "lat")], 0, i64::MAX);
+        assert_eq!(got.len(), 2);
+        stored.push(got);
+        let (_, tsdb) = get_json(&server, "/api/v1/status/tsdb");
+        assert_eq!(tsdb["data"]["headStats"]["numSeries"], 2);
+        assert!(server.stop().success());
+    }
+    assert_eq!(stored[0], stored[1]);
+    assert_eq!(
+        stored[0][0].1,
+        [
+            (T0, 0.0),
+            (T0 + 15_000, 1.0),
+            (T0 + 30_000, 2.0),
+            (T0 + 45_000, 3.0)
+        ]
+        .map(|(t, v): (i64, f64)| (t, v.to_bits()))
+        .to_vec()
+    );
+}
+
 #[test]
 fn remote_write_2_resolves_symbols_and_reports_written_counts() {
     let dir = tempfile::tempdir().expect("tempdir");

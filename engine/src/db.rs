@@ -101,6 +101,47 @@ pub struct WriteSeries {
     pub samples: Vec<Sample>,
 }
 
+/// A series of the head, as [`Db::append_series`] hands it out: a writer
+/// that meets the same series again (by the same raw labels) passes the
+/// handle instead of the labels and skips their validation and look-up,
+/// the way Prometheus's scrape cache keeps series references. A handle
+/// stays usable after head truncation removes its series: the next append
+/// recreates the series from the handle's labels.
+#[derive(Clone)]
+pub struct SeriesHandle(Arc<MemSeries>);
+
+impl SeriesHandle {
+    /// Whether head truncation has removed the series (an append through
+    /// the handle then recreates it, under a new handle).
+    pub fn is_removed(&self) -> bool {
+        self.0.data.lock().is_removed()
+    }
+}
+
+/// Two handles are equal when they hold the same series object.
+impl PartialEq for SeriesHandle {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::fmt::Debug for SeriesHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SeriesHandle")
+            .field(&self.0.series_ref)
+            .finish()
+    }
+}
+
+/// The series an append of [`Db::append_series`] goes to.
+#[derive(Debug, Clone, Copy)]
+pub enum WriteTarget<'a> {
+    /// By label set: validated, then looked up or created.
+    Labels(&'a Labels),
+    /// By a handle from an earlier append.
+    Handle(&'a SeriesHandle),
+}
+
 /// Why samples of one series were not stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RejectReason {
@@ -307,6 +348,26 @@ impl Db {
     /// and samples are reported in the outcome; `Err` means the batch may
     /// not be durable (I/O failure) and must not be acknowledged.
     pub fn append(&self, batch: &[WriteSeries]) -> Result<AppendOutcome> {
+        self.append_series(
+            batch
+                .iter()
+                .map(|w| (WriteTarget::Labels(&w.labels), w.samples.as_slice())),
+            |_, _| {},
+        )
+    }
+
+    /// [`Db::append`] for series given by labels or by a [`SeriesHandle`]
+    /// from an earlier call. `looked_up(index, handle)` is called for every
+    /// series of the batch found or created by its labels (and for a
+    /// handle whose series head truncation removed since, with its
+    /// replacement), so the caller can keep the handle for the next time.
+    /// A handle skips the label validation and the look-up: it costs one
+    /// lock of the series.
+    pub fn append_series<'a>(
+        &self,
+        batch: impl IntoIterator<Item = (WriteTarget<'a>, &'a [Sample])>,
+        mut looked_up: impl FnMut(usize, SeriesHandle),
+    ) -> Result<AppendOutcome> {
         if !self.wal.is_available() {
             return Err(Error::WalUnavailable {
                 reason: "the WAL is closed or failed; restart to recover".into(),
@@ -316,23 +377,44 @@ impl Db {
         let mut to_log: Vec<Arc<MemSeries>> = Vec::new();
         let mut samples: Vec<RefSample> = Vec::new();
         let guard = self.head.append_guard();
-        for (index, ws) in batch.iter().enumerate() {
-            if let Err(reason) = validate_labels(&ws.labels) {
+        for (index, (target, ws_samples)) in batch.into_iter().enumerate() {
+            if let WriteTarget::Labels(labels) = target
+                && let Err(reason) = validate_labels(labels)
+            {
                 out.rejected.push(SeriesRejection {
                     index,
                     reason: RejectReason::InvalidLabels(reason),
-                    samples: ws.samples.len() as u64,
-                    first_t: ws.samples.first().map(|s| s.t),
+                    samples: ws_samples.len() as u64,
+                    first_t: ws_samples.first().map(|s| s.t),
                 });
                 continue;
             }
-            if ws.samples.is_empty() {
+            if ws_samples.is_empty() {
                 continue;
             }
+            let mut known = match target {
+                WriteTarget::Handle(h) => Some(h.0.clone()),
+                WriteTarget::Labels(_) => None,
+            };
+            let mut removed_labels: Option<Labels> = None;
             let res = loop {
-                let (series, created) = self.head.get_or_create(&ws.labels);
+                let (series, created) = match known.take() {
+                    Some(s) => (s, false),
+                    None => {
+                        let labels = match (target, &removed_labels) {
+                            (_, Some(l)) => l,
+                            (WriteTarget::Labels(l), None) => l,
+                            (WriteTarget::Handle(h), None) => {
+                                removed_labels.insert(self.head.series_labels(&h.0))
+                            }
+                        };
+                        let (s, created) = self.head.get_or_create(labels);
+                        looked_up(index, SeriesHandle(s.clone()));
+                        (s, created)
+                    }
+                };
                 let r = series.series_ref.0;
-                let res = self.head.append_samples(&series, &ws.samples, |s| {
+                let res = self.head.append_samples(&series, ws_samples, |s| {
                     samples.push(RefSample {
                         series_ref: r,
                         t: s.t,
@@ -384,6 +466,11 @@ impl Db {
             s.wal_pending.store(false, Ordering::Release);
         }
         Ok(out)
+    }
+
+    /// The label set of the series behind a handle.
+    pub fn handle_labels(&self, handle: &SeriesHandle) -> Labels {
+        self.head.series_labels(&handle.0)
     }
 
     /// A querier over everything stored: the head and the blocks, each

@@ -23,7 +23,7 @@ pub mod wal;
 pub use chunk::{Chunk, ChunkEncoder, Encoding};
 pub use db::{
     AppendOutcome, Db, DbOptions, HeadStats, MaintenanceOptions, MaintenanceReport, RejectReason,
-    SeriesRejection, WriteSeries,
+    SeriesHandle, SeriesRejection, WriteSeries, WriteTarget,
 };
 pub use error::{Error, Result};
 pub use index::{CardinalityStats, SeriesRef};

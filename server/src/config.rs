@@ -308,6 +308,9 @@ pub struct RemoteWriteConfig {
     pub max_in_flight: usize,
     /// How far in the future a sample's timestamp may be.
     pub max_future: PromDuration,
+    /// Memory for the series cache (raw label bytes -> series), which
+    /// spares re-reading the labels of series sent before; 0 turns it off.
+    pub series_cache_bytes: u64,
 }
 
 impl Default for RemoteWriteConfig {
@@ -317,6 +320,7 @@ impl Default for RemoteWriteConfig {
             max_decoded_bytes: 128 << 20,
             max_in_flight: 64,
             max_future: PromDuration::from_secs(600),
+            series_cache_bytes: 256 << 20,
         }
     }
 }

@@ -99,7 +99,7 @@ pub fn parse(text: &str, now: TimestampMs) -> Result<Parsed> {
     Ok(Parsed {
         series: by_series
             .into_iter()
-            .map(|(labels, samples)| IncomingSeries { labels, samples })
+            .map(|(labels, samples)| IncomingSeries::new(labels, samples))
             .collect(),
         metadata,
         samples,
@@ -225,7 +225,7 @@ mod tests {
             let l = Labels::from_pairs(pairs);
             p.series
                 .iter()
-                .find(|s| s.labels == l)
+                .find(|s| s.labels() == Some(&l))
                 .map(|s| s.samples.clone())
                 .unwrap_or_else(|| panic!("{l} missing"))
         };

@@ -24,6 +24,7 @@ pub mod remote_write;
 mod remote_write_fast;
 pub mod rules;
 pub mod selector;
+pub mod series_cache;
 pub mod serve;
 pub mod storage;
 pub mod xor_chunk;

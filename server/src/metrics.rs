@@ -140,6 +140,9 @@ pub struct Metrics {
     pub rejected_samples: Family<ReasonLabels, Counter>,
     pub ingested_exemplars: Counter,
     pub append_duration: Histogram,
+    pub series_cache_hits: Counter,
+    pub series_cache_entries: Gauge,
+    pub series_cache_bytes: Gauge,
     pub head_series: Gauge,
     pub head_samples: Gauge,
     pub head_memory_bytes: Gauge,
@@ -354,6 +357,24 @@ impl Metrics {
             "Time to append one write request to storage, WAL fsync included",
             append_duration.clone(),
         );
+        let series_cache_hits = Counter::default();
+        registry.register(
+            "cairn_remote_write_series_cache_hits",
+            "Remote-write series named by the series cache (their labels not decoded again)",
+            series_cache_hits.clone(),
+        );
+        let series_cache_entries = Gauge::default();
+        registry.register(
+            "cairn_remote_write_series_cache_entries",
+            "Series in the remote-write series cache",
+            series_cache_entries.clone(),
+        );
+        let series_cache_bytes = Gauge::default();
+        registry.register(
+            "cairn_remote_write_series_cache_bytes",
+            "Memory of the remote-write series cache; see remote_write.series_cache_bytes",
+            series_cache_bytes.clone(),
+        );
         let head_series = Gauge::default();
         registry.register(
             "cairn_head_series",
@@ -510,6 +531,9 @@ impl Metrics {
             rejected_samples,
             ingested_exemplars,
             append_duration,
+            series_cache_hits,
+            series_cache_entries,
+            series_cache_bytes,
             head_series,
             head_samples,
             head_memory_bytes,
@@ -531,6 +555,8 @@ impl Metrics {
     pub fn set_storage_stats(&self, s: &crate::storage::StorageStats) {
         let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.head_series.set(g(s.head_stats.num_series));
+        self.series_cache_entries.set(g(s.series_cache_entries));
+        self.series_cache_bytes.set(g(s.series_cache_bytes));
         self.head_samples.set(g(s.samples));
         self.head_memory_bytes.set(g(s.memory_bytes));
         self.wal_fsyncs.set(g(s.wal_fsyncs));

@@ -233,10 +233,7 @@ impl OtlpReceiver {
             let batch = translated
                 .series
                 .iter()
-                .map(|s| IncomingSeries {
-                    labels: s.labels.clone(),
-                    samples: s.samples.clone(),
-                })
+                .map(|s| IncomingSeries::new(s.labels.clone(), s.samples.clone()))
                 .collect();
             storage.append(batch)?
         };

@@ -115,8 +115,43 @@ pub fn decompress(body: &[u8], max_decoded_bytes: u64) -> Result<Vec<u8>> {
 /// the order sent (the engine rejects out-of-order ones).
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncomingSeries {
-    pub labels: Labels,
+    pub series: SeriesKey,
     pub samples: Vec<Sample>,
+}
+
+impl IncomingSeries {
+    /// A series given by its label set.
+    pub fn new(labels: Labels, samples: Vec<Sample>) -> Self {
+        IncomingSeries {
+            series: SeriesKey::Labels {
+                labels,
+                cache_key: None,
+            },
+            samples,
+        }
+    }
+
+    /// The label set, when the series is given by one (not cached).
+    pub fn labels(&self) -> Option<&Labels> {
+        match &self.series {
+            SeriesKey::Labels { labels, .. } => Some(labels),
+            SeriesKey::Cached(_) => None,
+        }
+    }
+}
+
+/// How a write names its series.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeriesKey {
+    /// By label set; `cache_key` holds the raw label bytes the sender
+    /// encoded them as, when storage may remember the series under them
+    /// (see [`crate::series_cache`]).
+    Labels {
+        labels: Labels,
+        cache_key: Option<Box<[u8]>>,
+    },
+    /// A series storage remembered under the same raw label bytes.
+    Cached(cairn_engine::SeriesHandle),
 }
 
 /// An exemplar attached to a series.
@@ -256,6 +291,8 @@ pub struct DecodedWrite {
     pub samples_sent: u64,
     pub histograms_sent: u64,
     pub exemplars_sent: u64,
+    /// Series named by the series cache ([`SeriesKey::Cached`]).
+    pub series_cached: u64,
 }
 
 impl DecodedWrite {
@@ -274,9 +311,21 @@ pub struct DecodeLimits {
 
 /// Decodes an uncompressed protobuf body of the given protocol.
 pub fn decode(protocol: Protocol, buf: &[u8], limits: DecodeLimits) -> Result<DecodedWrite> {
+    decode_with_cache(protocol, buf, limits, None)
+}
+
+/// [`decode`], naming series the series cache knows by their handle (see
+/// [`crate::series_cache`]).
+pub fn decode_with_cache(
+    protocol: Protocol,
+    buf: &[u8],
+    limits: DecodeLimits,
+    series_cache: Option<&crate::series_cache::SeriesCache>,
+) -> Result<DecodedWrite> {
     match protocol {
         Protocol::V1 => {
-            if let Some(out) = crate::remote_write_fast::decode_v1_plain(buf, limits) {
+            if let Some(out) = crate::remote_write_fast::decode_v1_plain(buf, limits, series_cache)
+            {
                 return Ok(out);
             }
             let req = v1::WriteRequest::decode(buf).map_err(|e| Error::Protobuf {
@@ -473,7 +522,7 @@ fn decode_v1(req: v1::WriteRequest, limits: DecodeLimits) -> DecodedWrite {
             &mut out.rejected,
         );
         if !samples.is_empty() {
-            out.series.push(IncomingSeries { labels, samples });
+            out.series.push(IncomingSeries::new(labels, samples));
         }
     }
     for m in req.metadata {
@@ -625,7 +674,7 @@ fn decode_v2(req: v2::Request, limits: DecodeLimits) -> Result<DecodedWrite> {
             &mut out.rejected,
         );
         if !samples.is_empty() {
-            out.series.push(IncomingSeries { labels, samples });
+            out.series.push(IncomingSeries::new(labels, samples));
         }
     }
     Ok(out)
@@ -745,7 +794,10 @@ mod tests {
                     assert!(d.rejected.is_empty(), "{labels:?}: {:?}", d.rejected);
                     assert_eq!(d.series.len(), 1);
                     assert_eq!(d.series[0].samples.len(), 2);
-                    assert_eq!(d.series[0].labels.metric_name(), Some("up"));
+                    assert_eq!(
+                        d.series[0].labels().and_then(|l| l.metric_name()),
+                        Some("up")
+                    );
                 }
                 Some(r) => {
                     assert!(d.series.is_empty(), "{labels:?}");
@@ -824,7 +876,7 @@ mod tests {
         let d = decode_v2(req, LIMITS).expect("decodes");
         assert_eq!(d.series.len(), 1);
         assert_eq!(
-            d.series[0].labels,
+            d.series[0].labels().cloned().unwrap_or_default(),
             Labels::from_pairs([("__name__", "req_total"), ("job", "api")])
         );
         assert_eq!(d.series[0].samples, vec![Sample { t: 7, v: 3.0 }]);

@@ -20,9 +20,10 @@ use std::sync::Arc;
 use cairn_engine::{Labels, Sample};
 
 use crate::remote_write::{
-    DecodeLimits, DecodedWrite, IncomingSeries, accept_samples, check_label_names, describe_pairs,
-    finish_labels,
+    DecodeLimits, DecodedWrite, IncomingSeries, SeriesKey, accept_samples, check_label_names,
+    describe_pairs, finish_labels,
 };
+use crate::series_cache::SeriesCache;
 
 /// Protobuf wire types used by the schema.
 const VARINT: u64 = 0;
@@ -147,22 +148,48 @@ fn read_sample(msg: &[u8]) -> Option<Sample> {
     Some(s)
 }
 
-/// Reads a `prometheus.TimeSeries` of labels and samples into the
-/// (cleared) buffers.
-fn read_series<'a>(
+/// Reads the samples of a `prometheus.TimeSeries` into the (cleared)
+/// buffer and returns the span of its `Label` fields (keys included) when
+/// they are contiguous: the series cache's key. Labels are not decoded.
+fn scan_series<'a>(msg: &'a [u8], samples: &mut Vec<Sample>) -> Option<Option<&'a [u8]>> {
+    samples.clear();
+    let mut ts = Reader::new(msg);
+    let (mut start, mut end) = (None, 0);
+    let mut contiguous = true;
+    while !ts.done() {
+        let at = ts.pos;
+        match ts.key()? {
+            (1, LEN) => {
+                ts.bytes()?;
+                if start.is_some() && end != at {
+                    contiguous = false;
+                }
+                start.get_or_insert(at);
+                end = ts.pos;
+            }
+            (2, LEN) => samples.push(read_sample(ts.bytes()?)?),
+            _ => return None,
+        }
+    }
+    let span = start.map_or(&msg[..0], |s| &msg[s..end]);
+    Some(contiguous.then_some(span))
+}
+
+/// Reads the labels of a `prometheus.TimeSeries` (already scanned by
+/// [`scan_series`]) into the (cleared) buffer.
+fn read_labels<'a>(
     msg: &'a [u8],
     cache: &mut StrCache<'a>,
     pairs: &mut Vec<(Arc<str>, Arc<str>)>,
-    samples: &mut Vec<Sample>,
 ) -> Option<()> {
     pairs.clear();
-    samples.clear();
     let mut ts = Reader::new(msg);
     while !ts.done() {
         match ts.key()? {
             (1, LEN) => pairs.push(read_label(ts.bytes()?, cache)?),
-            (2, LEN) => samples.push(read_sample(ts.bytes()?)?),
-            _ => return None,
+            _ => {
+                ts.bytes()?;
+            }
         }
     }
     Some(())
@@ -170,7 +197,16 @@ fn read_series<'a>(
 
 /// Decodes a `prometheus.WriteRequest` made only of series with labels
 /// and float samples, as `decode` would; `None` to let prost decode it.
-pub fn decode_v1_plain(buf: &[u8], limits: DecodeLimits) -> Option<DecodedWrite> {
+///
+/// With a series cache, a series whose raw label bytes the cache knows
+/// (and whose samples are all acceptable) comes out as
+/// [`SeriesKey::Cached`], its labels not decoded; the others carry their
+/// raw label bytes for storage to remember them under.
+pub fn decode_v1_plain(
+    buf: &[u8],
+    limits: DecodeLimits,
+    series_cache: Option<&SeriesCache>,
+) -> Option<DecodedWrite> {
     let mut out = DecodedWrite::default();
     let mut cache = StrCache::new();
     let mut pairs: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(16);
@@ -181,9 +217,23 @@ pub fn decode_v1_plain(buf: &[u8], limits: DecodeLimits) -> Option<DecodedWrite>
             return None;
         };
         let ts = top.bytes()?;
-        read_series(ts, &mut cache, &mut pairs, &mut samples)?;
+        let span = scan_series(ts, &mut samples)?;
         let n_samples = samples.len() as u64;
         out.samples_sent += n_samples;
+        if let (Some(series_cache), Some(key)) = (series_cache, span)
+            && samples.iter().all(|s| s.t <= limits.max_timestamp)
+            && let Some(handle) = series_cache.get(key)
+        {
+            out.series_cached += 1;
+            if !samples.is_empty() {
+                out.series.push(IncomingSeries {
+                    series: SeriesKey::Cached(handle),
+                    samples: samples.clone(),
+                });
+            }
+            continue;
+        }
+        read_labels(ts, &mut cache, &mut pairs)?;
         // The pairs move into the label set; a rejection (rare) reads
         // them again to name the series as it was sent.
         let labels: Result<Labels, _> = check_label_names(pairs.iter().map(as_strs))
@@ -191,7 +241,7 @@ pub fn decode_v1_plain(buf: &[u8], limits: DecodeLimits) -> Option<DecodedWrite>
         let labels = match labels {
             Ok(l) => l,
             Err((reason, detail)) => {
-                read_series(ts, &mut cache, &mut pairs, &mut samples)?;
+                read_labels(ts, &mut cache, &mut pairs)?;
                 out.rejected.add(
                     reason,
                     n_samples,
@@ -204,7 +254,10 @@ pub fn decode_v1_plain(buf: &[u8], limits: DecodeLimits) -> Option<DecodedWrite>
         let accepted = accept_samples(&labels, samples.iter().copied(), limits, &mut out.rejected);
         if !accepted.is_empty() {
             out.series.push(IncomingSeries {
-                labels,
+                series: SeriesKey::Labels {
+                    labels,
+                    cache_key: span.filter(|_| series_cache.is_some()).map(Box::from),
+                },
                 samples: accepted,
             });
         }
@@ -283,7 +336,7 @@ mod tests {
                 metadata: vec![],
             }
             .encode_to_vec();
-            let fast = decode_v1_plain(&bytes, LIMITS).expect("plain request");
+            let fast = decode_v1_plain(&bytes, LIMITS, None).expect("plain request");
             same(&fast, &via_prost(&bytes));
         }
     }
@@ -322,15 +375,127 @@ mod tests {
             vec![0x00],
         ];
         for b in inputs {
-            assert!(decode_v1_plain(&b, LIMITS).is_none(), "{b:?}");
+            assert!(decode_v1_plain(&b, LIMITS, None).is_none(), "{b:?}");
         }
+    }
+
+    /// The decoded write with cached series named by their labels again.
+    fn resolved(db: &cairn_engine::Db, mut d: DecodedWrite) -> DecodedWrite {
+        for s in &mut d.series {
+            s.series = match &s.series {
+                SeriesKey::Cached(h) => SeriesKey::Labels {
+                    labels: db.handle_labels(h),
+                    cache_key: None,
+                },
+                SeriesKey::Labels { labels, .. } => SeriesKey::Labels {
+                    labels: labels.clone(),
+                    cache_key: None,
+                },
+            };
+        }
+        d
+    }
+
+    #[test]
+    fn known_series_come_out_cached_and_mean_the_same_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = cairn_engine::Db::open(dir.path(), cairn_engine::DbOptions::default()).unwrap();
+        let cache = SeriesCache::new(1 << 20);
+        let a = series(&[("job", "a"), ("__name__", "up")], &[(1, 1.0)]);
+        // Labels around a sample: no contiguous key, never cached.
+        let mut b = series(&[("__name__", "up"), ("job", "b")], &[(1, 2.0)]);
+        let b_bytes = {
+            let mut out = Vec::new();
+            let label = |l: &v1::Label| l.encode_to_vec();
+            for (field, msg) in [
+                (1u8, label(&b.labels[0])),
+                (2, b.samples[0].encode_to_vec()),
+                (1, label(&b.labels[1])),
+            ] {
+                out.push(field << 3 | 2);
+                out.push(msg.len() as u8);
+                out.extend(msg);
+            }
+            b.labels.clear();
+            b.samples.clear();
+            out
+        };
+        let c = series(&[("job", "c")], &[(1, 3.0)]);
+        let request = |ts: Vec<v1::TimeSeries>| {
+            let mut bytes = v1::WriteRequest {
+                timeseries: ts,
+                metadata: vec![],
+            }
+            .encode_to_vec();
+            bytes.push(0x0a);
+            bytes.push(b_bytes.len() as u8);
+            bytes.extend(&b_bytes);
+            bytes
+        };
+        let bytes = request(vec![a.clone(), c.clone()]);
+
+        let first = decode_v1_plain(&bytes, LIMITS, Some(&cache)).expect("plain");
+        same(
+            &resolved(&db, decode_v1_plain(&bytes, LIMITS, Some(&cache)).unwrap()),
+            &via_prost(&bytes),
+        );
+        assert_eq!(first.series_cached, 0);
+        assert_eq!(first.series.len(), 2, "c has no metric name");
+        let SeriesKey::Labels {
+            cache_key: Some(key),
+            labels,
+        } = &first.series[0].series
+        else {
+            panic!("a carries its key: {:?}", first.series[0]);
+        };
+        assert!(matches!(
+            first.series[1].series,
+            SeriesKey::Labels {
+                cache_key: None,
+                ..
+            }
+        ));
+        // What storage does after appending: remember a's handle.
+        let mut got = None;
+        db.append_series(
+            [(
+                cairn_engine::WriteTarget::Labels(labels),
+                &first.series[0].samples[..],
+            )],
+            |_, h| got = Some(h),
+        )
+        .unwrap();
+        let handle = got.unwrap();
+        cache.insert(key.clone(), handle.clone());
+
+        let again = decode_v1_plain(&bytes, LIMITS, Some(&cache)).expect("plain");
+        assert_eq!(again.series_cached, 1);
+        assert_eq!(again.series[0].series, SeriesKey::Cached(handle.clone()));
+        assert_eq!(again.series[0].samples, vec![Sample { t: 1, v: 1.0 }]);
+        same(&resolved(&db, again), &via_prost(&bytes));
+
+        // A sample too far in the future: the slow path, to name the series.
+        let mut late = a.clone();
+        late.samples.push(v1::Sample {
+            value: 9.0,
+            timestamp: 20_000,
+        });
+        let bytes = request(vec![late]);
+        let d = decode_v1_plain(&bytes, LIMITS, Some(&cache)).expect("plain");
+        assert_eq!(d.series_cached, 0);
+        assert!(
+            d.rejected.summary().contains("up"),
+            "{}",
+            d.rejected.summary()
+        );
+        same(&resolved(&db, d), &via_prost(&bytes));
     }
 
     proptest::proptest! {
         /// On any bytes the fast path either declines or agrees with prost.
         #[test]
         fn agrees_with_prost_or_declines(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
-            if let Some(fast) = decode_v1_plain(&bytes, LIMITS) {
+            if let Some(fast) = decode_v1_plain(&bytes, LIMITS, None) {
                 same(&fast, &via_prost(&bytes));
             }
         }

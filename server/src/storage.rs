@@ -11,7 +11,8 @@ use std::sync::Arc;
 use cairn_engine::{Labels, Querier, TimestampMs};
 
 use crate::error::Result;
-use crate::remote_write::{IncomingSeries, RejectReason};
+use crate::remote_write::{IncomingSeries, RejectReason, SeriesKey};
+use crate::series_cache::SeriesCache;
 
 /// What storage did with one write.
 #[derive(Debug, Default)]
@@ -63,6 +64,11 @@ pub struct StorageStats {
     pub object_cache_bytes: u64,
     #[serde(skip)]
     pub blocks_opened_bytes: u64,
+    /// Entries and bytes of the remote-write series cache.
+    #[serde(skip)]
+    pub series_cache_entries: u64,
+    #[serde(skip)]
+    pub series_cache_bytes: u64,
     #[serde(skip)]
     pub row_group_cache_bytes: u64,
 }
@@ -117,6 +123,12 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Flushes and closes the WAL; called once at shutdown.
     fn close(&self) -> Result<()>;
+
+    /// The cache remote-write decoding names known series from, if this
+    /// storage keeps one (see [`crate::series_cache`]).
+    fn series_cache(&self) -> Option<&SeriesCache> {
+        None
+    }
 }
 
 /// The engine's [`cairn_engine::Db`] as the server's storage.
@@ -129,6 +141,9 @@ pub struct DbStorage {
     db: parking_lot::RwLock<Option<cairn_engine::Db>>,
     /// `storage.wal_max_size`: appends are refused past it.
     wal_max_bytes: u64,
+    /// Remote-write's raw label bytes -> series handles of this database
+    /// (`remote_write.series_cache_bytes`; none when 0).
+    series_cache: Option<SeriesCache>,
 }
 
 impl DbStorage {
@@ -163,6 +178,8 @@ impl DbStorage {
         Ok(DbStorage {
             db: parking_lot::RwLock::new(Some(db)),
             wal_max_bytes: config.storage.wal_max_size.0,
+            series_cache: (config.remote_write.series_cache_bytes > 0)
+                .then(|| SeriesCache::new(config.remote_write.series_cache_bytes)),
         })
     }
 
@@ -178,15 +195,10 @@ impl DbStorage {
 }
 
 impl Storage for DbStorage {
-    fn append(&self, series: Vec<IncomingSeries>) -> Result<AppendReport> {
-        let batch: Vec<cairn_engine::WriteSeries> = series
-            .into_iter()
-            .map(|s| cairn_engine::WriteSeries {
-                labels: s.labels,
-                samples: s.samples,
-            })
-            .collect();
-        let outcome = self.with_db(|db| {
+    fn append(&self, mut series: Vec<IncomingSeries>) -> Result<AppendReport> {
+        use cairn_engine::WriteTarget;
+        let mut looked_up: Vec<(usize, cairn_engine::SeriesHandle)> = Vec::new();
+        let (outcome, rejected_labels) = self.with_db(|db| {
             // The WAL only grows this far when the head cannot be cut into
             // blocks (the store is down): refuse rather than fill the disk;
             // the sender retries on 503 and nothing acknowledged is lost.
@@ -201,16 +213,48 @@ impl Storage for DbStorage {
                     ),
                 });
             }
-            Ok(db.append(&batch)?)
+            let batch = series.iter().map(|s| {
+                let target = match &s.series {
+                    SeriesKey::Labels { labels, .. } => WriteTarget::Labels(labels),
+                    SeriesKey::Cached(h) => WriteTarget::Handle(h),
+                };
+                (target, s.samples.as_slice())
+            });
+            let outcome = db.append_series(batch, |i, h| {
+                if matches!(
+                    series[i].series,
+                    SeriesKey::Labels {
+                        cache_key: Some(_),
+                        ..
+                    }
+                ) {
+                    looked_up.push((i, h));
+                }
+            })?;
+            let labels: Vec<Labels> = outcome
+                .rejected
+                .iter()
+                .map(|r| match series.get(r.index).map(|s| &s.series) {
+                    Some(SeriesKey::Labels { labels, .. }) => labels.clone(),
+                    Some(SeriesKey::Cached(h)) => db.handle_labels(h),
+                    None => Labels::default(),
+                })
+                .collect();
+            Ok((outcome, labels))
         })?;
+        for (i, handle) in looked_up {
+            if let SeriesKey::Labels { cache_key, .. } = &mut series[i].series
+                && let Some(key) = cache_key.take()
+                && let Some(cache) = &self.series_cache
+            {
+                cache.insert(key, handle);
+            }
+        }
         let rejected = outcome
             .rejected
             .into_iter()
-            .map(|r| {
-                let labels = batch
-                    .get(r.index)
-                    .map(|s| s.labels.clone())
-                    .unwrap_or_default();
+            .zip(rejected_labels)
+            .map(|(r, labels)| {
                 let first = r
                     .first_t
                     .map(|t| format!("first rejected timestamp {t}"))
@@ -310,6 +354,11 @@ impl Storage for DbStorage {
                 store_requests: db.block_store().requests(),
                 object_cache_bytes: db.block_store().cache().map_or(0, |c| c.size_bytes()),
                 blocks_opened_bytes: db.blocks_opened_bytes(),
+                series_cache_entries: self.series_cache.as_ref().map_or(0, |c| c.len() as u64),
+                series_cache_bytes: self
+                    .series_cache
+                    .as_ref()
+                    .map_or(0, |c| c.memory_bytes() as u64),
                 row_group_cache_bytes: db.block_store().memory_cache_bytes(),
                 wal_fsync_latency: s.wal.fsync_latency,
                 blocks: blocks.len() as u64,
@@ -323,5 +372,9 @@ impl Storage for DbStorage {
             Some(db) => Ok(db.close()?),
             None => Ok(()),
         }
+    }
+
+    fn series_cache(&self) -> Option<&SeriesCache> {
+        self.series_cache.as_ref()
     }
 }

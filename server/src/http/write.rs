@@ -121,9 +121,15 @@ async fn handle(
     let outcome = tokio::task::spawn_blocking(move || -> Result<Outcome, WriteError> {
         let buf = remote_write::decompress(&compressed, max_decoded).map_err(plain)?;
         drop(compressed);
-        let mut decoded =
-            remote_write::decode(protocol, &buf, DecodeLimits { max_timestamp }).map_err(plain)?;
+        let mut decoded = remote_write::decode_with_cache(
+            protocol,
+            &buf,
+            DecodeLimits { max_timestamp },
+            storage.series_cache(),
+        )
+        .map_err(plain)?;
         drop(buf);
+        st.metrics.series_cache_hits.inc_by(decoded.series_cached);
 
         let series = std::mem::take(&mut decoded.series);
         let started = std::time::Instant::now();

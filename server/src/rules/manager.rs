@@ -481,10 +481,7 @@ impl RuleSink for StorageSink {
         let st = self.0.storage().map_err(|e| e.to_string())?;
         let incoming = series
             .into_iter()
-            .map(|s| IncomingSeries {
-                labels: s.labels,
-                samples: s.samples,
-            })
+            .map(|s| IncomingSeries::new(s.labels, s.samples))
             .collect();
         let report = st.append(incoming).map_err(|e| e.to_string())?;
         if let Some((labels, reason, n, _)) = report.rejected.first() {

@@ -292,3 +292,64 @@ fn appends_racing_maintenance_are_kept_exactly_once() {
     let db = Db::open(dir.path(), opts).unwrap();
     assert_eq!(dump(&db), want, "after a restart");
 }
+
+#[test]
+fn a_handle_outlives_head_truncation_of_its_series() {
+    use crate::db::{SeriesHandle, WriteTarget};
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+    let live = vec![Labels::from_pairs([("__name__", "m"), ("id", "live")])];
+    let gone = Labels::from_pairs([("__name__", "m"), ("id", "gone")]);
+    let first = [Sample::new(0, 1.0)];
+    let mut handles: Vec<(usize, SeriesHandle)> = Vec::new();
+    db.append_series([(WriteTarget::Labels(&gone), &first[..])], |i, h| {
+        handles.push((i, h))
+    })
+    .unwrap();
+    assert_eq!(handles.len(), 1, "a look-up by labels hands out a handle");
+    let old = handles.pop().unwrap().1;
+    assert_eq!(db.handle_labels(&old), gone);
+
+    // By handle: no look-up, nothing handed out, the sample stored.
+    let second = [Sample::new(STEP, 2.0)];
+    let out = db
+        .append_series([(WriteTarget::Handle(&old), &second[..])], |i, h| {
+            handles.push((i, h))
+        })
+        .unwrap();
+    assert_eq!((out.samples_appended, out.series_created), (1, 0));
+    assert!(handles.is_empty());
+
+    for h in 0..7 {
+        db.append(&hour_batch(&live, h * H, (h + 1) * H)).unwrap();
+    }
+    let report = db.maintain().unwrap();
+    assert_eq!(report.head_truncated.series_removed, 1, "{report:?}");
+    assert!(old.is_removed());
+
+    // The stale handle recreates the series from its labels and hands the
+    // replacement out; the sample is stored once, under the same labels.
+    let third = [Sample::new(7 * H, 3.0)];
+    let out = db
+        .append_series([(WriteTarget::Handle(&old), &third[..])], |i, h| {
+            handles.push((i, h))
+        })
+        .unwrap();
+    assert_eq!((out.samples_appended, out.series_created), (1, 1));
+    let (index, new) = handles.pop().expect("the replacement handle");
+    assert_eq!(index, 0);
+    assert!(new != old && !new.is_removed());
+    assert_eq!(db.handle_labels(&new), gone);
+    let q = db.querier();
+    let m = Matcher::new(MatchOp::Equal, "id", "gone").unwrap();
+    let s = q.select(&[m], i64::MIN, i64::MAX).unwrap();
+    assert_eq!(s.len(), 1);
+    assert_eq!(
+        s[0].samples(),
+        vec![
+            Sample::new(0, 1.0),
+            Sample::new(STEP, 2.0),
+            Sample::new(7 * H, 3.0)
+        ]
+    );
+}
