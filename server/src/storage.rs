@@ -242,7 +242,9 @@ impl Storage for DbStorage {
                 .collect();
             Ok((outcome, labels))
         })?;
-        for (i, handle) in looked_up {
+        // Newest first: a series truncation removed between its look-up
+        // and its append was looked up again, and the later handle counts.
+        for (i, handle) in looked_up.into_iter().rev() {
             if let SeriesKey::Labels { cache_key, .. } = &mut series[i].series
                 && let Some(key) = cache_key.take()
                 && let Some(cache) = &self.series_cache
