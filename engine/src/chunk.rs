@@ -87,6 +87,50 @@ impl Sink for Vec<Sample> {
     }
 }
 
+/// A sink writing into a slice sized for the chunk's sample count: no
+/// capacity check or length update per sample, and nothing the decode
+/// loop must keep in memory (profiles showed `Vec::push`'s length store
+/// and the spills around it as a fifth of decoding).
+struct SliceSink<'a> {
+    buf: &'a mut [Sample],
+    n: usize,
+}
+
+impl Sink for SliceSink<'_> {
+    #[inline(always)]
+    fn push(&mut self, t: i64, v: u64) {
+        // Decoders push at most the chunk's count, the slice's length.
+        debug_assert!(self.n < self.buf.len());
+        if let Some(s) = self.buf.get_mut(self.n) {
+            *s = Sample {
+                t,
+                v: f64::from_bits(v),
+            };
+        }
+        self.n += 1;
+    }
+}
+
+/// Runs a decoder of at most `count` samples, appending what it pushes to
+/// `out` (on error, what it pushed before failing).
+#[inline(always)]
+fn decode_to_vec(
+    out: &mut Vec<Sample>,
+    count: usize,
+    decode: impl FnOnce(&mut SliceSink<'_>) -> Result<()>,
+) -> Result<()> {
+    let start = out.len();
+    out.resize(start + count, Sample { t: 0, v: 0.0 });
+    let mut sink = SliceSink {
+        buf: &mut out[start..],
+        n: 0,
+    };
+    let res = decode(&mut sink);
+    let n = sink.n.min(count);
+    out.truncate(start + n);
+    res
+}
+
 pub(crate) fn corrupt(reason: &str) -> Error {
     Error::CorruptChunk {
         reason: reason.to_string(),
@@ -258,27 +302,15 @@ impl ChunkEncoder {
     }
 
     fn decode_body(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) -> Result<()> {
-        out.reserve(self.count as usize);
+        let count = self.count as usize;
         match &self.body {
             Body::Empty(_) => Ok(()),
-            Body::Xor(x) => xor::decode(
-                x.body(),
-                self.count as usize,
-                self.min_time,
-                self.last.t,
-                mint,
-                maxt,
-                out,
-            ),
-            Body::Decimal(d) => decimal::decode(
-                d.body(),
-                self.count as usize,
-                self.min_time,
-                self.last.t,
-                mint,
-                maxt,
-                out,
-            ),
+            Body::Xor(x) => decode_to_vec(out, count, |out| {
+                xor::decode(x.body(), count, self.min_time, self.last.t, mint, maxt, out)
+            }),
+            Body::Decimal(d) => decode_to_vec(out, count, |out| {
+                decimal::decode(d.body(), count, self.min_time, self.last.t, mint, maxt, out)
+            }),
         }
     }
 
@@ -435,38 +467,20 @@ impl Chunk {
         if (self.count as u64).saturating_sub(1) > body.len() as u64 * 8 {
             return Err(corrupt("sample count larger than the body can hold"));
         }
-        out.reserve(self.count as usize);
+        let count = self.count as usize;
+        let (t0, t_last) = (self.min_time, self.max_time);
         match self.encoding {
-            Encoding::XorDod => xor::decode(
-                body,
-                self.count as usize,
-                self.min_time,
-                self.max_time,
-                mint,
-                maxt,
-                out,
-            ),
-            Encoding::DecimalGrid => decimal::decode(
-                body,
-                self.count as usize,
-                self.min_time,
-                self.max_time,
-                mint,
-                maxt,
-                out,
-            ),
+            Encoding::XorDod => decode_to_vec(out, count, |out| {
+                xor::decode(body, count, t0, t_last, mint, maxt, out)
+            }),
+            Encoding::DecimalGrid => decode_to_vec(out, count, |out| {
+                decimal::decode(body, count, t0, t_last, mint, maxt, out)
+            }),
             Encoding::DecimalSplit => {
                 let (times, values) = split_body(body)?;
-                decimal::decode_split(
-                    times,
-                    values,
-                    self.count as usize,
-                    self.min_time,
-                    self.max_time,
-                    mint,
-                    maxt,
-                    out,
-                )
+                decode_to_vec(out, count, |out| {
+                    decimal::decode_split(times, values, count, t0, t_last, mint, maxt, out)
+                })
             }
         }
     }

@@ -242,11 +242,26 @@ pub(crate) struct BitPosReader<'a> {
     data: &'a [u8],
     /// Bits read so far.
     pos: usize,
+    /// The last (up to) 8 bytes of `data` from byte `tail_base`, then
+    /// zeros: words that reach past the end are read from here, inline,
+    /// instead of through a cold copy (short streams spend a good part of
+    /// their samples in their last 8 bytes).
+    tail: [u8; 16],
+    tail_base: usize,
 }
 
 impl<'a> BitPosReader<'a> {
     pub(crate) fn new(data: &'a [u8]) -> Self {
-        BitPosReader { data, pos: 0 }
+        let tail_base = data.len().saturating_sub(8);
+        let mut tail = [0u8; 16];
+        let last = &data[tail_base..];
+        tail[..last.len()].copy_from_slice(last);
+        BitPosReader {
+            data,
+            pos: 0,
+            tail,
+            tail_base,
+        }
     }
 
     /// The next 64 bits of the stream, of which the top 57 are valid.
@@ -259,7 +274,19 @@ impl<'a> BitPosReader<'a> {
                 a.copy_from_slice(s);
                 u64::from_be_bytes(a)
             }
-            None => load_tail(self.data, i),
+            None => {
+                // Past the end only on corrupt input (or exactly at it):
+                // zeros then.
+                let j = i - self.tail_base;
+                match self.tail.get(j..j + 8) {
+                    Some(s) => {
+                        let mut a = [0u8; 8];
+                        a.copy_from_slice(s);
+                        u64::from_be_bytes(a)
+                    }
+                    None => 0,
+                }
+            }
         };
         w << (self.pos & 7)
     }
