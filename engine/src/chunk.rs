@@ -316,11 +316,18 @@ impl ChunkEncoder {
 
     /// Seals the chunk.
     pub fn finish(self) -> Chunk {
+        self.to_chunk()
+    }
+
+    /// A sealed copy of the chunk as it is now (the encoder goes on):
+    /// what a query takes of the open chunk, to decode later and on any
+    /// thread instead of under the series' lock.
+    pub fn to_chunk(&self) -> Chunk {
         let encoding = self.encoding();
-        let body = match self.body {
-            Body::Empty(_) => Vec::new(),
-            Body::Xor(x) => x.into_body(),
-            Body::Decimal(d) => d.into_body(),
+        let body: &[u8] = match &self.body {
+            Body::Empty(_) => &[],
+            Body::Xor(x) => x.body(),
+            Body::Decimal(d) => d.body(),
         };
         let mut bytes = Vec::with_capacity(body.len() + 24);
         bytes.push(encoding as u8);
@@ -331,7 +338,7 @@ impl ChunkEncoder {
         }
         // At most 1 + 4 + 10 + 10 bytes of header: fits a byte.
         let body_offset = bytes.len() as u8;
-        bytes.extend_from_slice(&body);
+        bytes.extend_from_slice(body);
         Chunk {
             bytes: bytes.into(),
             encoding,

@@ -326,8 +326,14 @@ impl SeriesData {
         let over = |c: &&Chunk| c.min_time() <= maxt && c.max_time() >= mint;
         let mut chunks: Vec<Chunk> = self.sealed.iter().filter(over).cloned().collect();
         let mut tail = Vec::new();
-        if let Some(o) = &self.open {
-            o.decode_into(mint, maxt, &mut tail);
+        // The open chunk is copied, not decoded: decoding is left to the
+        // reader (in parallel, outside this lock).
+        if let Some(o) = &self.open
+            && !o.is_empty()
+            && o.min_time().is_some_and(|t| t <= maxt)
+            && o.max_time().is_some_and(|t| t >= mint)
+        {
+            chunks.push(o.to_chunk());
         }
         let mut needs_sort = false;
         if let Some(ooo) = &self.ooo {
