@@ -5,13 +5,15 @@
 //! Run: `cargo bench -p cairn-engine --bench append`. The memory figures are
 //! printed before the throughput groups run: bytes per series from
 //! `HeadStats` and from the process RSS delta, after one sample per series
-//! and after two hours of 15 s scrapes (480 samples per series).
+//! and after two hours of 15 s scrapes (480 samples per series). CPU
+//! seconds per sample, by labels and by series handle:
+//! `cargo bench -p cairn-engine --bench append -- cpu_per_sample`.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use cairn_engine::head::{Head, HeadOptions};
-use cairn_engine::{Db, DbOptions, Labels, Sample, WriteSeries};
+use cairn_engine::{Db, DbOptions, Labels, Sample, SeriesHandle, WriteSeries, WriteTarget};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 struct XorShift(u64);
@@ -121,14 +123,15 @@ fn cpu_per_sample(_c: &mut Criterion) {
             })
             .collect();
         db.append(&batches[0]).expect("create series");
+        let half = rounds as usize / 2;
         let cpu0 = cpu_seconds();
         let wall0 = std::time::Instant::now();
-        for b in &batches[1..] {
+        for b in &batches[1..half] {
             black_box(db.append(b).expect("append"));
         }
         let cpu = cpu_seconds() - cpu0;
         let wall = wall0.elapsed().as_secs_f64();
-        let samples = (n_series * per_series as u64 * (rounds as u64 - 1)) as f64;
+        let samples = (n_series * per_series as u64 * (half as u64 - 1)) as f64;
         println!(
             "Db::append {n_series} series x {per_series} samples per batch: \
              {:.2} M samples per CPU-second ({:.2} M/s wall, {:.1} CPU-s, {} fsyncs)",
@@ -136,6 +139,41 @@ fn cpu_per_sample(_c: &mut Criterion) {
             samples / wall / 1e6,
             cpu,
             db.stats().wal.fsyncs,
+        );
+        // The same through series handles, as the server's remote-write
+        // path appends to series it has seen (the series cache).
+        let mut handles = vec![None; n_series as usize];
+        db.append_series(
+            batches[half]
+                .iter()
+                .map(|w| (WriteTarget::Labels(&w.labels), w.samples.as_slice())),
+            |i, h| handles[i] = Some(h),
+        )
+        .expect("look up");
+        let handles: Vec<SeriesHandle> = handles.into_iter().map(|h| h.expect("handle")).collect();
+        let cpu0 = cpu_seconds();
+        let wall0 = std::time::Instant::now();
+        for b in &batches[half + 1..] {
+            let out = db
+                .append_series(
+                    handles
+                        .iter()
+                        .zip(b)
+                        .map(|(h, w)| (WriteTarget::Handle(h), w.samples.as_slice())),
+                    |_, _| {},
+                )
+                .expect("append");
+            assert_eq!(out.samples_appended, n_series * per_series as u64);
+        }
+        let cpu = cpu_seconds() - cpu0;
+        let wall = wall0.elapsed().as_secs_f64();
+        let samples = (n_series * per_series as u64 * (rounds as usize - half - 1) as u64) as f64;
+        println!(
+            "Db::append_series by handle, {n_series} series x {per_series} samples per batch: \
+             {:.2} M samples per CPU-second ({:.2} M/s wall, {:.1} CPU-s)",
+            samples / cpu / 1e6,
+            samples / wall / 1e6,
+            cpu,
         );
         // Restart: replaying the WAL into a fresh head.
         let total = db.stats().samples;
