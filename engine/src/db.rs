@@ -55,7 +55,7 @@ pub struct DbOptions {
     /// Out-of-order samples are accepted when at most this much older than
     /// the newest sample in the head (not the wall clock). Default 10 min.
     pub ooo_window_ms: i64,
-    /// A head chunk is sealed after this many samples. Default 120.
+    /// A head chunk is sealed after this many samples. Default 240.
     pub chunk_max_samples: usize,
     /// Head chunks never cross a multiple of this range. Default 2 h.
     pub chunk_range_ms: i64,

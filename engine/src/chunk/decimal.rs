@@ -512,9 +512,6 @@ impl DecimalEncoder {
         self.w.heap_bytes()
     }
 
-    pub(crate) fn into_body(self) -> Vec<u8> {
-        self.w.into_bytes()
-    }
 }
 
 /// A signed number in few bits: 6-bit length (0 for zero), then the

@@ -105,9 +105,6 @@ impl XorEncoder {
         self.w.heap_bytes()
     }
 
-    pub(crate) fn into_body(self) -> Vec<u8> {
-        self.w.into_bytes()
-    }
 }
 
 #[inline]

@@ -360,8 +360,9 @@ fn sealed_chunk_list_grows_exactly() {
     // Head memory per series counts every slot of the sealed chunk list:
     // it must not double (5 sealed chunks would take 8 slots).
     let head = Head::new(HeadOptions::default());
+    let per_chunk = HeadOptions::default().chunk.max_samples as i64;
     let (s, _) = head.get_or_create(&labels(&[("__name__", "up")]));
-    for i in 0..(5 * 120 + 1) {
+    for i in 0..(5 * per_chunk + 1) {
         head.append_samples(&s, &[Sample::new(i * 1_000, i as f64)], |_| {});
     }
     let data = s.data.lock();
