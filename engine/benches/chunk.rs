@@ -2,7 +2,8 @@
 //! size in bytes per sample, on deterministic data shaped like an LLM
 //! serving fleet's metrics (fixed seeds).
 //!
-//! Data kinds, 120 samples per chunk (30 minutes at a 15 s scrape interval):
+//! Data kinds, 240 samples per chunk (an hour at a 15 s scrape interval,
+//! as the head cuts them):
 //! - timestamps: 15 s apart plus scrape jitter, per sample independently:
 //!   90% within ±2 ms, 9% within ±10 ms, 1% within ±100 ms;
 //! - `buckets`: classic-histogram bucket counters (12 `le` buckets,
@@ -15,7 +16,7 @@
 //! - `mix`: 70% bucket series, 20% counters, 10% gauges, the shape of a
 //!   real fleet (its bytes/sample is the weighted figure the targets use).
 //!
-//! Run: `CARGO_TARGET_DIR=/work/target cargo bench -p cairn-engine --bench chunk -- --quick`.
+//! Run: `cargo bench -p cairn-engine --bench chunk -- --quick`.
 //! The sizes are printed before the timings.
 
 use std::hint::black_box;
@@ -24,7 +25,9 @@ use cairn_engine::Sample;
 use cairn_engine::chunk::{Chunk, ChunkEncoder, Encoding, SplitStreams};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
-const SAMPLES_PER_CHUNK: usize = 120;
+/// As the head cuts chunks (`HeadOptions::default()`): an hour of 15 s
+/// scrapes.
+const SAMPLES_PER_CHUNK: usize = 240;
 const SCRAPE_MS: i64 = 15_000;
 const BUCKETS_LE_MS: [f64; 12] = [
     5.0,

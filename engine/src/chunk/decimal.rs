@@ -511,7 +511,6 @@ impl DecimalEncoder {
     pub(crate) fn heap_bytes(&self) -> usize {
         self.w.heap_bytes()
     }
-
 }
 
 /// A signed number in few bits: 6-bit length (0 for zero), then the

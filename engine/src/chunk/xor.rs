@@ -104,7 +104,6 @@ impl XorEncoder {
     pub(crate) fn heap_bytes(&self) -> usize {
         self.w.heap_bytes()
     }
-
 }
 
 #[inline]
