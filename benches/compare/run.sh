@@ -4,7 +4,7 @@
 # See docs/benchmarks.md for what each figure means.
 #
 #   benches/compare/run.sh [--series 10000] [--duration 1h] [--seed 1]
-#                          [--runs 5] [--concurrency 4] [--churn 0]
+#                          [--runs 5] [--concurrency 4] [--churn 0] [--step 60]
 #                          [--dbs prometheus,victoriametrics,cairn]
 #                          [--openmetrics auto|yes|no] [--otlp auto|yes|no]
 #                          [--workdir /tmp]
@@ -16,7 +16,7 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
-series=10000 duration=1h seed=1 runs=5 concurrency=4 churn=0
+series=10000 duration=1h seed=1 runs=5 concurrency=4 churn=0 step=60
 dbs=prometheus,victoriametrics,cairn openmetrics=auto otlp=auto workdir=/tmp
 markdown="" json=""
 while [ $# -gt 0 ]; do
@@ -27,6 +27,7 @@ while [ $# -gt 0 ]; do
     --runs) runs="$2"; shift 2 ;;
     --concurrency) concurrency="$2"; shift 2 ;;
     --churn) churn="$2"; shift 2 ;;
+    --step) step="$2"; shift 2 ;;
     --dbs) dbs="$2"; shift 2 ;;
     --openmetrics) openmetrics="$2"; shift 2 ;;
     --otlp) otlp="$2"; shift 2 ;;
@@ -87,7 +88,7 @@ if [ ! -f "$data/summary.json" ]; then
     --churn "$churn" --formats "$formats" >/dev/null
 fi
 
-args=(--data "$data" --workload-bin "$workload" --dbs "$dbs" --runs "$runs"
+args=(--data "$data" --workload-bin "$workload" --dbs "$dbs" --runs "$runs" --step "$step"
       --concurrency "$concurrency" --workdir "$workdir" --cairn-bin "$cairn_bin")
 [ -n "$cairn_reason" ] && args+=(--cairn-unavailable-reason "$cairn_reason")
 [ -n "$markdown" ] && args+=(--markdown "$markdown")

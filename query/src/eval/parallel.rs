@@ -64,11 +64,17 @@ impl Ticker {
     }
 }
 
-/// Maps `work` over `items` (with their index) on up to `threads` threads,
-/// in batches of at most `batch` items, and calls `emit` with each index and
-/// result in input order on the calling thread. Each thread gets its own `S` scratch (reused buffers)
-/// and its own clone of `ticker`. The first error (of `work` or `emit`)
-/// stops the run.
+/// Maps `work` over `items` (with their index) on up to `threads` threads
+/// and calls `emit` with each index and result in input order on the
+/// calling thread, holding at most about `batch` results at once. Each
+/// thread gets its own `S` scratch (reused buffers) and its own clone of
+/// `ticker`. The first error (of `work` or `emit`) stops the run.
+///
+/// The workers take small runs of items in order and go on while the
+/// calling thread emits (an aggregation folds what they made), so neither
+/// side waits for the other except when the window of held results is
+/// full. Before, work and emission alternated by batch and one core idled
+/// while the other folded.
 pub(crate) fn map_ordered<T, S, R>(
     items: &[T],
     threads: usize,
@@ -82,6 +88,7 @@ where
     S: Default,
     R: Send,
 {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let threads = threads.max(1);
     let batch = batch.max(threads);
     // Starting threads costs tens of microseconds: not worth it for the
@@ -94,46 +101,85 @@ where
         }
         return Ok(());
     }
-    let work = &work;
-    for (c, chunk) in items.chunks(batch).enumerate() {
-        let base = c * batch;
-        let per = chunk.len().div_ceil(threads);
-        let parts: Vec<Result<Vec<R>>> = std::thread::scope(|scope| {
-            let run = move |start: usize, piece: &[T], t: &mut Ticker| {
-                let mut scratch = S::default();
-                piece
-                    .iter()
-                    .enumerate()
-                    .map(|(k, item)| work(start + k, item, &mut scratch, t))
-                    .collect::<Result<Vec<R>>>()
-            };
-            let mut pieces = chunk.chunks(per).enumerate();
-            let mine = pieces.next().map(|(_, p)| p).unwrap_or(&[]);
-            let handles: Vec<_> = pieces
-                .map(|(k, piece)| {
-                    let mut t = ticker.clone();
-                    scope.spawn(move || run(base + k * per, piece, &mut t))
-                })
-                .collect();
-            let first = run(base, mine, &mut ticker.clone());
-            let mut out = vec![first];
-            for h in handles {
-                out.push(
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::internal("a query worker thread panicked"))),
-                );
-            }
-            out
-        });
-        let mut i = base;
-        for part in parts {
-            for r in part? {
-                emit(i, r)?;
-                i += 1;
-            }
-        }
+    // Runs of `piece` items are the unit of work; `window` runs may be
+    // started and not yet emitted.
+    let piece = (batch / (4 * threads)).clamp(1, 64);
+    let runs = items.len().div_ceil(piece);
+    let window = (batch / piece).max(2 * threads).min(runs);
+    let next_run = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (permit_tx, permit_rx) = crossbeam_channel::unbounded::<()>();
+    let (result_tx, result_rx) = crossbeam_channel::unbounded::<(usize, Result<Vec<R>>)>();
+    for _ in 0..window {
+        // The receiver is alive: it is ours.
+        let _ = permit_tx.send(());
     }
-    Ok(())
+    let work = &work;
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let (permits, results) = (permit_rx.clone(), result_tx.clone());
+            let (next_run, stop) = (&next_run, &stop);
+            let mut t = ticker.clone();
+            scope.spawn(move || {
+                let mut scratch = S::default();
+                while permits.recv().is_ok() && !stop.load(Ordering::Relaxed) {
+                    let run = next_run.fetch_add(1, Ordering::Relaxed);
+                    if run >= runs {
+                        break;
+                    }
+                    let start = run * piece;
+                    let out = items[start..(start + piece).min(items.len())]
+                        .iter()
+                        .enumerate()
+                        .map(|(k, item)| work(start + k, item, &mut scratch, &mut t))
+                        .collect::<Result<Vec<R>>>();
+                    let failed = out.is_err();
+                    if results.send((run, out)).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(result_tx);
+        let mut permit_tx = Some(permit_tx);
+        let res = (|| {
+            // Results that arrived ahead of their turn, by run; an error
+            // is returned at its turn, after everything before it.
+            let mut waiting: std::collections::VecDeque<Option<Result<Vec<R>>>> =
+                std::collections::VecDeque::new();
+            let mut emitted = 0usize;
+            while emitted < runs {
+                let Ok((run, out)) = result_rx.recv() else {
+                    return Err(Error::internal("a query worker thread stopped early"));
+                };
+                let slot = run - emitted;
+                if waiting.len() <= slot {
+                    waiting.resize_with(slot + 1, || None);
+                }
+                waiting[slot] = Some(out);
+                while let Some(Some(_)) = waiting.front() {
+                    let Some(Some(out)) = waiting.pop_front() else {
+                        break;
+                    };
+                    let out = out?;
+                    let base = emitted * piece;
+                    for (k, r) in out.into_iter().enumerate() {
+                        emit(base + k, r)?;
+                    }
+                    emitted += 1;
+                    if let Some(p) = &permit_tx {
+                        let _ = p.send(());
+                    }
+                }
+            }
+            Ok(())
+        })();
+        // Workers stop at their next permit.
+        stop.store(true, Ordering::Relaxed);
+        permit_tx.take();
+        drop(permit_rx);
+        res
+    })
 }
 
 #[cfg(test)]
@@ -198,9 +244,9 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("boom"), "{err}");
-        // Everything before the failing item's batch is emitted, nothing at
-        // or after the failing item.
-        assert!((30..37).contains(&emitted), "{emitted}");
+        // Everything before the failing item's run of work may be emitted,
+        // nothing at or after the failing item.
+        assert!((30..=37).contains(&emitted), "{emitted}");
     }
 
     #[test]
