@@ -764,10 +764,7 @@ impl Evaluator<'_> {
                         s.try_read_samples(mint, maxt, &mut sc.samples)?;
                         let read = sc.samples.len();
                         sc.samples.retain(|p| !is_stale_nan(p.v));
-                        Ok((
-                            read,
-                            range_values(&ctx, &sc.samples, &mut sc.reset_prefix, t)?,
-                        ))
+                        Ok((read, range_values(&ctx, &sc.samples, &mut sc.drops, t)?))
                     },
                     |i, (read, out)| {
                         let l = std::mem::replace(&mut labels[i], Labels::empty());
@@ -793,7 +790,7 @@ impl Evaluator<'_> {
                     &ticker,
                     |_, s, sc: &mut RangeScratch, t| {
                         t.tick()?;
-                        range_values(&ctx, &s.samples, &mut sc.reset_prefix, t)
+                        range_values(&ctx, &s.samples, &mut sc.drops, t)
                     },
                     |_, out| {
                         let (l, drop_name) = meta
@@ -1093,7 +1090,7 @@ struct RangeCtx<'a> {
 #[derive(Default)]
 struct RangeScratch {
     samples: Vec<Sample>,
-    reset_prefix: Vec<u32>,
+    drops: rate::Drops,
 }
 
 /// A range function's values for one series.
@@ -1109,7 +1106,7 @@ struct RangeOut {
 fn range_values(
     ctx: &RangeCtx,
     samples: &[Sample],
-    reset_prefix: &mut Vec<u32>,
+    drops: &mut rate::Drops,
     t: &mut Ticker,
 ) -> Result<RangeOut> {
     let n = ctx.g.len();
@@ -1118,18 +1115,10 @@ fn range_values(
     let mut bad_quantiles = Vec::new();
     let (mut lo, mut hi) = (0usize, 0usize);
     let func = ctx.func;
+    // A window adds exactly its own counter drops, in order, without a
+    // pass over its samples (a window of an hour holds 240 of them).
     if matches!(func, RangeFn::Rate | RangeFn::Increase) {
-        // reset_prefix[k]: counter drops between samples j and j+1 for j < k;
-        // a window without drops needs no per-sample pass.
-        reset_prefix.clear();
-        reset_prefix.push(0);
-        let mut acc = 0u32;
-        for w in samples.windows(2) {
-            if w[1].v < w[0].v {
-                acc += 1;
-            }
-            reset_prefix.push(acc);
-        }
+        drops.rebuild(samples);
     }
     for (i, slot) in vals.iter_mut().enumerate() {
         // Per step, not only per series: one series over a long grid with
@@ -1158,15 +1147,12 @@ fn range_values(
             eval_t: ctx.g.ts(i),
         };
         let v = match ctx.func {
-            RangeFn::Rate | RangeFn::Increase => {
-                let no_resets = reset_prefix[hi - 1] == reset_prefix[lo];
-                let kind = if no_resets {
-                    rate::Kind::CounterNoResets
-                } else {
-                    rate::Kind::Counter
-                };
-                rate::extrapolated_rate(w, win, kind, func == RangeFn::Rate)
-            }
+            RangeFn::Rate | RangeFn::Increase => rate::counter_rate(
+                w,
+                drops.in_window(samples, lo, hi),
+                win,
+                func == RangeFn::Rate,
+            ),
             RangeFn::Delta => rate::extrapolated_rate(w, win, rate::Kind::Gauge, false),
             RangeFn::Irate => rate::instant_value(w, true),
             RangeFn::Idelta => rate::instant_value(w, false),

@@ -27,9 +27,6 @@ pub struct Window {
 pub enum Kind {
     /// A counter: drops are resets, and it never extrapolates below zero.
     Counter,
-    /// A counter known to have no drop inside the window (the caller
-    /// tracks drops incrementally), so the per-sample pass is skipped.
-    CounterNoResets,
     /// A gauge (`delta`).
     Gauge,
 }
@@ -40,10 +37,7 @@ pub fn extrapolated_rate(s: &[Sample], w: Window, kind: Kind, is_rate: bool) -> 
     if s.len() < 2 {
         return None;
     }
-    let is_counter = kind != Kind::Gauge;
-    let first = s[0];
-    let last = s[s.len() - 1];
-    let mut result = last.v - first.v;
+    let mut result = s[s.len() - 1].v - s[0].v;
     if kind == Kind::Counter {
         for pair in s.windows(2) {
             if pair[1].v < pair[0].v {
@@ -51,6 +45,79 @@ pub fn extrapolated_rate(s: &[Sample], w: Window, kind: Kind, is_rate: bool) -> 
             }
         }
     }
+    Some(extrapolate(s, result, w, kind != Kind::Gauge, is_rate))
+}
+
+/// `rate`/`increase` of a counter whose drops inside the window the caller
+/// found: `drops` yields, in time order, the value before each drop (what
+/// [`extrapolated_rate`] adds for [`Kind::Counter`], in the same order, so
+/// the result is bit-identical).
+#[inline]
+pub fn counter_rate(
+    s: &[Sample],
+    drops: impl Iterator<Item = f64>,
+    w: Window,
+    is_rate: bool,
+) -> Option<f64> {
+    if s.len() < 2 {
+        return None;
+    }
+    let mut result = s[s.len() - 1].v - s[0].v;
+    for v in drops {
+        result += v;
+    }
+    Some(extrapolate(s, result, w, true, is_rate))
+}
+
+/// Counter drops of a run of samples, for [`counter_rate`] over windows
+/// that slide forward through it: built once per series, each window's
+/// drops found without a pass over the window's samples.
+#[derive(Debug, Default)]
+pub struct Drops {
+    /// Every `j` where the value falls from sample `j` to `j + 1`.
+    at: Vec<u32>,
+    /// The first entry of `at` at or after the last window's start.
+    first: usize,
+}
+
+impl Drops {
+    /// Finds the drops of `samples` (a NaN is never a drop, as in the
+    /// per-window pass).
+    pub fn rebuild(&mut self, samples: &[Sample]) {
+        self.at.clear();
+        self.first = 0;
+        for (j, w) in samples.windows(2).enumerate() {
+            if w[1].v < w[0].v {
+                self.at.push(j as u32);
+            }
+        }
+    }
+
+    /// The values before each drop inside the window `samples[lo..hi]`, in
+    /// time order. Windows must come with `lo` never decreasing.
+    #[inline]
+    pub fn in_window<'a>(
+        &'a mut self,
+        samples: &'a [Sample],
+        lo: usize,
+        hi: usize,
+    ) -> impl Iterator<Item = f64> + 'a {
+        while self.first < self.at.len() && (self.at[self.first] as usize) < lo {
+            self.first += 1;
+        }
+        self.at[self.first..]
+            .iter()
+            .take_while(move |&&j| (j as usize) + 1 < hi)
+            .map(move |&j| samples[j as usize].v)
+    }
+}
+
+/// The extrapolation shared by the rate functions: `result` is the change
+/// over the samples (corrected for counter resets).
+#[inline(always)]
+fn extrapolate(s: &[Sample], result: f64, w: Window, is_counter: bool, is_rate: bool) -> f64 {
+    let first = s[0];
+    let last = s[s.len() - 1];
     let mut to_start = (first.t - w.start) as f64 / 1000.0;
     let mut to_end = (w.end - last.t) as f64 / 1000.0;
     let sampled = (last.t - first.t) as f64 / 1000.0;
@@ -81,7 +148,7 @@ pub fn extrapolated_rate(s: &[Sample], w: Window, kind: Kind, is_rate: bool) -> 
     if is_rate {
         factor /= w.range_ms as f64 / 1000.0;
     }
-    Some(result * factor)
+    result * factor
 }
 
 /// `irate` (`is_rate`) and `idelta`: from the last two samples.
@@ -215,16 +282,57 @@ mod tests {
         };
         // increase = 2 - 5 + 8 = 5 over 20s sampled, start gap 0.
         assert_eq!(extrapolated_rate(&s, w, Kind::Counter, false), Some(5.0));
-        // Without the reset pass the drop is taken as a decrease.
+        // Drops found once for the series give the same.
+        let mut drops = Drops::default();
+        drops.rebuild(&s);
         assert_eq!(
-            extrapolated_rate(&s, w, Kind::CounterNoResets, false),
-            Some(-3.0)
+            counter_rate(&s, drops.in_window(&s, 0, 3), w, false),
+            Some(5.0)
         );
         assert_eq!(extrapolated_rate(&s, w, Kind::Gauge, false), Some(-3.0));
         assert_eq!(resets(&s), Some(1.0));
         assert_eq!(changes(&s), Some(2.0));
         assert_eq!(instant_value(&s, true), Some(0.2));
         assert_eq!(instant_value(&s, false), Some(-6.0));
+    }
+
+    proptest::proptest! {
+        /// Over windows sliding through a counter with resets, the drops
+        /// found once per series give bit for bit what the per-window
+        /// pass gives.
+        #[test]
+        fn drops_found_once_match_the_per_window_pass(
+            steps in proptest::collection::vec((0u8..4, 0.0f64..1e6), 2..200),
+            range in 1usize..60,
+        ) {
+            let mut v = 0.0;
+            let s: Vec<Sample> = steps
+                .iter()
+                .enumerate()
+                .map(|(i, &(kind, x))| {
+                    v = match kind {
+                        0 => x / 1e3, // a reset to a small value
+                        _ => v + x,
+                    };
+                    Sample::new(i as i64 * 15_000, v)
+                })
+                .collect();
+            let mut drops = Drops::default();
+            drops.rebuild(&s);
+            for hi in 1..=s.len() {
+                let lo = hi.saturating_sub(range);
+                let w = Window {
+                    start: s[lo].t - 1,
+                    end: s[hi - 1].t,
+                    range_ms: range as i64 * 15_000,
+                    eval_t: s[hi - 1].t,
+                };
+                let win = &s[lo..hi];
+                let want = extrapolated_rate(win, w, Kind::Counter, true);
+                let got = counter_rate(win, drops.in_window(&s, lo, hi), w, true);
+                proptest::prop_assert_eq!(want.map(f64::to_bits), got.map(f64::to_bits));
+            }
+        }
     }
 
     #[test]
