@@ -185,7 +185,12 @@ class Prometheus(Database):
     def command(self):
         cfg = os.path.join(self.dir, "prometheus.yml")
         with open(cfg, "w") as f:
-            f.write("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
+            # Hours of history arrive in minutes: without an out-of-order
+            # window Prometheus compacts its head meanwhile and refuses the
+            # shards still behind ("out of bounds"), and its answers stop
+            # being a reference.
+            f.write("global:\n  scrape_interval: 15s\nscrape_configs: []\n"
+                    "storage:\n  tsdb:\n    out_of_order_time_window: 7d\n")
         return ["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={self.dir}/data",
                 f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-remote-write-receiver",
                 "--web.enable-admin-api", "--storage.tsdb.retention.time=3650d",

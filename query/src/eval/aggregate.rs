@@ -339,9 +339,25 @@ fn fold_streaming(
         if s.drop_name {
             out[gi].drop_name = true;
         }
-        for (acc, &f) in accs[gi * n..(gi + 1) * n].iter_mut().zip(&s.vals) {
-            if !is_absent(f) {
-                acc.add(op, f);
+        let cells = accs[gi * n..(gi + 1) * n].iter_mut().zip(&s.vals);
+        if op == AggregateOp::Sum {
+            // The dashboards' aggregation, without the per-step dispatch on
+            // the operator: the same Kahan steps as `Acc::add`.
+            for (acc, &f) in cells {
+                if is_absent(f) {
+                    continue;
+                }
+                if acc.seen {
+                    (acc.value, acc.comp) = kahan_inc(f, acc.value, acc.comp);
+                } else {
+                    acc.add(op, f);
+                }
+            }
+        } else {
+            for (acc, &f) in cells {
+                if !is_absent(f) {
+                    acc.add(op, f);
+                }
             }
         }
         Ok(())
