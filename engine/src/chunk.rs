@@ -319,6 +319,28 @@ impl ChunkEncoder {
         self.to_chunk()
     }
 
+    /// Seals the chunk in the smallest of its own encoding and encoding 3
+    /// (whose value modes include bit-pattern deltas, the smaller coding of
+    /// float counters): what the head keeps once a chunk is full. Costs a
+    /// decode and an encode of the chunk, once per chunk.
+    pub fn seal(self) -> Chunk {
+        let own = self.to_chunk();
+        if own.encoding != Encoding::DecimalGrid || own.is_empty() {
+            return own;
+        }
+        let mut samples = Vec::with_capacity(own.len());
+        if own.decode_into(i64::MIN, i64::MAX, &mut samples).is_err()
+            || samples.len() != own.len()
+        {
+            // The encoder's own bytes always decode; keep them if not.
+            return own;
+        }
+        match SplitStreams::encode(&samples).to_chunk() {
+            Ok(split) if split.as_bytes().len() < own.as_bytes().len() => split,
+            _ => own,
+        }
+    }
+
     /// A sealed copy of the chunk as it is now (the encoder goes on):
     /// what a query takes of the open chunk, to decode later and on any
     /// thread instead of under the series' lock.

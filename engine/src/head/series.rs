@@ -247,7 +247,7 @@ impl SeriesData {
                 // or so, and doubling would leave on average a third of
                 // the vector's 40-byte slots empty in every series.
                 self.sealed.reserve_exact(1);
-                self.sealed.push(full.finish());
+                self.sealed.push(full.seal());
             }
         }
         let open = self.open.get_or_insert_with(ChunkEncoder::new);
@@ -273,7 +273,7 @@ impl SeriesData {
             for x in ooo.buf.drain(..) {
                 enc.append(x.t, x.v);
             }
-            ooo.chunks.push(enc.finish());
+            ooo.chunks.push(enc.seal());
         }
         self.note_time(s.t, false);
         SampleOutcome::Appended
