@@ -329,8 +329,7 @@ impl ChunkEncoder {
             return own;
         }
         let mut samples = Vec::with_capacity(own.len());
-        if own.decode_into(i64::MIN, i64::MAX, &mut samples).is_err()
-            || samples.len() != own.len()
+        if own.decode_into(i64::MIN, i64::MAX, &mut samples).is_err() || samples.len() != own.len()
         {
             // The encoder's own bytes always decode; keep them if not.
             return own;
