@@ -16,11 +16,6 @@ use cairn_engine::head::{Head, HeadOptions};
 use cairn_engine::{Db, DbOptions, Labels, Sample, SeriesHandle, WriteSeries, WriteTarget};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
-/// The allocator the `cairn` binary uses, so the RSS figures are the
-/// server's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 struct XorShift(u64);
 
 impl XorShift {
