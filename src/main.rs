@@ -14,14 +14,6 @@ use std::process::ExitCode;
 use cairn_server::{Config, ServeArgs};
 use clap::{Parser, Subcommand};
 
-/// mimalloc instead of the system allocator: query threads allocate step
-/// columns that another thread frees, and the head seals chunks into
-/// fresh buffers; with glibc's allocator the process held 20-30% more
-/// memory for the same data (6 h of the fleet workload: 242 MB against
-/// 162-175 MB resident after replay) and queries were no faster.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Cairn: a time-series database and PromQL engine for ML-serving fleets.
 #[derive(Parser)]
 #[command(name = "cairn", version, about)]
