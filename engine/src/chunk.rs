@@ -74,19 +74,6 @@ pub(crate) trait Sink {
     fn push(&mut self, t: i64, v: u64);
 }
 
-impl Sink for Vec<Sample> {
-    #[inline]
-    fn push(&mut self, t: i64, v: u64) {
-        Vec::push(
-            self,
-            Sample {
-                t,
-                v: f64::from_bits(v),
-            },
-        );
-    }
-}
-
 /// A sink writing into a slice sized for the chunk's sample count: no
 /// capacity check or length update per sample, and nothing the decode
 /// loop must keep in memory (profiles showed `Vec::push`'s length store
