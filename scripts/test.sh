@@ -11,4 +11,9 @@ if [ -x scripts/install-peers.sh ]; then
   scripts/install-peers.sh
 fi
 
+# A clean CI clone builds once: incremental state would only cost disk.
+if [ -n "${CI:-}" ]; then
+  export CARGO_INCREMENTAL=0
+fi
+
 cargo test --workspace --locked "$@"
