@@ -704,7 +704,128 @@ pub(crate) fn encode_split(samples: &[(i64, u64)]) -> (Vec<u8>, Vec<u8>) {
     (encode_time_stream(samples), encode_value_stream(samples))
 }
 
+/// The shorter of the two time codings of a run: the tracked grid (as
+/// encoding 2) or the fixed grid ([`encode_fixed_grid`]).
 fn encode_time_stream(samples: &[(i64, u64)]) -> Vec<u8> {
+    let tracked = encode_tracked_times(samples);
+    match encode_fixed_grid(samples) {
+        Some(fixed) if fixed.len() < tracked.len() => fixed,
+        _ => tracked,
+    }
+}
+
+/// Residuals per block of the fixed-grid time coding; a block whose
+/// residuals are all zero is one bit.
+const GRID_BLOCK: usize = 16;
+/// Largest Rice parameter of the fixed-grid time coding (3 bits).
+const GRID_K_MAX: u32 = 7;
+
+/// The fixed-grid timestamps of samples 1.. of a run starting at `t0`:
+/// each sample's residual from the grid point `g` (starting at `t0 + off +
+/// d`), and the grid's next point: `g + d`, or `t + d` after a residual
+/// larger than half an interval (a missed scrape, a new phase).
+#[inline(always)]
+fn grid_step(g: i64, t: i64, d: i64) -> (i64, i64) {
+    let r = t.wrapping_sub(g);
+    let next = if r.unsigned_abs() > (d / 2).unsigned_abs() {
+        t.wrapping_add(d)
+    } else {
+        g.wrapping_add(d)
+    };
+    (r, next)
+}
+
+/// Bits of a fixed-parameter Rice code of `z` (escapes as in encoding 2).
+fn rice_bits(z: u64, k: u32) -> u64 {
+    let q = z >> k;
+    if q < u64::from(Q_ESCAPE) {
+        q + 1 + u64::from(k)
+    } else {
+        u64::from(Q_ESCAPE) + 1 + 6 + u64::from(64 - z.leading_zeros())
+    }
+}
+
+/// A fixed-parameter Rice code of `z` (escapes as in encoding 2).
+fn write_rice(w: &mut BitWriter, z: u64, k: u32) {
+    let q = z >> k;
+    if q >= u64::from(Q_ESCAPE) {
+        let len = 64 - z.leading_zeros();
+        w.write_bits(0, Q_ESCAPE);
+        w.write_bits(0, 1);
+        w.write_bits(u64::from(len - 1), 6);
+        w.write_bits(z, len);
+    } else {
+        let low = z & ((1u64 << k) - 1);
+        w.write_bits((1u64 << k) | low, q as u32 + 1 + k);
+    }
+}
+
+/// The fixed-grid time coding, for runs of two samples or more: '0' (the
+/// tracked coding starts with '1', its interval never being zero), the
+/// interval `d` and the grid's offset `off` as signed varbits, a 3-bit Rice
+/// parameter `k`, then blocks of [`GRID_BLOCK`] residuals: '1' for a block
+/// of zeros, else '0' and a Rice code of each residual's zigzag. Scrapes
+/// sit on a fixed grid with independent jitter, which this pays for once
+/// and with the best parameter for the whole run, where the tracked grid
+/// pays for its own corrections too; on an exact grid it costs a bit per
+/// 16 samples. `None` when the interval is not positive.
+fn encode_fixed_grid(samples: &[(i64, u64)]) -> Option<Vec<u8>> {
+    let (&(t0, _), rest) = samples.split_first()?;
+    let &(t1, _) = rest.first()?;
+    let d = nominal_interval(t1.wrapping_sub(t0));
+    if d <= 0 {
+        return None;
+    }
+    let residuals = |off: i64| -> Vec<u64> {
+        let mut g = t0.wrapping_add(off).wrapping_add(d);
+        rest.iter()
+            .map(|&(t, _)| {
+                let (r, next) = grid_step(g, t, d);
+                g = next;
+                zigzag(r)
+            })
+            .collect()
+    };
+    // The offset: the median residual of the grid through t0 (its jitter
+    // would otherwise shift every residual), among those within half an
+    // interval.
+    let mut near: Vec<i64> = residuals(0)
+        .into_iter()
+        .map(unzigzag)
+        .filter(|r| r.unsigned_abs() <= (d / 2).unsigned_abs())
+        .collect();
+    near.sort_unstable();
+    let off = near.get(near.len() / 2).copied().unwrap_or(0);
+    let zs = residuals(off);
+    let blocks = || zs.chunks(GRID_BLOCK).filter(|b| b.iter().any(|&z| z != 0));
+    let k = (0..=GRID_K_MAX)
+        .min_by_key(|&k| {
+            blocks()
+                .flat_map(|b| b.iter())
+                .map(|&z| rice_bits(z, k))
+                .sum::<u64>()
+        })
+        .unwrap_or(0);
+    let mut w = BitWriter::new();
+    w.write_bits(0, 1);
+    write_signed_varbits(&mut w, d);
+    write_signed_varbits(&mut w, off);
+    w.write_bits(u64::from(k), 3);
+    for b in zs.chunks(GRID_BLOCK) {
+        if b.iter().all(|&z| z == 0) {
+            w.write_bits(1, 1);
+        } else {
+            w.write_bits(0, 1);
+            for &z in b {
+                write_rice(&mut w, z, k);
+            }
+        }
+    }
+    Some(w.into_bytes())
+}
+
+/// Encoding 2's time coding of a run, in a stream of its own.
+fn encode_tracked_times(samples: &[(i64, u64)]) -> Vec<u8> {
     let mut w = BitWriter::new();
     let Some(&(t0, _)) = samples.first() else {
         return w.into_bytes();
@@ -874,22 +995,155 @@ struct SplitRead<'a> {
 }
 
 impl SplitRead<'_> {
+    /// Reads the time coding's header and runs the sample loop for it.
     #[inline(always)]
     fn run<V: Values>(&self, vr: BitReader<'_>, vals: V, out: &mut impl Sink) -> Result<()> {
-        let tr = BitReader::new(self.times);
-        let (times, values) = (self.times, self.values);
+        let mut tr = BitReader::new(self.times);
+        if self.count < 2 {
+            return self.run_with(tr, vr, vals, TrackedTimes::new(self.t0), out);
+        }
+        tr.ensure(56);
+        if tr.peek_word() >> 63 == 1 {
+            let mut times = TrackedTimes::new(self.t0);
+            times.0.interval = read_signed_varbits(&mut tr);
+            times.0.next = self.t0.wrapping_add(times.0.interval);
+            return self.run_with(tr, vr, vals, times, out);
+        }
+        tr.consume(1);
+        let d = read_signed_varbits(&mut tr);
+        let off = read_signed_varbits(&mut tr);
+        let k = tr.read_bits(3) as u32;
+        if d <= 0 {
+            return Err(corrupt("time grid interval not positive"));
+        }
+        let times = GridTimes {
+            g: self.t0.wrapping_add(off).wrapping_add(d),
+            d,
+            k,
+            left: 0,
+            zeros: false,
+        };
+        self.run_with(tr, vr, vals, times, out)
+    }
+
+    #[inline(always)]
+    fn run_with<V: Values, T: Times>(
+        &self,
+        tr: BitReader<'_>,
+        vr: BitReader<'_>,
+        vals: V,
+        times: T,
+        out: &mut impl Sink,
+    ) -> Result<()> {
+        let s = (tr, vr, vals, times);
+        let (times_b, values) = (self.times, self.values);
         let (count, t0, t_last, mint, maxt) =
             (self.count, self.t0, self.t_last, self.mint, self.maxt);
         if mint <= t0 && t_last <= maxt {
-            decode_split_samples::<_, true>(
-                tr, vr, vals, times, values, count, t0, t_last, mint, maxt, out,
+            decode_split_samples::<_, _, true>(
+                s, times_b, values, count, t0, t_last, mint, maxt, out,
             )
         } else {
-            decode_split_samples::<_, false>(
-                tr, vr, vals, times, values, count, t0, t_last, mint, maxt, out,
+            decode_split_samples::<_, _, false>(
+                s, times_b, values, count, t0, t_last, mint, maxt, out,
             )
         }
     }
+}
+
+/// Timestamp decoding of an encoding-3 time stream, one coding per type.
+trait Times {
+    /// The next sample's timestamp.
+    fn next(&mut self, r: &mut BitReader<'_>) -> Result<i64>;
+}
+
+/// The tracked grid (encoding 2's coding).
+struct TrackedTimes(TimeState);
+
+impl TrackedTimes {
+    fn new(t0: i64) -> Self {
+        TrackedTimes(TimeState::new(t0))
+    }
+}
+
+impl Times for TrackedTimes {
+    #[inline(always)]
+    fn next(&mut self, r: &mut BitReader<'_>) -> Result<i64> {
+        let (z, escaped) = match self.0.rice.read(r) {
+            Code::Small(z) => (z, false),
+            Code::Escaped(z) => (z, true),
+            Code::Raw(_) => return Err(corrupt("raw value in the time stream")),
+        };
+        let res = unzigzag(z);
+        let t = self.0.next.wrapping_add(res);
+        self.0.advance(t, res, escaped);
+        Ok(t)
+    }
+}
+
+/// The fixed grid ([`encode_fixed_grid`]).
+struct GridTimes {
+    /// The next grid point.
+    g: i64,
+    d: i64,
+    k: u32,
+    /// Residuals left in the current block.
+    left: u32,
+    /// Whether the current block is all zeros.
+    zeros: bool,
+}
+
+impl Times for GridTimes {
+    #[inline(always)]
+    fn next(&mut self, r: &mut BitReader<'_>) -> Result<i64> {
+        if self.left == 0 {
+            self.zeros = r.read_bits(1) == 1;
+            self.left = GRID_BLOCK as u32;
+        }
+        self.left -= 1;
+        if self.zeros {
+            let t = self.g;
+            self.g = t.wrapping_add(self.d);
+            return Ok(t);
+        }
+        let z = match read_rice(r, self.k) {
+            Code::Small(z) | Code::Escaped(z) => z,
+            Code::Raw(_) => return Err(corrupt("raw value in the time stream")),
+        };
+        let t = self.g.wrapping_add(unzigzag(z));
+        (_, self.g) = grid_step(self.g, t, self.d);
+        Ok(t)
+    }
+}
+
+/// Reads a fixed-parameter Rice code ([`write_rice`]).
+#[inline(always)]
+fn read_rice(r: &mut BitReader<'_>, k: u32) -> Code {
+    r.ensure(56);
+    let w = r.peek_word();
+    let q = w.leading_zeros();
+    if q < Q_ESCAPE {
+        let x = (w << q) >> (63 - k);
+        let z = (x ^ (1 << k)) | (u64::from(q) << k);
+        r.consume(q + 1 + k);
+        return Code::Small(z);
+    }
+    let code;
+    (*r, code) = read_rice_escape(r.clone());
+    code
+}
+
+#[cold]
+#[inline(never)]
+fn read_rice_escape(mut r: BitReader<'_>) -> (BitReader<'_>, Code) {
+    r.consume(Q_ESCAPE);
+    if r.read_bits(1) == 1 {
+        let bits = r.read_bits(64);
+        return (r, Code::Raw(bits));
+    }
+    let len = r.read_bits(6) as u32 + 1;
+    let z = r.read_bits(len);
+    (r, Code::Escaped(z))
 }
 
 /// Encoding 3's second float coding: a value's bits read as an integer,
@@ -926,13 +1180,11 @@ impl Values for BitsDeltaValues {
 }
 
 /// The sample loop of encoding 3; `FULL` when every sample is inside
-/// `[mint, maxt]`.
+/// `[mint, maxt]`. `s` holds the time and value readers and decoders.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn decode_split_samples<V: Values, const FULL: bool>(
-    mut tr: BitReader<'_>,
-    mut vr: BitReader<'_>,
-    mut vals: V,
+fn decode_split_samples<V: Values, T: Times, const FULL: bool>(
+    s: (BitReader<'_>, BitReader<'_>, V, T),
     times: &[u8],
     values: &[u8],
     count: usize,
@@ -942,29 +1194,18 @@ fn decode_split_samples<V: Values, const FULL: bool>(
     maxt: i64,
     out: &mut impl Sink,
 ) -> Result<()> {
+    let (mut tr, mut vr, mut vals, mut time) = s;
     let mut t = t0;
     let v = vals.first(&mut vr)?;
     if FULL || t >= mint {
         out.push(t, v);
     }
-    let mut time = TimeState::new(t0);
-    if count > 1 {
-        time.interval = read_signed_varbits(&mut tr);
-        time.next = t0.wrapping_add(time.interval);
-    }
     for _ in 1..count {
-        let (z, escaped) = match time.rice.read(&mut tr) {
-            Code::Small(z) => (z, false),
-            Code::Escaped(z) => (z, true),
-            Code::Raw(_) => return Err(corrupt("raw value in the time stream")),
-        };
-        let res = unzigzag(z);
-        let t_next = time.next.wrapping_add(res);
+        let t_next = time.next(&mut tr)?;
         if t_next <= t {
             return Err(corrupt("timestamps not increasing"));
         }
         t = t_next;
-        time.advance(t, res, escaped);
         let v = vals.next(&mut vr)?;
         if FULL {
             out.push(t, v);

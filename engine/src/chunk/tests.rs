@@ -492,12 +492,15 @@ fn decimal_grid_is_smaller_on_scraped_decimals() {
     );
 }
 
-/// Golden chunks: bytes written by this code, decoded by every later
-/// version. **Architecture Invariant:** these bytes never change; a format
-/// change is a new [`Encoding`] with its own fixtures. The encoder is also
-/// checked to still produce them, so that a change to an encoder's choices
-/// (which the decoder follows) is noticed here rather than on disk.
-const GOLDEN: [(usize, Encoding, &str); 8] = [
+/// Golden chunks: (samples, encoding, bytes, whether the current encoder
+/// still writes exactly these bytes), decoded by every later version.
+/// **Architecture Invariant:** these bytes never change and always decode;
+/// a new coding is a new [`Encoding`], or a new variant inside one that
+/// takes a code point no earlier writer used (encoding 3's fixed-grid time
+/// coding: a time stream starting with '0'), with its own fixtures. The
+/// encoder is also checked to still produce the current ones, so that a
+/// change to an encoder's choices is noticed here rather than on disk.
+const GOLDEN: [(usize, Encoding, &str, bool); 11] = [
     (
         0,
         Encoding::XorDod,
@@ -509,6 +512,7 @@ const GOLDEN: [(usize, Encoding, &str); 8] = [
             "ff6c00044ccccccccccd000f00032ccccccccccd4001c0005d555555555537ff7000feaaaaaaaaaa",
             "ac002c00026aaaaaaaaaaa",
         ),
+        true,
     ),
     (
         1,
@@ -518,6 +522,7 @@ const GOLDEN: [(usize, Encoding, &str); 8] = [
             "f000000000000000010000c0000000000000000180005ffe0000000000004c0003ffe00000000000",
             "001800cbd75d5f3099fc57197adf2d",
         ),
+        true,
     ),
     (
         2,
@@ -527,6 +532,7 @@ const GOLDEN: [(usize, Encoding, &str); 8] = [
             "19aeb9b30c00007752ebb00001dd4cf9836d996dfc00002a82f48c88897ff180005ffc0000000000",
             "0080",
         ),
+        true,
     ),
     (
         3,
@@ -537,8 +543,9 @@ const GOLDEN: [(usize, Encoding, &str); 8] = [
             "a83abf22fd54c6c05ffc37fdbb40b09355d371f7fe834ccc74057fc3b355ac0f9354f350117ec7df",
             "f51f07662fbfd9000c99ade851",
         ),
+        true,
     ),
-    (4, Encoding::DecimalGrid, "0200"),
+    (4, Encoding::DecimalGrid, "0200", true),
     (
         2,
         Encoding::DecimalSplit,
@@ -547,6 +554,7 @@ const GOLDEN: [(usize, Encoding, &str); 8] = [
             "bbca60010ebfe00001f213a8f41fbf5f0ebe6e1ddf3db96f80000aa0a918889ff80002ffe00000000",
             "00004",
         ),
+        false,
     ),
     (
         5,
@@ -558,6 +566,7 @@ const GOLDEN: [(usize, Encoding, &str); 8] = [
             "ffffffffff28006aaaaaaaaaaaaa00055555555555568003fffffffffffea003aaaaaaaaaaaae800",
             "1555555555555a000ffffffffffffa8006aaaaaaaaaaaba00055555555555540",
         ),
+        false,
     ),
     (
         3,
@@ -568,6 +577,41 @@ const GOLDEN: [(usize, Encoding, &str); 8] = [
             "00003000000020000000c0000000800000010000000c00000010000000c00000000000fbfc6fff2b",
             "31dc3aa0",
         ),
+        false,
+    ),
+    // Written with the fixed-grid time coding.
+    (
+        2,
+        Encoding::DecimalSplit,
+        concat!(
+            "031e80f8b2e5bd68cebb1b164eea610624ecc02b4ecc02b2700000eea5cc0128b530010ebfe00001",
+            "f213a8f41fbf5f0ebe6e1ddf3db96f80000aa0a918889ff80002ffe0000000000004",
+        ),
+        true,
+    ),
+    // Written with the fixed-grid time coding.
+    (
+        5,
+        Encoding::DecimalSplit,
+        concat!(
+            "031480f8b2e5bd68c9b2110d4eea610624ecc02b4ecc02b270b115ffe0020015555555555556800f",
+            "ffffffffffffbffeaaaaaaaaaaaaa8002aaaaaaaaaaaaa001ffffffffffff2800d555555555556a0",
+            "00aaaaaaaaaaaae8007fffffffffffea00755555555555568001555555555556a000ffffffffffff",
+            "28006aaaaaaaaaaaaa00055555555555568003fffffffffffea003aaaaaaaaaaaae8001555555555",
+            "555a000ffffffffffffa8006aaaaaaaaaaaba00055555555555540",
+        ),
+        true,
+    ),
+    // Written with the fixed-grid time coding.
+    (
+        3,
+        Encoding::DecimalSplit,
+        concat!(
+            "031480f8b2e5bd68c9b2110d4eea610624ecc02b4ecc02b270ffc029000000000000000020b33454",
+            "05400000006000000010000000180000000800000008000000180000000800000008000000300000",
+            "0020000000c0000000800000010000000c00000010000000c00000000000fbfc6fff2b31dc3aa0",
+        ),
+        true,
     ),
 ];
 
@@ -636,7 +680,7 @@ fn from_hex(hex: &str) -> Vec<u8> {
 
 #[test]
 fn golden_chunks_decode_forever() {
-    for (which, enc, hex) in GOLDEN {
+    for (which, enc, hex, current) in GOLDEN {
         let want = golden_samples(which);
         let c = Chunk::from_bytes(from_hex(hex)).expect("golden chunk header");
         assert_eq!(c.encoding(), enc, "fixture {which}");
@@ -645,6 +689,9 @@ fn golden_chunks_decode_forever() {
         c.decode_into(i64::MIN, i64::MAX, &mut got)
             .expect("golden chunk decodes");
         assert_eq!(bits(&got), bits(&want), "fixture {which}");
+        if !current {
+            continue;
+        }
         let again = if enc == Encoding::DecimalSplit {
             SplitStreams::encode(&want).to_chunk().expect("streams")
         } else {
@@ -656,4 +703,47 @@ fn golden_chunks_decode_forever() {
             "fixture {which}: encoder output changed"
         );
     }
+}
+
+/// Encoding 3's time stream takes the fixed grid for scrapes on a grid
+/// (with jitter, a missed scrape, an outlier) and the tracked grid for a
+/// drifting interval; both read back exactly.
+#[test]
+fn time_streams_take_the_shorter_coding() {
+    let t0 = 1_795_000_000_000i64;
+    let run = |ts: Vec<i64>| -> Vec<Sample> {
+        ts.into_iter()
+            .enumerate()
+            .map(|(i, t)| Sample { t, v: i as f64 })
+            .collect()
+    };
+    let exact = run((0..240).map(|i| t0 + i * 15_000).collect());
+    let jittered = run((0..240)
+        .filter(|&i| i != 100)
+        .map(|i| {
+            t0 + i * 15_000 + [0, 2, -1, 1, -2][(i % 5) as usize] + if i == 50 { 900 } else { 0 }
+        })
+        .collect());
+    let drifting = run((0..240).map(|i| t0 + i * 15_000 + i * i / 4).collect());
+    for (name, samples, fixed) in [
+        ("exact", &exact, true),
+        ("jittered", &jittered, true),
+        ("drifting", &drifting, false),
+    ] {
+        let split = SplitStreams::encode(samples);
+        assert_eq!(split.times[0] >> 7 == 0, fixed, "{name}: coding");
+        let mut got = Vec::new();
+        split
+            .to_chunk()
+            .expect("chunk")
+            .decode_into(i64::MIN, i64::MAX, &mut got)
+            .expect("decodes");
+        assert_eq!(bits(&got), bits(samples), "{name}");
+    }
+    // An exact grid: the header and a bit per block of 16.
+    assert!(
+        SplitStreams::encode(&exact).times.len() <= 12,
+        "exact grid takes {} bytes",
+        SplitStreams::encode(&exact).times.len()
+    );
 }
