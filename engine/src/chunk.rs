@@ -477,9 +477,15 @@ impl Chunk {
             return Ok(());
         }
         let body = &self.bytes[self.body_offset as usize..];
-        // A body holds at least one bit per sample after the first; reject
-        // counts the bytes cannot hold before reserving room for them.
-        if (self.count as u64).saturating_sub(1) > body.len() as u64 * 8 {
+        // A body holds at least one bit per sample after the first (in
+        // encodings 1 and 2; in encoding 3 a bit per block of 16 in each
+        // stream); reject counts the bytes cannot hold before reserving
+        // room for them.
+        let samples_per_bit = match self.encoding {
+            Encoding::DecimalSplit => 8,
+            Encoding::XorDod | Encoding::DecimalGrid => 1,
+        };
+        if (self.count as u64).saturating_sub(1) > body.len() as u64 * 8 * samples_per_bit {
             return Err(corrupt("sample count larger than the body can hold"));
         }
         let count = self.count as usize;

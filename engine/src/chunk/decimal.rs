@@ -932,9 +932,227 @@ fn encode_value_stream(samples: &[(i64, u64)]) -> Vec<u8> {
                     }
                 }
             }
+            let blocked = encode_blocked_decimal(samples, e);
+            if blocked.bit_len() < w.bit_len() {
+                return blocked.into_bytes();
+            }
         }
     }
     w.into_bytes()
+}
+
+/// Values per block of the blocked decimal coding.
+const VALUE_BLOCK: usize = 16;
+/// The value of the 5-bit exponent field (exponents stop at 22) that
+/// marks the blocked decimal coding.
+const BLOCKED_DECIMAL: u32 = 31;
+
+/// Bits of a block's Rice parameter `k` after a block with `prev`
+/// ([`write_block_k`]).
+fn block_k_bits(prev: u32, k: u32) -> u64 {
+    if k == prev {
+        1
+    } else if k == prev + 1 {
+        2
+    } else if prev > 0 && k == prev - 1 {
+        3
+    } else {
+        9
+    }
+}
+
+/// A block's Rice parameter, relative to the previous block's: '0' the
+/// same, '10' one more, '110' one less, '111' and 6 bits.
+fn write_block_k(w: &mut BitWriter, prev: u32, k: u32) {
+    if k == prev {
+        w.write_bits(0, 1);
+    } else if k == prev + 1 {
+        w.write_bits(0b10, 2);
+    } else if prev > 0 && k == prev - 1 {
+        w.write_bits(0b110, 3);
+    } else {
+        w.write_bits(0b111, 3);
+        w.write_bits(u64::from(k), 6);
+    }
+}
+
+#[inline(always)]
+fn read_block_k(r: &mut BitReader<'_>, prev: u32) -> Result<u32> {
+    r.ensure(56);
+    let k = match r.peek_word().leading_ones() {
+        0 => {
+            r.consume(1);
+            prev
+        }
+        1 => {
+            r.consume(2);
+            prev + 1
+        }
+        2 => {
+            r.consume(3);
+            prev.wrapping_sub(1)
+        }
+        _ => {
+            r.consume(3);
+            r.read_bits(6) as u32
+        }
+    };
+    if k > K_MAX {
+        return Err(corrupt("value block Rice parameter out of range"));
+    }
+    Ok(k)
+}
+
+/// The code of one value of a block: a mantissa's residual or a raw value.
+#[derive(Clone, Copy)]
+enum BlockValue {
+    Mantissa(i64),
+    Raw(u64),
+}
+
+/// Bits of a block coded with parameter `k` from `state` (left as after
+/// the block).
+fn block_bits(state: &mut DecimalState, block: &[BlockValue], k: u32) -> u64 {
+    let mut bits = 0;
+    for &v in block {
+        match v {
+            BlockValue::Raw(_) => bits += u64::from(Q_ESCAPE) + 1 + 64,
+            BlockValue::Mantissa(m) => {
+                let z = zigzag(m.wrapping_sub(state.m_prev).wrapping_sub(state.predicted()));
+                bits += rice_bits(z, k);
+                state.advance(m, (z >> k) >= u64::from(Q_ESCAPE));
+            }
+        }
+    }
+    bits
+}
+
+/// The blocked decimal value coding of a run at exponent `e`: '0', the
+/// 5-bit marker 31, the 5-bit `e`, sample 0 as decimal mode writes it,
+/// then blocks of [`VALUE_BLOCK`] values: '1' for a block in which every
+/// value is its predicted one (a flat counter, a gauge that holds still),
+/// else '0', the block's Rice parameter ([`write_block_k`]) and a
+/// fixed-parameter Rice code per value. Predictions, escapes and raw
+/// values are decimal mode's. A block's parameter is the one that codes it
+/// shortest, where decimal mode adapts its parameter sample by sample:
+/// fewer bits, and decoding has no adaptation in each code's dependency
+/// chain.
+fn encode_blocked_decimal(samples: &[(i64, u64)], e: u32) -> BitWriter {
+    let mut w = BitWriter::new();
+    w.write_bits(0, 1);
+    w.write_bits(u64::from(BLOCKED_DECIMAL), 5);
+    w.write_bits(u64::from(e), 5);
+    let code = |bits: u64| {
+        let v = f64::from_bits(bits);
+        match (!is_special(v)).then(|| to_decimal(v, e)).flatten() {
+            Some(m) => BlockValue::Mantissa(m),
+            None => BlockValue::Raw(bits),
+        }
+    };
+    let mut state = DecimalState::default();
+    let Some((&(_, first), rest)) = samples.split_first() else {
+        return w;
+    };
+    match code(first) {
+        BlockValue::Raw(bits) => {
+            w.write_bits(1, 1);
+            w.write_bits(bits, 64);
+        }
+        BlockValue::Mantissa(m) => {
+            w.write_bits(0, 1);
+            write_signed_varbits(&mut w, m);
+            state.m_prev = m;
+        }
+    }
+    let mut prev_k = 0;
+    let mut block = Vec::with_capacity(VALUE_BLOCK);
+    for part in rest.chunks(VALUE_BLOCK) {
+        block.clear();
+        block.extend(part.iter().map(|&(_, bits)| code(bits)));
+        let mut flat = state.clone();
+        let zeros = block.iter().all(|&v| match v {
+            BlockValue::Raw(_) => false,
+            BlockValue::Mantissa(m) => {
+                let zero = m.wrapping_sub(flat.m_prev) == flat.predicted();
+                flat.advance(m, false);
+                zero
+            }
+        });
+        if zeros {
+            w.write_bits(1, 1);
+            state = flat;
+            continue;
+        }
+        let k = (0..=K_MAX)
+            .min_by_key(|&k| block_k_bits(prev_k, k) + block_bits(&mut state.clone(), &block, k))
+            .unwrap_or(0);
+        w.write_bits(0, 1);
+        write_block_k(&mut w, prev_k, k);
+        prev_k = k;
+        for &v in &block {
+            match v {
+                BlockValue::Raw(bits) => write_raw(&mut w, bits),
+                BlockValue::Mantissa(m) => {
+                    let z = zigzag(m.wrapping_sub(state.m_prev).wrapping_sub(state.predicted()));
+                    write_rice(&mut w, z, k);
+                    state.advance(m, (z >> k) >= u64::from(Q_ESCAPE));
+                }
+            }
+        }
+    }
+    w
+}
+
+/// Decoding of the blocked decimal coding ([`encode_blocked_decimal`]).
+struct BlockedDecimalValues {
+    e: u32,
+    state: DecimalState,
+    /// The current block's Rice parameter.
+    k: u32,
+    /// Values left in the current block.
+    left: u32,
+    /// Whether every value of the current block is its predicted one.
+    zeros: bool,
+}
+
+impl Values for BlockedDecimalValues {
+    #[inline(always)]
+    fn first(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        if r.read_bits(1) == 1 {
+            return Ok(r.read_bits(64));
+        }
+        let m = read_signed_varbits(r);
+        self.state.m_prev = m;
+        Ok(from_decimal(m, self.e).to_bits())
+    }
+
+    #[inline(always)]
+    fn next(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
+        if self.left == 0 {
+            self.zeros = r.read_bits(1) == 1;
+            if !self.zeros {
+                self.k = read_block_k(r, self.k)?;
+            }
+            self.left = VALUE_BLOCK as u32;
+        }
+        self.left -= 1;
+        let (z, escaped) = if self.zeros {
+            (0, false)
+        } else {
+            match read_rice(r, self.k) {
+                Code::Small(z) => (z, false),
+                Code::Escaped(z) => (z, true),
+                Code::Raw(bits) => return Ok(bits),
+            }
+        };
+        let m = self
+            .state
+            .m_prev
+            .wrapping_add(self.state.predicted())
+            .wrapping_add(unzigzag(z));
+        self.state.advance(m, escaped);
+        Ok(from_decimal(m, self.e).to_bits())
+    }
 }
 
 /// Decodes `count` samples of encoding 3 from its time and value streams
@@ -968,6 +1186,20 @@ pub(crate) fn decode_split(
     // of the bit patterns.
     if vr.read_bits(1) == 0 {
         let e = vr.read_bits(5) as u32;
+        if e == BLOCKED_DECIMAL {
+            let e = vr.read_bits(5) as u32;
+            if e > MAX_EXPONENT {
+                return Err(corrupt("decimal exponent out of range"));
+            }
+            let vals = BlockedDecimalValues {
+                e,
+                state: DecimalState::default(),
+                k: 0,
+                left: 0,
+                zeros: false,
+            };
+            return s.run(vr, vals, out);
+        }
         if e > MAX_EXPONENT {
             return Err(corrupt("decimal exponent out of range"));
         }

@@ -500,7 +500,7 @@ fn decimal_grid_is_smaller_on_scraped_decimals() {
 /// coding: a time stream starting with '0'), with its own fixtures. The
 /// encoder is also checked to still produce the current ones, so that a
 /// change to an encoder's choices is noticed here rather than on disk.
-const GOLDEN: [(usize, Encoding, &str, bool); 11] = [
+const GOLDEN: [(usize, Encoding, &str, bool); 12] = [
     (
         0,
         Encoding::XorDod,
@@ -613,6 +613,17 @@ const GOLDEN: [(usize, Encoding, &str, bool); 11] = [
         ),
         true,
     ),
+    // The fixed-grid time coding and the blocked decimal value coding.
+    (
+        6,
+        Encoding::DecimalSplit,
+        concat!(
+            "034f80f8b2e5bd68e8a948174eea600f03ffde07ffbc0e00003ba987fb81fff703ff807c087d5541",
+            "1048484851414514416b5ad0400001a6541d507541b780005ffe000000000000000005711000015b",
+            "0bf8",
+        ),
+        true,
+    ),
 ];
 
 /// Samples of the golden chunks (see `GOLDEN`).
@@ -653,6 +664,21 @@ fn golden_samples(which: usize) -> Vec<Sample> {
             .map(|i| Sample {
                 t: t(i),
                 v: if i % 2 == 0 { 1.0 } else { -1.0 } * (1.0 + i as f64 / 3.0),
+            })
+            .collect(),
+        // Blocked decimal values on a fixed grid: flat, a steady rate, a
+        // faster one, a reset, a NaN, on 15 s scrapes with a missed one.
+        6 => (0..80)
+            .filter(|&i| i != 40)
+            .map(|i| Sample {
+                t: 1_795_000_000_000 + i * 15_000 + if i % 16 == 5 { 3 } else { 0 },
+                v: match i {
+                    0..20 => 7.0,
+                    20..50 => 7.0 + ((i - 20) * 3 + i % 2) as f64,
+                    50..70 => 100.0 + ((i - 50) * 40 + i % 5) as f64,
+                    70 => f64::NAN,
+                    _ => (i - 71) as f64,
+                },
             })
             .collect(),
         _ => Vec::new(),
@@ -746,4 +772,44 @@ fn time_streams_take_the_shorter_coding() {
         "exact grid takes {} bytes",
         SplitStreams::encode(&exact).times.len()
     );
+}
+
+/// Encoding 3's value stream takes the blocked decimal coding for flat and
+/// steady counters, and reads back exactly, whole and by sub-range.
+#[test]
+fn value_streams_take_the_blocked_decimal_coding() {
+    let samples = golden_samples(6);
+    let split = SplitStreams::encode(&samples);
+    // '0', then the 5-bit marker 31.
+    assert_eq!(split.values[0] >> 2, 0b011111, "blocked decimal marker");
+    let chunk = split.to_chunk().expect("chunk");
+    let (lo, hi) = (samples[0].t, samples[samples.len() - 1].t);
+    for (mint, maxt) in [
+        (i64::MIN, i64::MAX),
+        (lo + 1, hi),
+        (lo, lo + 17 * 15_000),
+        (lo + 300_000, lo + 700_000),
+        (hi, hi),
+    ] {
+        let mut got = Vec::new();
+        chunk.decode_into(mint, maxt, &mut got).expect("decodes");
+        assert_eq!(
+            bits(&got),
+            in_range(&samples, mint, maxt),
+            "{mint}..={maxt}"
+        );
+    }
+    // A flat run of 240 values: a bit per 16 on each stream, about.
+    let flat: Vec<Sample> = (0..240)
+        .map(|i| Sample {
+            t: 1_795_000_000_000 + i * 15_000,
+            v: 42.0,
+        })
+        .collect();
+    let c = SplitStreams::encode(&flat).to_chunk().expect("chunk");
+    assert!(c.as_bytes().len() <= 32, "{} bytes", c.as_bytes().len());
+    let mut got = Vec::new();
+    c.decode_into(i64::MIN, i64::MAX, &mut got)
+        .expect("decodes");
+    assert_eq!(bits(&got), bits(&flat));
 }
