@@ -1198,7 +1198,7 @@ pub(crate) fn decode_split(
                 left: 0,
                 zeros: false,
             };
-            return s.run(vr, vals, out);
+            return s.run_blocked(vr, vals, out);
         }
         if e > MAX_EXPONENT {
             return Err(corrupt("decimal exponent out of range"));
@@ -1258,6 +1258,98 @@ impl SplitRead<'_> {
         self.run_with(tr, vr, vals, times, out)
     }
 
+    /// [`SplitRead::run`] for blocked decimal values: with a fixed-grid
+    /// time stream (what the writer produces for scrapes), a loop that
+    /// reads both streams' block headers once per block and each block in
+    /// a loop specialised for which of the two are all zeros.
+    #[inline(always)]
+    fn run_blocked(
+        &self,
+        mut vr: BitReader<'_>,
+        mut vals: BlockedDecimalValues,
+        out: &mut impl Sink,
+    ) -> Result<()> {
+        let mut tr = BitReader::new(self.times);
+        if self.count < 2 || {
+            tr.ensure(56);
+            tr.peek_word() >> 63 == 1
+        } {
+            return self.run(vr, vals, out);
+        }
+        tr.consume(1);
+        let d = read_signed_varbits(&mut tr);
+        let off = read_signed_varbits(&mut tr);
+        let kt = tr.read_bits(3) as u32;
+        if d <= 0 {
+            return Err(corrupt("time grid interval not positive"));
+        }
+        let v = vals.first(&mut vr)?;
+        let g = self.t0.wrapping_add(off).wrapping_add(d);
+        let st = Blocked {
+            tr,
+            vr,
+            g,
+            d,
+            half: (d / 2).unsigned_abs(),
+            kt,
+            st: vals.state,
+            kv: 0,
+            e: vals.e,
+            t: self.t0,
+        };
+        if self.mint <= self.t0 && self.t_last <= self.maxt {
+            self.blocked_samples::<true>(st, v, out)
+        } else {
+            self.blocked_samples::<false>(st, v, out)
+        }
+    }
+
+    #[inline(always)]
+    fn blocked_samples<const FULL: bool>(
+        &self,
+        mut b: Blocked<'_, '_>,
+        v0: u64,
+        out: &mut impl Sink,
+    ) -> Result<()> {
+        let (mint, maxt) = (self.mint, self.maxt);
+        if FULL || self.t0 >= mint {
+            out.push(self.t0, v0);
+        }
+        let mut i = 1;
+        while i < self.count {
+            let n = (self.count - i).min(GRID_BLOCK);
+            let tz = b.tr.read_bits(1) == 1;
+            let vz = b.vr.read_bits(1) == 1;
+            if !vz {
+                b.kv = read_block_k(&mut b.vr, b.kv)?;
+            }
+            let stop = match (tz, vz) {
+                (true, true) => b.block::<FULL, true, true>(n, mint, maxt, out)?,
+                (true, false) => b.block::<FULL, true, false>(n, mint, maxt, out)?,
+                (false, true) => b.block::<FULL, false, true>(n, mint, maxt, out)?,
+                (false, false) => b.block::<FULL, false, false>(n, mint, maxt, out)?,
+            };
+            if stop {
+                break;
+            }
+            i += n;
+        }
+        if b.tr.overran() || b.vr.overran() {
+            return Err(corrupt("stream shorter than its sample count"));
+        }
+        if FULL {
+            if b.t != self.t_last {
+                return Err(corrupt("last timestamp differs from the header's max time"));
+            }
+            if self.times.len() as u64 * 8 - b.tr.bits_read() >= 8
+                || self.values.len() as u64 * 8 - b.vr.bits_read() >= 8
+            {
+                return Err(corrupt("bytes left after the last sample"));
+            }
+        }
+        Ok(())
+    }
+
     #[inline(always)]
     fn run_with<V: Values, T: Times>(
         &self,
@@ -1280,6 +1372,93 @@ impl SplitRead<'_> {
                 s, times_b, values, count, t0, t_last, mint, maxt, out,
             )
         }
+    }
+}
+
+/// The state of [`SplitRead::run_blocked`]'s loop.
+struct Blocked<'t, 'v> {
+    tr: BitReader<'t>,
+    vr: BitReader<'v>,
+    /// The next grid point, the interval, the time Rice parameter.
+    g: i64,
+    d: i64,
+    /// `|d / 2|`: a larger residual moves the grid ([`grid_step`]).
+    half: u64,
+    kt: u32,
+    /// Decimal state, the current value block's Rice parameter, exponent.
+    st: DecimalState,
+    kv: u32,
+    e: u32,
+    /// The last timestamp.
+    t: i64,
+}
+
+impl Blocked<'_, '_> {
+    /// One block of `n` samples; `TZ`/`VZ` when its time residuals / value
+    /// residuals are all zero. True when a sample after `maxt` was met.
+    #[inline(always)]
+    fn block<const FULL: bool, const TZ: bool, const VZ: bool>(
+        &mut self,
+        n: usize,
+        mint: i64,
+        maxt: i64,
+        out: &mut impl Sink,
+    ) -> Result<bool> {
+        for _ in 0..n {
+            let x = if TZ {
+                let x = self.g;
+                self.g = x.wrapping_add(self.d);
+                x
+            } else {
+                let z = match read_rice(&mut self.tr, self.kt) {
+                    Code::Small(z) | Code::Escaped(z) => z,
+                    Code::Raw(_) => return Err(corrupt("raw value in the time stream")),
+                };
+                let r = unzigzag(z);
+                let x = self.g.wrapping_add(r);
+                // As grid_step, with the half interval computed once.
+                self.g = if r.unsigned_abs() > self.half {
+                    x.wrapping_add(self.d)
+                } else {
+                    self.g.wrapping_add(self.d)
+                };
+                x
+            };
+            let v = if VZ {
+                let m = self.st.m_prev.wrapping_add(self.st.predicted());
+                self.st.advance(m, false);
+                from_decimal(m, self.e).to_bits()
+            } else {
+                match read_rice(&mut self.vr, self.kv) {
+                    Code::Raw(bits) => bits,
+                    code => {
+                        let (z, escaped) = match code {
+                            Code::Escaped(z) => (z, true),
+                            Code::Small(z) | Code::Raw(z) => (z, false),
+                        };
+                        let m = self
+                            .st
+                            .m_prev
+                            .wrapping_add(self.st.predicted())
+                            .wrapping_add(unzigzag(z));
+                        self.st.advance(m, escaped);
+                        from_decimal(m, self.e).to_bits()
+                    }
+                }
+            };
+            if x <= self.t {
+                return Err(corrupt("timestamps not increasing"));
+            }
+            self.t = x;
+            if FULL {
+                out.push(x, v);
+            } else if x > maxt {
+                return Ok(true);
+            } else if x >= mint {
+                out.push(x, v);
+            }
+        }
+        Ok(false)
     }
 }
 
