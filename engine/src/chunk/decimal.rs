@@ -794,8 +794,12 @@ fn encode_fixed_grid(samples: &[(i64, u64)]) -> Option<Vec<u8>> {
         .map(unzigzag)
         .filter(|r| r.unsigned_abs() <= (d / 2).unsigned_abs())
         .collect();
-    near.sort_unstable();
-    let off = near.get(near.len() / 2).copied().unwrap_or(0);
+    let mid = near.len() / 2;
+    let off = if near.is_empty() {
+        0
+    } else {
+        *near.select_nth_unstable(mid).1
+    };
     let zs = residuals(off);
     let blocks = || zs.chunks(GRID_BLOCK).filter(|b| b.iter().any(|&z| z != 0));
     let k = (0..=GRID_K_MAX)
@@ -1083,7 +1087,28 @@ fn encode_blocked_decimal(samples: &[(i64, u64)], e: u32) -> BitWriter {
             state = flat;
             continue;
         }
-        let k = (0..=K_MAX)
+        // The best parameter is near log2 of the typical residual: try
+        // the few around the median's (an outlier would drag a mean) and
+        // the previous block's (the cheapest to write) rather than all
+        // 41, which made sealing a chunk cost more than appending it.
+        let mut zs = [0u64; VALUE_BLOCK];
+        let mut n = 0;
+        let mut probe = state.clone();
+        for &v in &block {
+            if let BlockValue::Mantissa(m) = v {
+                zs[n] = zigzag(m.wrapping_sub(probe.m_prev).wrapping_sub(probe.predicted()));
+                n += 1;
+                probe.advance(m, false);
+            }
+        }
+        let median = if n == 0 {
+            0
+        } else {
+            *zs[..n].select_nth_unstable(n / 2).1
+        };
+        let k0 = (64 - median.leading_zeros()).min(K_MAX);
+        let k = (k0.saturating_sub(2)..=(k0 + 2).min(K_MAX))
+            .chain([prev_k])
             .min_by_key(|&k| block_k_bits(prev_k, k) + block_bits(&mut state.clone(), &block, k))
             .unwrap_or(0);
         w.write_bits(0, 1);

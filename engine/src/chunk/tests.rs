@@ -500,7 +500,7 @@ fn decimal_grid_is_smaller_on_scraped_decimals() {
 /// coding: a time stream starting with '0'), with its own fixtures. The
 /// encoder is also checked to still produce the current ones, so that a
 /// change to an encoder's choices is noticed here rather than on disk.
-const GOLDEN: [(usize, Encoding, &str, bool); 12] = [
+const GOLDEN: [(usize, Encoding, &str, bool); 13] = [
     (
         0,
         Encoding::XorDod,
@@ -613,7 +613,8 @@ const GOLDEN: [(usize, Encoding, &str, bool); 12] = [
         ),
         true,
     ),
-    // The fixed-grid time coding and the blocked decimal value coding.
+    // The fixed-grid time coding and the blocked decimal value coding, as
+    // first written (every block's Rice parameter searched).
     (
         6,
         Encoding::DecimalSplit,
@@ -621,6 +622,17 @@ const GOLDEN: [(usize, Encoding, &str, bool); 12] = [
             "034f80f8b2e5bd68e8a948174eea600f03ffde07ffbc0e00003ba987fb81fff703ff807c087d5541",
             "1048484851414514416b5ad0400001a6541d507541b780005ffe000000000000000005711000015b",
             "0bf8",
+        ),
+        false,
+    ),
+    // The same, as written now (parameters searched near the mean).
+    (
+        6,
+        Encoding::DecimalSplit,
+        concat!(
+            "034f80f8b2e5bd68e8a948174eea600f03ffde07ffbc0e00003ba987fb81fff703ff807c087d5541",
+            "1048484851414514416b5ad0400001a6541d50754195400017ff8000000000000000015c44000056",
+            "c2aaa8",
         ),
         true,
     ),
