@@ -851,7 +851,9 @@ fn encode_tracked_times(samples: &[(i64, u64)]) -> Vec<u8> {
 
 /// The value mode for a whole run: the smallest exponent at which every
 /// ordinary value is a decimal, else float mode.
-fn split_mode(samples: &[(i64, u64)]) -> ValueMode {
+/// For decimal mode, also every value's code at its exponent (computed
+/// once for both decimal codings).
+fn split_mode(samples: &[(i64, u64)]) -> (ValueMode, Vec<BlockValue>) {
     let mut e = 0;
     for &(_, bits) in samples {
         let v = f64::from_bits(bits);
@@ -860,23 +862,30 @@ fn split_mode(samples: &[(i64, u64)]) -> ValueMode {
         }
         match min_exponent(v, e) {
             Some(e2) => e = e2,
-            None => return ValueMode::Float,
+            None => return (ValueMode::Float, Vec::new()),
         }
     }
-    let fits = samples.iter().all(|&(_, bits)| {
-        let v = f64::from_bits(bits);
-        is_special(v) || to_decimal(v, e).is_some()
-    });
-    if fits {
-        ValueMode::Decimal(e)
-    } else {
-        ValueMode::Float
+    let codes: Option<Vec<BlockValue>> = samples
+        .iter()
+        .map(|&(_, bits)| {
+            let v = f64::from_bits(bits);
+            if is_special(v) {
+                Some(BlockValue::Raw(bits))
+            } else {
+                to_decimal(v, e).map(BlockValue::Mantissa)
+            }
+        })
+        .collect();
+    match codes {
+        Some(codes) => (ValueMode::Decimal(e), codes),
+        None => (ValueMode::Float, Vec::new()),
     }
 }
 
 fn encode_value_stream(samples: &[(i64, u64)]) -> Vec<u8> {
     let mut w = BitWriter::new();
-    match split_mode(samples) {
+    let (mode, codes) = split_mode(samples);
+    match mode {
         ValueMode::Float => {
             // Whichever of the two float codings is smaller for this run.
             let mut xor_w = BitWriter::new();
@@ -910,25 +919,19 @@ fn encode_value_stream(samples: &[(i64, u64)]) -> Vec<u8> {
             w.write_bits(0, 1);
             w.write_bits(u64::from(e), 5);
             let mut state = DecimalState::default();
-            for (i, &(_, bits)) in samples.iter().enumerate() {
-                let v = f64::from_bits(bits);
-                let m = if is_special(v) {
-                    None
-                } else {
-                    to_decimal(v, e)
-                };
-                match (i, m) {
-                    (0, None) => {
+            for (i, &code) in codes.iter().enumerate() {
+                match (i, code) {
+                    (0, BlockValue::Raw(bits)) => {
                         w.write_bits(1, 1);
                         w.write_bits(bits, 64);
                     }
-                    (0, Some(m)) => {
+                    (0, BlockValue::Mantissa(m)) => {
                         w.write_bits(0, 1);
                         write_signed_varbits(&mut w, m);
                         state.m_prev = m;
                     }
-                    (_, None) => write_raw(&mut w, bits),
-                    (_, Some(m)) => {
+                    (_, BlockValue::Raw(bits)) => write_raw(&mut w, bits),
+                    (_, BlockValue::Mantissa(m)) => {
                         let delta = m.wrapping_sub(state.m_prev);
                         let res = delta.wrapping_sub(state.predicted());
                         let escaped = state.rice.write(&mut w, zigzag(res));
@@ -936,7 +939,7 @@ fn encode_value_stream(samples: &[(i64, u64)]) -> Vec<u8> {
                     }
                 }
             }
-            let blocked = encode_blocked_decimal(samples, e);
+            let blocked = encode_blocked_decimal(&codes, e);
             if blocked.bit_len() < w.bit_len() {
                 return blocked.into_bytes();
             }
@@ -1041,23 +1044,16 @@ fn block_bits(state: &mut DecimalState, block: &[BlockValue], k: u32) -> u64 {
 /// shortest, where decimal mode adapts its parameter sample by sample:
 /// fewer bits, and decoding has no adaptation in each code's dependency
 /// chain.
-fn encode_blocked_decimal(samples: &[(i64, u64)], e: u32) -> BitWriter {
+fn encode_blocked_decimal(codes: &[BlockValue], e: u32) -> BitWriter {
     let mut w = BitWriter::new();
     w.write_bits(0, 1);
     w.write_bits(u64::from(BLOCKED_DECIMAL), 5);
     w.write_bits(u64::from(e), 5);
-    let code = |bits: u64| {
-        let v = f64::from_bits(bits);
-        match (!is_special(v)).then(|| to_decimal(v, e)).flatten() {
-            Some(m) => BlockValue::Mantissa(m),
-            None => BlockValue::Raw(bits),
-        }
-    };
     let mut state = DecimalState::default();
-    let Some((&(_, first), rest)) = samples.split_first() else {
+    let Some((&first, rest)) = codes.split_first() else {
         return w;
     };
-    match code(first) {
+    match first {
         BlockValue::Raw(bits) => {
             w.write_bits(1, 1);
             w.write_bits(bits, 64);
@@ -1069,52 +1065,60 @@ fn encode_blocked_decimal(samples: &[(i64, u64)], e: u32) -> BitWriter {
         }
     }
     let mut prev_k = 0;
-    let mut block = Vec::with_capacity(VALUE_BLOCK);
-    for part in rest.chunks(VALUE_BLOCK) {
-        block.clear();
-        block.extend(part.iter().map(|&(_, bits)| code(bits)));
-        let mut flat = state.clone();
-        let zeros = block.iter().all(|&v| match v {
-            BlockValue::Raw(_) => false,
-            BlockValue::Mantissa(m) => {
-                let zero = m.wrapping_sub(flat.m_prev) == flat.predicted();
-                flat.advance(m, false);
-                zero
+    for block in rest.chunks(VALUE_BLOCK) {
+        // The residuals as they are when no code escapes (an escape
+        // resets the predicted delta): the block's as written for every
+        // parameter at which none does.
+        let mut zs = [0u64; VALUE_BLOCK];
+        let (mut n, mut raws) = (0, 0u64);
+        let mut probe = state.clone();
+        for &v in block {
+            match v {
+                BlockValue::Raw(_) => raws += 1,
+                BlockValue::Mantissa(m) => {
+                    zs[n] = zigzag(m.wrapping_sub(probe.m_prev).wrapping_sub(probe.predicted()));
+                    n += 1;
+                    probe.advance(m, false);
+                }
             }
-        });
-        if zeros {
+        }
+        let zs = &mut zs[..n];
+        if raws == 0 && zs.iter().all(|&z| z == 0) {
             w.write_bits(1, 1);
-            state = flat;
+            state = probe;
             continue;
         }
+        let max_z = zs.iter().copied().max().unwrap_or(0);
+        let bits_at = |k: u32| -> u64 {
+            let codes = if max_z >> k < u64::from(Q_ESCAPE) {
+                zs.iter().map(|&z| z >> k).sum::<u64>()
+                    + n as u64 * u64::from(1 + k)
+                    + raws * (u64::from(Q_ESCAPE) + 1 + 64)
+            } else {
+                block_bits(&mut state.clone(), block, k)
+            };
+            block_k_bits(prev_k, k) + codes
+        };
         // The best parameter is near log2 of the typical residual: try
         // the few around the median's (an outlier would drag a mean) and
         // the previous block's (the cheapest to write) rather than all
         // 41, which made sealing a chunk cost more than appending it.
-        let mut zs = [0u64; VALUE_BLOCK];
-        let mut n = 0;
-        let mut probe = state.clone();
-        for &v in &block {
-            if let BlockValue::Mantissa(m) = v {
-                zs[n] = zigzag(m.wrapping_sub(probe.m_prev).wrapping_sub(probe.predicted()));
-                n += 1;
-                probe.advance(m, false);
-            }
-        }
         let median = if n == 0 {
             0
         } else {
-            *zs[..n].select_nth_unstable(n / 2).1
+            let mut sorted = [0u64; VALUE_BLOCK];
+            sorted[..n].copy_from_slice(zs);
+            *sorted[..n].select_nth_unstable(n / 2).1
         };
         let k0 = (64 - median.leading_zeros()).min(K_MAX);
         let k = (k0.saturating_sub(2)..=(k0 + 2).min(K_MAX))
             .chain([prev_k])
-            .min_by_key(|&k| block_k_bits(prev_k, k) + block_bits(&mut state.clone(), &block, k))
+            .min_by_key(|&k| bits_at(k))
             .unwrap_or(0);
         w.write_bits(0, 1);
         write_block_k(&mut w, prev_k, k);
         prev_k = k;
-        for &v in &block {
+        for &v in block {
             match v {
                 BlockValue::Raw(bits) => write_raw(&mut w, bits),
                 BlockValue::Mantissa(m) => {
