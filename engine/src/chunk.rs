@@ -306,10 +306,12 @@ impl ChunkEncoder {
         self.to_chunk()
     }
 
-    /// Seals the chunk in the smallest of its own encoding and encoding 3
-    /// (whose value modes include bit-pattern deltas, the smaller coding of
-    /// float counters): what the head keeps once a chunk is full. Costs a
-    /// decode and an encode of the chunk, once per chunk.
+    /// Seals the chunk in the smaller of its own encoding and encoding 3
+    /// in the codings encoding 2 lacks (the fixed-grid time stream, blocked
+    /// decimal values, and bit-pattern deltas, the smaller coding of float
+    /// counters; [`SplitStreams::encode_for_seal`]): what the head keeps
+    /// once a chunk is full. Costs a decode and an encode of the chunk,
+    /// once per chunk.
     pub fn seal(self) -> Chunk {
         let own = self.to_chunk();
         if own.encoding != Encoding::DecimalGrid || own.is_empty() {
@@ -321,7 +323,7 @@ impl ChunkEncoder {
             // The encoder's own bytes always decode; keep them if not.
             return own;
         }
-        match SplitStreams::encode(&samples).to_chunk() {
+        match SplitStreams::encode_for_seal(&samples).to_chunk() {
             Ok(split) if split.as_bytes().len() < own.as_bytes().len() => split,
             _ => own,
         }
@@ -565,6 +567,21 @@ impl SplitStreams {
     pub fn encode(samples: &[Sample]) -> SplitStreams {
         let raw: Vec<(i64, u64)> = samples.iter().map(|s| (s.t, s.v.to_bits())).collect();
         let (times, values) = decimal::encode_split(&raw);
+        SplitStreams {
+            count: samples.len() as u32,
+            min_time: samples.first().map_or(i64::MAX, |s| s.t),
+            max_time: samples.last().map_or(i64::MIN, |s| s.t),
+            times,
+            values,
+        }
+    }
+
+    /// Codes `samples` as [`SplitStreams::encode`] does, but only in the
+    /// codings an encoding-2 chunk of the same samples does not already
+    /// have (what [`ChunkEncoder::seal`] compares with its own bytes).
+    pub fn encode_for_seal(samples: &[Sample]) -> SplitStreams {
+        let raw: Vec<(i64, u64)> = samples.iter().map(|s| (s.t, s.v.to_bits())).collect();
+        let (times, values) = decimal::encode_split_for_seal(&raw);
         SplitStreams {
             count: samples.len() as u32,
             min_time: samples.first().map_or(i64::MAX, |s| s.t),
