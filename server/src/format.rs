@@ -5,16 +5,26 @@
 
 /// A sample value as Prometheus's API prints it.
 pub fn float(v: f64) -> String {
+    let mut out = String::new();
+    write_float(&mut out, v);
+    out
+}
+
+/// Appends a sample value as Prometheus's API prints it, without a string
+/// of its own (a range query's body holds a value per point).
+pub fn write_float(out: &mut String, v: f64) {
+    use std::fmt::Write as _;
     if v.is_nan() {
-        "NaN".into()
+        out.push_str("NaN");
     } else if v == f64::INFINITY {
-        "+Inf".into()
+        out.push_str("+Inf");
     } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
+        out.push_str("-Inf");
     } else {
         // Rust's Display of f64 is the shortest round-tripping decimal and
-        // never uses an exponent: the same digits as Go's 'f', -1.
-        format!("{v}")
+        // never uses an exponent: the same digits as Go's 'f', -1. Writing
+        // into a String cannot fail.
+        let _ = write!(out, "{v}");
     }
 }
 

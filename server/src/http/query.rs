@@ -158,7 +158,7 @@ fn write_point(out: &mut String, t: TimestampMs, v: f64) {
     out.push('[');
     write_timestamp(out, t);
     out.push_str(",\"");
-    out.push_str(&crate::format::float(v));
+    crate::format::write_float(out, v);
     out.push_str("\"]");
 }
 
