@@ -550,6 +550,10 @@ fn split_body(body: &[u8]) -> Result<(&[u8], &[u8])> {
     Ok(rest.split_at(len as usize))
 }
 
+/// Codes a run of (timestamp, value bits) as encoding 3's time and value
+/// streams.
+type StreamCoder = fn(&[(i64, u64)]) -> (Vec<u8>, Vec<u8>);
+
 /// A run of samples coded as encoding 3's two streams: what the block
 /// writer stores (the time stream once per distinct run of timestamps).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -565,23 +569,19 @@ impl SplitStreams {
     /// Codes `samples` (sorted by time, one per timestamp, at least one,
     /// at most [`MAX_CHUNK_SAMPLES`]).
     pub fn encode(samples: &[Sample]) -> SplitStreams {
-        let raw: Vec<(i64, u64)> = samples.iter().map(|s| (s.t, s.v.to_bits())).collect();
-        let (times, values) = decimal::encode_split(&raw);
-        SplitStreams {
-            count: samples.len() as u32,
-            min_time: samples.first().map_or(i64::MAX, |s| s.t),
-            max_time: samples.last().map_or(i64::MIN, |s| s.t),
-            times,
-            values,
-        }
+        SplitStreams::encode_with(samples, decimal::encode_split)
     }
 
     /// Codes `samples` as [`SplitStreams::encode`] does, but only in the
     /// codings an encoding-2 chunk of the same samples does not already
     /// have (what [`ChunkEncoder::seal`] compares with its own bytes).
     pub fn encode_for_seal(samples: &[Sample]) -> SplitStreams {
+        SplitStreams::encode_with(samples, decimal::encode_split_for_seal)
+    }
+
+    fn encode_with(samples: &[Sample], code: StreamCoder) -> SplitStreams {
         let raw: Vec<(i64, u64)> = samples.iter().map(|s| (s.t, s.v.to_bits())).collect();
-        let (times, values) = decimal::encode_split_for_seal(&raw);
+        let (times, values) = code(&raw);
         SplitStreams {
             count: samples.len() as u32,
             min_time: samples.first().map_or(i64::MAX, |s| s.t),

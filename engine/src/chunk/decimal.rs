@@ -191,42 +191,16 @@ enum Code {
 }
 
 impl<const ADOPT: bool> Rice<ADOPT> {
-    /// Reads one code. The common case (no escape) is a handful of shifts
-    /// on the reader's 64-bit buffer; escapes take the cold path.
+    /// Reads one code with the adaptive parameter and adapts it.
     #[inline(always)]
     fn read(&mut self, r: &mut BitReader<'_>) -> Code {
-        r.ensure(56);
-        let w = r.peek_word();
-        let q = w.leading_zeros();
-        if q < Q_ESCAPE {
-            let k = self.k();
-            // `w << q` starts with the terminating '1'; keeping it in the
-            // shift avoids a special case for k = 0.
-            let x = (w << q) >> (63 - k);
-            let z = (x ^ (1 << k)) | (u64::from(q) << k);
-            r.consume(q + 1 + k);
-            self.update(z, false);
-            return Code::Small(z);
+        let code = read_rice(r, self.k());
+        match code {
+            Code::Small(z) => self.update(z, false),
+            Code::Escaped(z) => self.update(z, true),
+            Code::Raw(_) => {}
         }
-        // By value in and out: a cold call that took the reader's or the
-        // state's address would keep them in memory for the whole loop.
-        let code;
-        (*self, *r, code) = Self::read_escape(*self, r.clone());
         code
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn read_escape(mut rice: Self, mut r: BitReader<'_>) -> (Self, BitReader<'_>, Code) {
-        r.consume(Q_ESCAPE);
-        if r.read_bits(1) == 1 {
-            let bits = r.read_bits(64);
-            return (rice, r, Code::Raw(bits));
-        }
-        let len = r.read_bits(6) as u32 + 1;
-        let z = r.read_bits(len);
-        rice.update(z, true);
-        (rice, r, Code::Escaped(z))
     }
 }
 
@@ -294,6 +268,30 @@ struct DecimalState {
 }
 
 impl DecimalState {
+    /// Sample 0's value in decimal mode: '1' and raw bits, or '0' and the
+    /// mantissa as signed varbits (which starts the deltas).
+    #[inline(always)]
+    fn read_first(&mut self, r: &mut BitReader<'_>, e: u32) -> u64 {
+        if r.read_bits(1) == 1 {
+            return r.read_bits(64);
+        }
+        let m = read_signed_varbits(r);
+        self.m_prev = m;
+        from_decimal(m, e).to_bits()
+    }
+
+    /// The value whose residual code was `z` (`escaped` as read), the
+    /// state moved past it.
+    #[inline(always)]
+    fn decode(&mut self, z: u64, escaped: bool, e: u32) -> u64 {
+        let m = self
+            .m_prev
+            .wrapping_add(self.predicted())
+            .wrapping_add(unzigzag(z));
+        self.advance(m, escaped);
+        from_decimal(m, e).to_bits()
+    }
+
     #[inline]
     fn predicted(&self) -> i64 {
         self.delta_avg.wrapping_add(1 << (DELTA_SHIFT - 1)) >> DELTA_SHIFT
@@ -554,12 +552,7 @@ struct DecimalValues {
 impl Values for DecimalValues {
     #[inline(always)]
     fn first(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
-        if r.read_bits(1) == 1 {
-            return Ok(r.read_bits(64));
-        }
-        let m = read_signed_varbits(r);
-        self.state.m_prev = m;
-        Ok(from_decimal(m, self.e).to_bits())
+        Ok(self.state.read_first(r, self.e))
     }
 
     #[inline(always)]
@@ -569,13 +562,7 @@ impl Values for DecimalValues {
             Code::Escaped(z) => (z, true),
             Code::Raw(bits) => return Ok(bits),
         };
-        let m = self
-            .state
-            .m_prev
-            .wrapping_add(self.state.predicted())
-            .wrapping_add(unzigzag(z));
-        self.state.advance(m, escaped);
-        Ok(from_decimal(m, self.e).to_bits())
+        Ok(self.state.decode(z, escaped, self.e))
     }
 }
 
@@ -739,10 +726,11 @@ const GRID_K_MAX: u32 = 7;
 /// each sample's residual from the grid point `g` (starting at `t0 + off +
 /// d`), and the grid's next point: `g + d`, or `t + d` after a residual
 /// larger than half an interval (a missed scrape, a new phase).
+/// `half` is `|d / 2|`.
 #[inline(always)]
-fn grid_step(g: i64, t: i64, d: i64) -> (i64, i64) {
+fn grid_step(g: i64, t: i64, d: i64, half: u64) -> (i64, i64) {
     let r = t.wrapping_sub(g);
-    let next = if r.unsigned_abs() > (d / 2).unsigned_abs() {
+    let next = if r.unsigned_abs() > half {
         t.wrapping_add(d)
     } else {
         g.wrapping_add(d)
@@ -791,11 +779,12 @@ fn encode_fixed_grid(samples: &[(i64, u64)]) -> Option<Vec<u8>> {
     if d <= 0 {
         return None;
     }
+    let half = (d / 2).unsigned_abs();
     let residuals = |off: i64| -> Vec<u64> {
         let mut g = t0.wrapping_add(off).wrapping_add(d);
         rest.iter()
             .map(|&(t, _)| {
-                let (r, next) = grid_step(g, t, d);
+                let (r, next) = grid_step(g, t, d, half);
                 g = next;
                 zigzag(r)
             })
@@ -807,7 +796,7 @@ fn encode_fixed_grid(samples: &[(i64, u64)]) -> Option<Vec<u8>> {
     let mut near: Vec<i64> = residuals(0)
         .into_iter()
         .map(unzigzag)
-        .filter(|r| r.unsigned_abs() <= (d / 2).unsigned_abs())
+        .filter(|r| r.unsigned_abs() <= half)
         .collect();
     let mid = near.len() / 2;
     let off = if near.is_empty() {
@@ -1162,12 +1151,7 @@ struct BlockedDecimalValues {
 impl Values for BlockedDecimalValues {
     #[inline(always)]
     fn first(&mut self, r: &mut BitReader<'_>) -> Result<u64> {
-        if r.read_bits(1) == 1 {
-            return Ok(r.read_bits(64));
-        }
-        let m = read_signed_varbits(r);
-        self.state.m_prev = m;
-        Ok(from_decimal(m, self.e).to_bits())
+        Ok(self.state.read_first(r, self.e))
     }
 
     #[inline(always)]
@@ -1189,13 +1173,7 @@ impl Values for BlockedDecimalValues {
                 Code::Raw(bits) => return Ok(bits),
             }
         };
-        let m = self
-            .state
-            .m_prev
-            .wrapping_add(self.state.predicted())
-            .wrapping_add(unzigzag(z));
-        self.state.advance(m, escaped);
-        Ok(from_decimal(m, self.e).to_bits())
+        Ok(self.state.decode(z, escaped, self.e))
     }
 }
 
@@ -1293,9 +1271,7 @@ impl SplitRead<'_> {
             return Err(corrupt("time grid interval not positive"));
         }
         let times = GridTimes {
-            g: self.t0.wrapping_add(off).wrapping_add(d),
-            d,
-            k,
+            grid: Grid::new(self.t0.wrapping_add(off).wrapping_add(d), d, k),
             left: 0,
             zeros: false,
         };
@@ -1332,10 +1308,7 @@ impl SplitRead<'_> {
         let st = Blocked {
             tr,
             vr,
-            g,
-            d,
-            half: (d / 2).unsigned_abs(),
-            kt,
+            grid: Grid::new(g, d, kt),
             st: vals.state,
             kv: 0,
             e: vals.e,
@@ -1423,12 +1396,7 @@ impl SplitRead<'_> {
 struct Blocked<'t, 'v> {
     tr: BitReader<'t>,
     vr: BitReader<'v>,
-    /// The next grid point, the interval, the time Rice parameter.
-    g: i64,
-    d: i64,
-    /// `|d / 2|`: a larger residual moves the grid ([`grid_step`]).
-    half: u64,
-    kt: u32,
+    grid: Grid,
     /// Decimal state, the current value block's Rice parameter, exponent.
     st: DecimalState,
     kv: u32,
@@ -1450,44 +1418,17 @@ impl Blocked<'_, '_> {
     ) -> Result<bool> {
         for _ in 0..n {
             let x = if TZ {
-                let x = self.g;
-                self.g = x.wrapping_add(self.d);
-                x
+                self.grid.on_grid()
             } else {
-                let z = match read_rice(&mut self.tr, self.kt) {
-                    Code::Small(z) | Code::Escaped(z) => z,
-                    Code::Raw(_) => return Err(corrupt("raw value in the time stream")),
-                };
-                let r = unzigzag(z);
-                let x = self.g.wrapping_add(r);
-                // As grid_step, with the half interval computed once.
-                self.g = if r.unsigned_abs() > self.half {
-                    x.wrapping_add(self.d)
-                } else {
-                    self.g.wrapping_add(self.d)
-                };
-                x
+                self.grid.read(&mut self.tr)?
             };
             let v = if VZ {
-                let m = self.st.m_prev.wrapping_add(self.st.predicted());
-                self.st.advance(m, false);
-                from_decimal(m, self.e).to_bits()
+                self.st.decode(0, false, self.e)
             } else {
                 match read_rice(&mut self.vr, self.kv) {
+                    Code::Small(z) => self.st.decode(z, false, self.e),
+                    Code::Escaped(z) => self.st.decode(z, true, self.e),
                     Code::Raw(bits) => bits,
-                    code => {
-                        let (z, escaped) = match code {
-                            Code::Escaped(z) => (z, true),
-                            Code::Small(z) | Code::Raw(z) => (z, false),
-                        };
-                        let m = self
-                            .st
-                            .m_prev
-                            .wrapping_add(self.st.predicted())
-                            .wrapping_add(unzigzag(z));
-                        self.st.advance(m, escaped);
-                        from_decimal(m, self.e).to_bits()
-                    }
                 }
             };
             if x <= self.t {
@@ -1538,10 +1479,7 @@ impl Times for TrackedTimes {
 
 /// The fixed grid ([`encode_fixed_grid`]).
 struct GridTimes {
-    /// The next grid point.
-    g: i64,
-    d: i64,
-    k: u32,
+    grid: Grid,
     /// Residuals left in the current block.
     left: u32,
     /// Whether the current block is all zeros.
@@ -1557,21 +1495,57 @@ impl Times for GridTimes {
         }
         self.left -= 1;
         if self.zeros {
-            let t = self.g;
-            self.g = t.wrapping_add(self.d);
-            return Ok(t);
+            Ok(self.grid.on_grid())
+        } else {
+            self.grid.read(r)
         }
+    }
+}
+
+/// The fixed grid's decoding state: the next grid point `g`, the interval
+/// `d`, `|d / 2|`, the Rice parameter.
+#[derive(Clone, Copy)]
+struct Grid {
+    g: i64,
+    d: i64,
+    half: u64,
+    k: u32,
+}
+
+impl Grid {
+    fn new(g: i64, d: i64, k: u32) -> Self {
+        Grid {
+            g,
+            d,
+            half: (d / 2).unsigned_abs(),
+            k,
+        }
+    }
+
+    /// The timestamp of a sample in a block of zero residuals.
+    #[inline(always)]
+    fn on_grid(&mut self) -> i64 {
+        let t = self.g;
+        self.g = t.wrapping_add(self.d);
+        t
+    }
+
+    /// The timestamp of a sample whose residual is coded.
+    #[inline(always)]
+    fn read(&mut self, r: &mut BitReader<'_>) -> Result<i64> {
         let z = match read_rice(r, self.k) {
             Code::Small(z) | Code::Escaped(z) => z,
             Code::Raw(_) => return Err(corrupt("raw value in the time stream")),
         };
         let t = self.g.wrapping_add(unzigzag(z));
-        (_, self.g) = grid_step(self.g, t, self.d);
+        (_, self.g) = grid_step(self.g, t, self.d, self.half);
         Ok(t)
     }
 }
 
-/// Reads a fixed-parameter Rice code ([`write_rice`]).
+/// Reads a Rice code with parameter `k` ([`write_rice`]). The common
+/// case (no escape) is a handful of shifts on the reader's 64-bit buffer;
+/// escapes take the cold path.
 #[inline(always)]
 fn read_rice(r: &mut BitReader<'_>, k: u32) -> Code {
     r.ensure(56);
