@@ -980,22 +980,34 @@ impl Evaluator<'_> {
         let groups = self.bucket_groups(ss, arg_span);
         let mut out: Vec<Series> = Vec::new();
         let mut index: HashMap<Labels, usize> = HashMap::new();
+        // Reused for every group and step: a step's buckets, and the copy
+        // one quantile sorts and coalesces.
+        let mut buckets: Vec<histogram::Bucket> = Vec::new();
+        let mut work: Vec<histogram::Bucket> = Vec::new();
         for (labels, _drop, members) in &groups {
             self.tick()?;
+            // Without a quantile label the output series is the group's
+            // own: found or added once, when its first value comes, not
+            // at every step.
+            let mut fixed_idx: Option<usize> = None;
             for i in 0..n {
-                let buckets: Vec<histogram::Bucket> = members
-                    .iter()
-                    .filter(|(si, _)| !is_absent(ss[*si].vals[i]))
-                    .map(|&(si, ub)| histogram::Bucket {
-                        upper_bound: ub,
-                        count: ss[si].vals[i],
-                    })
-                    .collect();
+                buckets.clear();
+                buckets.extend(
+                    members
+                        .iter()
+                        .filter(|(si, _)| !is_absent(ss[*si].vals[i]))
+                        .map(|&(si, ub)| histogram::Bucket {
+                            upper_bound: ub,
+                            count: ss[si].vals[i],
+                        }),
+                );
                 if buckets.is_empty() {
                     continue;
                 }
                 for (q, _) in &qs {
-                    let (v, fix) = histogram::bucket_quantile(q[i], buckets.clone());
+                    work.clear();
+                    work.extend_from_slice(&buckets);
+                    let (v, fix) = histogram::bucket_quantile(q[i], &mut work);
                     if fix.forced {
                         self.annotations.monotonicity(
                             labels.metric_name().unwrap_or(""),
@@ -1006,24 +1018,33 @@ impl Evaluator<'_> {
                             fix.max_diff,
                         );
                     }
-                    let out_labels = match &label {
-                        Some(l) => {
-                            let mut b = labels.builder();
-                            b.set(l.clone(), open_metrics_float(q[i]));
-                            b.build()
-                        }
-                        None => labels.clone(),
-                    };
-                    let idx = match index.get(&out_labels) {
-                        Some(&x) => x,
-                        None => {
-                            index.insert(out_labels.clone(), out.len());
-                            out.push(Series {
-                                labels: out_labels,
-                                vals: vec![absent(); n],
-                                drop_name: true,
-                            });
-                            out.len() - 1
+                    let idx = match (&label, fixed_idx) {
+                        (None, Some(idx)) => idx,
+                        _ => {
+                            let out_labels = match &label {
+                                Some(l) => {
+                                    let mut b = labels.builder();
+                                    b.set(l.clone(), open_metrics_float(q[i]));
+                                    b.build()
+                                }
+                                None => labels.clone(),
+                            };
+                            let idx = match index.get(&out_labels) {
+                                Some(&x) => x,
+                                None => {
+                                    index.insert(out_labels.clone(), out.len());
+                                    out.push(Series {
+                                        labels: out_labels,
+                                        vals: vec![absent(); n],
+                                        drop_name: true,
+                                    });
+                                    out.len() - 1
+                                }
+                            };
+                            if label.is_none() {
+                                fixed_idx = Some(idx);
+                            }
+                            idx
                         }
                     };
                     if !is_absent(out[idx].vals[i]) {

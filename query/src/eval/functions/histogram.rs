@@ -28,15 +28,16 @@ fn sort_and_coalesce(buckets: &mut Vec<Bucket>) {
             .partial_cmp(&b.upper_bound)
             .unwrap_or(std::cmp::Ordering::Equal)
     });
-    // Buckets with the same bound (`le="1"` and `le="1.0"`) are added up.
-    let mut out: Vec<Bucket> = Vec::with_capacity(buckets.len());
-    for b in buckets.iter() {
-        match out.last_mut() {
-            Some(last) if last.upper_bound == b.upper_bound => last.count += b.count,
-            _ => out.push(*b),
+    // Buckets with the same bound (`le="1"` and `le="1.0"`) are added up,
+    // in order, into the first of them.
+    buckets.dedup_by(|later, kept| {
+        if later.upper_bound == kept.upper_bound {
+            kept.count += later.count;
+            true
+        } else {
+            false
         }
-    }
-    *buckets = out;
+    });
 }
 
 fn ensure_monotonic(buckets: &mut [Bucket]) -> MonotonicityFix {
@@ -71,7 +72,8 @@ fn ensure_monotonic(buckets: &mut [Bucket]) -> MonotonicityFix {
 
 /// The `q`-quantile of a classic histogram given by its buckets (any
 /// order), interpolating linearly inside the bucket the rank falls in.
-pub fn bucket_quantile(q: f64, mut buckets: Vec<Bucket>) -> (f64, MonotonicityFix) {
+/// `buckets` is left sorted and coalesced.
+pub fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> (f64, MonotonicityFix) {
     let none = MonotonicityFix::default();
     if q.is_nan() {
         return (f64::NAN, none);
@@ -85,11 +87,11 @@ pub fn bucket_quantile(q: f64, mut buckets: Vec<Bucket>) -> (f64, MonotonicityFi
     if buckets.is_empty() {
         return (f64::NAN, none);
     }
-    sort_and_coalesce(&mut buckets);
+    sort_and_coalesce(buckets);
     if buckets[buckets.len() - 1].upper_bound != f64::INFINITY {
         return (f64::NAN, none);
     }
-    let fix = ensure_monotonic(&mut buckets);
+    let fix = ensure_monotonic(buckets);
     if buckets.len() < 2 {
         return (f64::NAN, fix);
     }
@@ -199,16 +201,19 @@ mod tests {
     #[test]
     fn quantile_interpolates_inside_bucket() {
         let bs = b(&[(f64::INFINITY, 10.0), (1.0, 5.0), (2.0, 10.0)]);
-        assert_eq!(bucket_quantile(0.5, bs.clone()).0, 1.0);
-        assert_eq!(bucket_quantile(0.25, bs.clone()).0, 0.5);
-        assert_eq!(bucket_quantile(0.75, bs.clone()).0, 1.5);
-        assert_eq!(bucket_quantile(1.0, bs).0, 2.0);
+        assert_eq!(bucket_quantile(0.5, &mut bs.clone()).0, 1.0);
+        assert_eq!(bucket_quantile(0.25, &mut bs.clone()).0, 0.5);
+        assert_eq!(bucket_quantile(0.75, &mut bs.clone()).0, 1.5);
+        assert_eq!(bucket_quantile(1.0, &mut bs.clone()).0, 2.0);
     }
 
     #[test]
     fn missing_inf_bucket_is_nan_and_non_monotonic_is_fixed() {
-        assert!(bucket_quantile(0.5, b(&[(1.0, 5.0)])).0.is_nan());
-        let (v, fix) = bucket_quantile(0.5, b(&[(1.0, 5.0), (2.0, 4.0), (f64::INFINITY, 10.0)]));
+        assert!(bucket_quantile(0.5, &mut b(&[(1.0, 5.0)])).0.is_nan());
+        let (v, fix) = bucket_quantile(
+            0.5,
+            &mut b(&[(1.0, 5.0), (2.0, 4.0), (f64::INFINITY, 10.0)]),
+        );
         assert!(fix.forced);
         assert_eq!(fix.max_diff, 1.0);
         assert_eq!(fix.min_bucket, 2.0);
