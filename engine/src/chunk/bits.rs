@@ -275,8 +275,8 @@ impl<'a> BitPosReader<'a> {
                 u64::from_be_bytes(a)
             }
             None => {
-                // Past the end only on corrupt input (or exactly at it):
-                // zeros then.
+                // Within the last 8 bytes: from the tail copy, zeros past
+                // the end (read only on corrupt input, or exactly at it).
                 let j = i - self.tail_base;
                 match self.tail.get(j..j + 8) {
                     Some(s) => {

@@ -292,6 +292,27 @@ impl DecimalState {
         from_decimal(m, e).to_bits()
     }
 
+    /// The zigzagged residual that codes `m` after this state.
+    #[inline]
+    fn residual(&self, m: i64) -> u64 {
+        zigzag(m.wrapping_sub(self.m_prev).wrapping_sub(self.predicted()))
+    }
+
+    /// Writes sample 0's value as [`DecimalState::read_first`] reads it.
+    fn write_first(&mut self, w: &mut BitWriter, first: BlockValue) {
+        match first {
+            BlockValue::Raw(bits) => {
+                w.write_bits(1, 1);
+                w.write_bits(bits, 64);
+            }
+            BlockValue::Mantissa(m) => {
+                w.write_bits(0, 1);
+                write_signed_varbits(w, m);
+                self.m_prev = m;
+            }
+        }
+    }
+
     #[inline]
     fn predicted(&self) -> i64 {
         self.delta_avg.wrapping_add(1 << (DELTA_SHIFT - 1)) >> DELTA_SHIFT
@@ -923,23 +944,15 @@ fn encode_value_stream(samples: &[(i64, u64)]) -> Vec<u8> {
             w.write_bits(0, 1);
             w.write_bits(u64::from(e), 5);
             let mut state = DecimalState::default();
-            for (i, &code) in codes.iter().enumerate() {
-                match (i, code) {
-                    (0, BlockValue::Raw(bits)) => {
-                        w.write_bits(1, 1);
-                        w.write_bits(bits, 64);
-                    }
-                    (0, BlockValue::Mantissa(m)) => {
-                        w.write_bits(0, 1);
-                        write_signed_varbits(&mut w, m);
-                        state.m_prev = m;
-                    }
-                    (_, BlockValue::Raw(bits)) => write_raw(&mut w, bits),
-                    (_, BlockValue::Mantissa(m)) => {
-                        let delta = m.wrapping_sub(state.m_prev);
-                        let res = delta.wrapping_sub(state.predicted());
-                        let escaped = state.rice.write(&mut w, zigzag(res));
-                        state.advance(m, escaped);
+            if let Some((&first, rest)) = codes.split_first() {
+                state.write_first(&mut w, first);
+                for &code in rest {
+                    match code {
+                        BlockValue::Raw(bits) => write_raw(&mut w, bits),
+                        BlockValue::Mantissa(m) => {
+                            let escaped = state.rice.write(&mut w, state.residual(m));
+                            state.advance(m, escaped);
+                        }
                     }
                 }
             }
@@ -1029,7 +1042,7 @@ fn block_bits(state: &mut DecimalState, block: &[BlockValue], k: u32) -> u64 {
         match v {
             BlockValue::Raw(_) => bits += u64::from(Q_ESCAPE) + 1 + 64,
             BlockValue::Mantissa(m) => {
-                let z = zigzag(m.wrapping_sub(state.m_prev).wrapping_sub(state.predicted()));
+                let z = state.residual(m);
                 bits += rice_bits(z, k);
                 state.advance(m, (z >> k) >= u64::from(Q_ESCAPE));
             }
@@ -1057,17 +1070,7 @@ fn encode_blocked_decimal(codes: &[BlockValue], e: u32) -> BitWriter {
     let Some((&first, rest)) = codes.split_first() else {
         return w;
     };
-    match first {
-        BlockValue::Raw(bits) => {
-            w.write_bits(1, 1);
-            w.write_bits(bits, 64);
-        }
-        BlockValue::Mantissa(m) => {
-            w.write_bits(0, 1);
-            write_signed_varbits(&mut w, m);
-            state.m_prev = m;
-        }
-    }
+    state.write_first(&mut w, first);
     let mut prev_k = 0;
     for block in rest.chunks(VALUE_BLOCK) {
         // The residuals as they are when no code escapes (an escape
@@ -1080,13 +1083,13 @@ fn encode_blocked_decimal(codes: &[BlockValue], e: u32) -> BitWriter {
             match v {
                 BlockValue::Raw(_) => raws += 1,
                 BlockValue::Mantissa(m) => {
-                    zs[n] = zigzag(m.wrapping_sub(probe.m_prev).wrapping_sub(probe.predicted()));
+                    zs[n] = probe.residual(m);
                     n += 1;
                     probe.advance(m, false);
                 }
             }
         }
-        let zs = &mut zs[..n];
+        let zs = &zs[..n];
         if raws == 0 && zs.iter().all(|&z| z == 0) {
             w.write_bits(1, 1);
             state = probe;
@@ -1126,7 +1129,7 @@ fn encode_blocked_decimal(codes: &[BlockValue], e: u32) -> BitWriter {
             match v {
                 BlockValue::Raw(bits) => write_raw(&mut w, bits),
                 BlockValue::Mantissa(m) => {
-                    let z = zigzag(m.wrapping_sub(state.m_prev).wrapping_sub(state.predicted()));
+                    let z = state.residual(m);
                     write_rice(&mut w, z, k);
                     state.advance(m, (z >> k) >= u64::from(Q_ESCAPE));
                 }
@@ -1249,6 +1252,18 @@ struct SplitRead<'a> {
 }
 
 impl SplitRead<'_> {
+    /// The fixed-grid time coding's header, after its '0': the grid.
+    #[inline(always)]
+    fn read_grid(&self, tr: &mut BitReader<'_>) -> Result<Grid> {
+        let d = read_signed_varbits(tr);
+        let off = read_signed_varbits(tr);
+        let k = tr.read_bits(3) as u32;
+        if d <= 0 {
+            return Err(corrupt("time grid interval not positive"));
+        }
+        Ok(Grid::new(self.t0.wrapping_add(off).wrapping_add(d), d, k))
+    }
+
     /// Reads the time coding's header and runs the sample loop for it.
     #[inline(always)]
     fn run<V: Values>(&self, vr: BitReader<'_>, vals: V, out: &mut impl Sink) -> Result<()> {
@@ -1264,14 +1279,8 @@ impl SplitRead<'_> {
             return self.run_with(tr, vr, vals, times, out);
         }
         tr.consume(1);
-        let d = read_signed_varbits(&mut tr);
-        let off = read_signed_varbits(&mut tr);
-        let k = tr.read_bits(3) as u32;
-        if d <= 0 {
-            return Err(corrupt("time grid interval not positive"));
-        }
         let times = GridTimes {
-            grid: Grid::new(self.t0.wrapping_add(off).wrapping_add(d), d, k),
+            grid: self.read_grid(&mut tr)?,
             left: 0,
             zeros: false,
         };
@@ -1297,18 +1306,12 @@ impl SplitRead<'_> {
             return self.run(vr, vals, out);
         }
         tr.consume(1);
-        let d = read_signed_varbits(&mut tr);
-        let off = read_signed_varbits(&mut tr);
-        let kt = tr.read_bits(3) as u32;
-        if d <= 0 {
-            return Err(corrupt("time grid interval not positive"));
-        }
+        let grid = self.read_grid(&mut tr)?;
         let v = vals.first(&mut vr)?;
-        let g = self.t0.wrapping_add(off).wrapping_add(d);
         let st = Blocked {
             tr,
             vr,
-            grid: Grid::new(g, d, kt),
+            grid,
             st: vals.state,
             kv: 0,
             e: vals.e,
@@ -1351,20 +1354,11 @@ impl SplitRead<'_> {
             }
             i += n;
         }
-        if b.tr.overran() || b.vr.overran() {
-            return Err(corrupt("stream shorter than its sample count"));
-        }
-        if FULL {
-            if b.t != self.t_last {
-                return Err(corrupt("last timestamp differs from the header's max time"));
-            }
-            if self.times.len() as u64 * 8 - b.tr.bits_read() >= 8
-                || self.values.len() as u64 * 8 - b.vr.bits_read() >= 8
-            {
-                return Err(corrupt("bytes left after the last sample"));
-            }
-        }
-        Ok(())
+        split_end_checks(
+            (&b.tr, self.times),
+            (&b.vr, self.values),
+            FULL.then_some((b.t, self.t_last)),
+        )
     }
 
     #[inline(always)]
@@ -1644,10 +1638,24 @@ fn decode_split_samples<V: Values, T: Times, const FULL: bool>(
             out.push(t, v);
         }
     }
+    split_end_checks((&tr, times), (&vr, values), FULL.then_some((t, t_last)))
+}
+
+/// The checks after encoding 3's last sample read: neither stream read
+/// past its end and, when every sample was read (`whole` holds the last
+/// timestamp read and the header's), the last is the header's and no whole
+/// byte is left in either stream. Inlined: an out-of-line call taking the
+/// readers' addresses would keep them in memory for the whole loop.
+#[inline(always)]
+fn split_end_checks(
+    (tr, times): (&BitReader<'_>, &[u8]),
+    (vr, values): (&BitReader<'_>, &[u8]),
+    whole: Option<(i64, i64)>,
+) -> Result<()> {
     if tr.overran() || vr.overran() {
         return Err(corrupt("stream shorter than its sample count"));
     }
-    if FULL {
+    if let Some((t, t_last)) = whole {
         if t != t_last {
             return Err(corrupt("last timestamp differs from the header's max time"));
         }
