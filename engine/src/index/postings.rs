@@ -48,12 +48,14 @@ impl NameEntry {
     fn insert(&mut self, value: &Arc<str>, id: u32) {
         match self.values.get_mut(&**value) {
             Some(b) => {
-                b.insert(id);
+                if b.insert(id) && b.len() <= SMALL_BITMAP {
+                    *b = exact(std::mem::take(b));
+                }
             }
             None => {
                 let mut b = RoaringBitmap::new();
                 b.insert(id);
-                self.values.insert(Arc::clone(value), b);
+                self.values.insert(Arc::clone(value), exact(b));
             }
         }
         self.any.insert(id);
@@ -70,9 +72,14 @@ impl NameEntry {
                 .unwrap_or_else(|_| ids.iter().copied().collect());
             self.any |= &added;
             match self.values.get_mut(&**value) {
-                Some(b) => *b |= added,
+                Some(b) => {
+                    *b |= added;
+                    if b.len() <= SMALL_BITMAP {
+                        *b = exact(std::mem::take(b));
+                    }
+                }
                 None => {
-                    self.values.insert(Arc::clone(value), added);
+                    self.values.insert(Arc::clone(value), exact(added));
                 }
             }
         }
@@ -169,14 +176,28 @@ impl NameEntry {
     }
 }
 
+/// Bitmaps of at most this many series are kept exactly sized.
+const SMALL_BITMAP: u64 = 16;
+
+/// `b` in exactly sized vectors. Roaring grows its container vector to
+/// room for four (160 bytes) on the first insert; label values held by one
+/// or two series (an instance, a pod) are common enough that this slack
+/// would be a tenth of the head's memory. A clone allocates exactly.
+fn exact(b: RoaringBitmap) -> RoaringBitmap {
+    b.clone()
+}
+
 /// Estimated heap bytes of a roaring bitmap, from its container statistics.
 fn bitmap_bytes(b: &RoaringBitmap) -> usize {
-    // A container: its 16-bit key and its store (a vector or a box).
-    const CONTAINER_BYTES: usize = 32;
+    // A container: its 16-bit key and its store (a vector or a box), 40
+    // bytes; an array store's heap block is at least 24 bytes.
+    const CONTAINER_BYTES: usize = 40;
+    const ARRAY_MIN_BYTES: usize = 24;
     const BITSET_BYTES: usize = 8192;
     let s = b.statistics();
     s.n_containers as usize * CONTAINER_BYTES
-        + s.n_values_array_containers as usize * 2
+        + (s.n_values_array_containers as usize * 2)
+            .max(s.n_array_containers as usize * ARRAY_MIN_BYTES)
         + s.n_bitset_containers as usize * BITSET_BYTES
         + s.n_bytes_run_containers as usize
 }
