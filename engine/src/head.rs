@@ -592,7 +592,7 @@ impl Head {
             chunks += data.num_chunks();
             bytes += 16 // Arc counts
                 + std::mem::size_of::<MemSeries>()
-                + s.label_ids.len() * std::mem::size_of::<u32>()
+                + s.label_ids.heap_bytes()
                 + data.heap_bytes()
                 + per_map_entry;
         });

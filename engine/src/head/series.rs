@@ -12,6 +12,7 @@ use std::sync::atomic::AtomicBool;
 
 use parking_lot::Mutex;
 
+use super::symbols::LabelIds;
 use crate::chunk::{Chunk, ChunkEncoder};
 use crate::index::SeriesRef;
 use crate::sample::Sample;
@@ -46,9 +47,9 @@ pub enum SampleOutcome {
 /// A series in the head.
 pub struct MemSeries {
     pub series_ref: SeriesRef,
-    /// The label set as symbol ids (name, value, ...) of the head's
+    /// The label set as symbol ids of the head's
     /// [`super::symbols::SymbolTable`]; `Head::series_labels` decodes it.
-    pub label_ids: Box<[u32]>,
+    pub label_ids: LabelIds,
     /// True until the WAL record that created the series is known to be
     /// fsynced. Appenders that see it set log the series record again so
     /// that their samples never precede it in the WAL.
@@ -64,7 +65,7 @@ pub struct Truncated {
 }
 
 impl MemSeries {
-    pub fn new(series_ref: SeriesRef, label_ids: Box<[u32]>) -> Self {
+    pub fn new(series_ref: SeriesRef, label_ids: LabelIds) -> Self {
         MemSeries {
             series_ref,
             label_ids,

@@ -272,8 +272,10 @@ fn labels_are_interned_and_indexed_on_creation() {
     assert!(std::sync::Arc::ptr_eq(n1, n2));
     // The name and the job label are shared symbols: 3 distinct strings
     // besides the two job values.
-    assert_eq!(&s1.label_ids[..3], &s2.label_ids[..3]);
-    assert_ne!(s1.label_ids[3], s2.label_ids[3]);
+    let (i1, i2): (Vec<u32>, Vec<u32>) =
+        (s1.label_ids.iter().collect(), s2.label_ids.iter().collect());
+    assert_eq!(i1[..3], i2[..3]);
+    assert_ne!(i1[3], i2[3]);
     let m = crate::matcher::Matcher::new(crate::matcher::MatchOp::Equal, "job", "b").unwrap();
     let bm = head.postings().select(&[m]);
     assert_eq!(bm.iter().collect::<Vec<_>>(), vec![s2.series_ref.0]);
