@@ -9,11 +9,14 @@
 //! seconds per sample, by labels and by series handle:
 //! `cargo bench -p cairn-engine --bench append -- cpu_per_sample`.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
 use cairn_engine::head::{Head, HeadOptions};
 use cairn_engine::{Db, DbOptions, Labels, Sample, SeriesHandle, WriteSeries, WriteTarget};
+use common::{Rng, scrape_jitter};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 struct XorShift(u64);
@@ -204,12 +207,81 @@ fn report_selected(name: &str) -> bool {
     filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
 }
 
-/// Head memory per active series, printed once.
-fn head_memory(_c: &mut Criterion) {
-    const SERIES: u64 = 100_000;
-    if !report_selected("head_memory") {
-        return;
+/// How the head-memory bench's series move.
+#[derive(Clone, Copy, PartialEq)]
+enum SeriesData {
+    /// The codec bench's fleet mix ([`FleetSeries`]).
+    Fleet,
+    /// The worst case: every timestamp jittered uniformly over 40 ms and
+    /// every value random (counters by 0-19 a scrape, gauges uniform).
+    Uniform,
+}
+
+/// One series of the fleet mix, by `i % 10` as in the codec bench: 70%
+/// classic-histogram bucket counters, 20% request and token counters, 10%
+/// one-decimal gauges (GPU utilisation).
+struct FleetSeries {
+    v: f64,
+    /// Expected increments a scrape (counters and buckets).
+    lambda: f64,
+    kind: u64,
+}
+
+/// P(latency <= le) for the `le` values of `fleet_labels`, latencies
+/// lognormal around 600 ms (sigma 1): the codec bench's buckets.
+const BUCKET_SHARE: [f64; 10] = [
+    0.0, 0.00002, 0.0007, 0.0065, 0.037, 0.19, 0.43, 0.69, 0.92, 1.0,
+];
+
+impl FleetSeries {
+    fn new(i: u64, rng: &mut Rng) -> Self {
+        let kind = i % 10;
+        let uptime_scrapes = rng.range(0, 20_000) as f64;
+        let lambda = match kind {
+            0..=6 => rng.log_uniform(0.02, 50.0) * BUCKET_SHARE[((i / 10) % 10) as usize],
+            7 => rng.log_uniform(0.05, 100.0),
+            8 => rng.log_uniform(0.05, 100.0) * 1000.0,
+            _ => 0.0,
+        };
+        let v = match kind {
+            0..=8 => (lambda * uptime_scrapes).round(),
+            _ => (rng.f64() * 1000.0).round() / 10.0,
+        };
+        FleetSeries { v, lambda, kind }
     }
+
+    fn next(&mut self, rng: &mut Rng) -> f64 {
+        match self.kind {
+            0..=7 => self.v += rng.poisson(self.lambda) as f64,
+            // Tokens: requests times 50-2000 tokens each.
+            8 => {
+                let requests = rng.poisson(self.lambda / 1000.0);
+                self.v += (0..requests).map(|_| rng.range(50, 2000)).sum::<i64>() as f64;
+            }
+            _ => {
+                let x = (self.v + 5.0 * rng.normal()).clamp(0.0, 100.0);
+                self.v = (x * 10.0).round() / 10.0;
+            }
+        }
+        self.v
+    }
+}
+
+/// Head memory per active series, printed once: on the fleet mix
+/// (`head_memory`), or on uniformly random data when asked for by name
+/// (`head_memory_uniform`, in its own process: a second head in the same
+/// process would reuse the first one's freed memory and hide its RSS).
+fn head_memory(_c: &mut Criterion) {
+    let uniform_asked = std::env::args().skip(1).any(|a| a == "head_memory_uniform");
+    if uniform_asked {
+        head_memory_on(SeriesData::Uniform);
+    } else if report_selected("head_memory") {
+        head_memory_on(SeriesData::Fleet);
+    }
+}
+
+fn head_memory_on(data: SeriesData) {
+    const SERIES: u64 = 100_000;
     let rss0 = rss_bytes();
     let head = Head::new(HeadOptions::default());
     let series: Vec<_> = (0..SERIES)
@@ -217,14 +289,25 @@ fn head_memory(_c: &mut Criterion) {
         .collect();
     let t0: i64 = 1_700_000_000_000 - 1_700_000_000_000 % 7_200_000;
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut fleet_rng = Rng(0x00c0_ffee_cafe_f00d);
     let mut values: Vec<f64> = vec![0.0; SERIES as usize];
+    let mut fleet: Vec<FleetSeries> = match data {
+        SeriesData::Fleet => (0..SERIES)
+            .map(|i| FleetSeries::new(i, &mut fleet_rng))
+            .collect(),
+        SeriesData::Uniform => Vec::new(),
+    };
+    let name = match data {
+        SeriesData::Fleet => "fleet mix",
+        SeriesData::Uniform => "uniform random data",
+    };
     let report = |head: &Head, samples: u64, rss0: u64| {
         let (series_bytes, chunks) = head.memory_bytes();
         let index_bytes = (head.interner().memory_bytes() + head.postings().memory_bytes()) as u64;
         let total = series_bytes + index_bytes;
         let rss = rss_bytes().saturating_sub(rss0);
         println!(
-            "head memory, {SERIES} series x 10 labels, {samples} samples/series: \
+            "head memory, {SERIES} series x 10 labels, {samples} samples/series, {name}: \
              HeadStats {:.0} B/series (series+chunks {:.0}, index {:.0}), {chunks} chunks; \
              RSS delta {:.0} B/series",
             total as f64 / SERIES as f64,
@@ -235,17 +318,25 @@ fn head_memory(_c: &mut Criterion) {
     };
     for step in 0..480i64 {
         for (i, s) in series.iter().enumerate() {
-            // 15 s scrapes with millisecond jitter; counters, one-decimal
-            // gauges and histogram buckets by metric.
-            let t = t0 + step * 15_000 + rng.below(40) as i64;
-            let v = &mut values[i];
-            match i % 10 {
-                0..=6 => *v += rng.below(20) as f64,
-                7 => *v = (rng.below(1000) as f64) / 10.0,
-                8 => *v = rng.below(50) as f64,
-                _ => *v = (rng.below(1000) as f64) / 1000.0,
-            }
-            head.append_samples(s, &[Sample::new(t, *v)], |_| {});
+            let sample = match data {
+                // 15 s scrapes, 1 s after the block boundary, jittered.
+                SeriesData::Fleet => Sample::new(
+                    t0 + 1_000 + step * 15_000 + scrape_jitter(&mut fleet_rng),
+                    fleet[i].next(&mut fleet_rng),
+                ),
+                SeriesData::Uniform => {
+                    let t = t0 + step * 15_000 + rng.below(40) as i64;
+                    let v = &mut values[i];
+                    match i % 10 {
+                        0..=6 => *v += rng.below(20) as f64,
+                        7 => *v = (rng.below(1000) as f64) / 10.0,
+                        8 => *v = rng.below(50) as f64,
+                        _ => *v = (rng.below(1000) as f64) / 1000.0,
+                    }
+                    Sample::new(t, *v)
+                }
+            };
+            head.append_samples(s, &[sample], |_| {});
         }
         if step == 0 {
             report(&head, 1, rss0);
@@ -253,6 +344,7 @@ fn head_memory(_c: &mut Criterion) {
     }
     report(&head, 480, rss0);
     black_box(&head);
+    fleet.clear();
 }
 
 fn append(c: &mut Criterion) {

@@ -19,10 +19,13 @@
 //! Run: `cargo bench -p cairn-engine --bench chunk -- --quick`.
 //! The sizes are printed before the timings.
 
+mod common;
+
 use std::hint::black_box;
 
 use cairn_engine::Sample;
 use cairn_engine::chunk::{Chunk, ChunkEncoder, Encoding, SplitStreams};
+use common::{Rng, scrape_jitter};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 /// As the head cuts chunks (`HeadOptions::default()`): an hour of 15 s
@@ -44,63 +47,10 @@ const BUCKETS_LE_MS: [f64; 12] = [
     f64::INFINITY,
 ];
 
-/// SplitMix64: a tiny deterministic generator, so the data is the same on
-/// every run and machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    fn f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next_u64() % (hi - lo + 1) as u64) as i64
-    }
-    fn normal(&mut self) -> f64 {
-        let u1 = self.f64().max(1e-300);
-        let u2 = self.f64();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-    fn poisson(&mut self, lambda: f64) -> u64 {
-        if lambda > 30.0 {
-            return (lambda + lambda.sqrt() * self.normal()).round().max(0.0) as u64;
-        }
-        let l = (-lambda).exp();
-        let (mut k, mut p) = (0u64, 1.0);
-        loop {
-            p *= self.f64();
-            if p <= l {
-                return k;
-            }
-            k += 1;
-        }
-    }
-    fn log_uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        (lo.ln() + self.f64() * (hi.ln() - lo.ln())).exp()
-    }
-}
-
 fn timestamps(rng: &mut Rng) -> Vec<i64> {
     let start = 1_795_000_000_000 + rng.range(0, SCRAPE_MS - 1);
     (0..SAMPLES_PER_CHUNK as i64)
-        .map(|i| {
-            let p = rng.f64();
-            let jitter = if p < 0.90 {
-                rng.range(-2, 2)
-            } else if p < 0.99 {
-                rng.range(-10, 10)
-            } else {
-                rng.range(-100, 100)
-            };
-            start + i * SCRAPE_MS + jitter
-        })
+        .map(|i| start + i * SCRAPE_MS + scrape_jitter(rng))
         .collect()
 }
 
