@@ -14,8 +14,8 @@ use crate::error::{Error, Result};
 /// The label that holds the metric name.
 pub const METRIC_NAME: &str = "__name__";
 
-/// One name/value pair.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// One name/value pair. Ordered by name, then value, as strings.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Label {
     pub name: Arc<str>,
     pub value: Arc<str>,
@@ -27,6 +27,29 @@ impl Label {
             name: name.into(),
             value: value.into(),
         }
+    }
+}
+
+/// Strings from one interner are equal exactly when they are the same
+/// allocation: label sets of the head's series (and of one block) compare
+/// label by label without reading the bytes of the labels they share.
+fn cmp_interned(a: &Arc<str>, b: &Arc<str>) -> std::cmp::Ordering {
+    if Arc::ptr_eq(a, b) {
+        std::cmp::Ordering::Equal
+    } else {
+        a.as_ref().cmp(b.as_ref())
+    }
+}
+
+impl Ord for Label {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        cmp_interned(&self.name, &other.name).then_with(|| cmp_interned(&self.value, &other.value))
+    }
+}
+
+impl PartialOrd for Label {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -250,5 +273,28 @@ mod tests {
         let mut b = l.builder();
         b.set("a", "").set("c", "3").set("b", "x");
         assert_eq!(b.build().to_string(), r#"{b="x", c="3"}"#);
+    }
+
+    proptest::proptest! {
+        /// Label sets order as their (name, value) strings do, whether
+        /// they share interned strings or hold copies.
+        #[test]
+        fn order_is_the_strings_order(
+            a in proptest::collection::btree_map("[a-c]{1,2}", "[x-z]{0,2}", 0..4),
+            b in proptest::collection::btree_map("[a-c]{1,2}", "[x-z]{0,2}", 0..4),
+        ) {
+            let interner = crate::index::Interner::new();
+            let la = Labels::from_pairs(a.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            let lb = Labels::from_pairs(b.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            let strings = |l: &Labels| -> Vec<(String, String)> {
+                l.iter().map(|l| (l.name.to_string(), l.value.to_string())).collect()
+            };
+            let want = strings(&la).cmp(&strings(&lb));
+            proptest::prop_assert_eq!(la.cmp(&lb), want);
+            let (ia, ib) = (interner.intern_labels(&la), interner.intern_labels(&lb));
+            proptest::prop_assert_eq!(ia.cmp(&ib), want);
+            proptest::prop_assert_eq!(ia.cmp(&lb), want);
+            proptest::prop_assert_eq!(ia == ib, want == std::cmp::Ordering::Equal);
+        }
     }
 }
