@@ -158,6 +158,65 @@ impl Series {
         }
     }
 
+    /// [`Series::concat`] of two parts, the usual case (a block's part and
+    /// the head's), without its bookkeeping: a query over a few thousand
+    /// series merges as many pairs, serially, before it can start.
+    fn concat_pair(a: Series, b: Series) -> std::result::Result<Series, (Series, Series)> {
+        let spans = (a.ordered_span(), b.ordered_span());
+        let (Some(sa), Some(sb)) = spans else {
+            return Err((a, b));
+        };
+        let ranges = match (&a.source, &b.source) {
+            (
+                SampleSource::Chunks { mint, maxt, .. },
+                SampleSource::Chunks {
+                    mint: mint_b,
+                    maxt: maxt_b,
+                    ..
+                },
+            ) => (*mint == *mint_b && *maxt == *maxt_b).then_some((*mint, *maxt)),
+            _ => None,
+        };
+        let Some((mint, maxt)) = ranges else {
+            return Err((a, b));
+        };
+        let a_first = sa.0 <= sb.0;
+        let (older, older_span, newer_span) = if a_first { (&a, sa, sb) } else { (&b, sb, sa) };
+        let older_has_tail =
+            matches!(&older.source, SampleSource::Chunks { tail, .. } if !tail.is_empty());
+        if older_span.1 >= newer_span.0 || older_has_tail {
+            return Err((a, b));
+        }
+        // The first source's labels are kept (the head's, allocated on
+        // this thread: the other part's are freed).
+        let Series { labels, source: a } = a;
+        let (older, newer) = if a_first {
+            (a, b.source)
+        } else {
+            (b.source, a)
+        };
+        match (older, newer) {
+            (
+                SampleSource::Chunks {
+                    chunks: mut joined, ..
+                },
+                SampleSource::Chunks { chunks, tail, .. },
+            ) => {
+                joined.extend(chunks);
+                Ok(Series::from_chunks(labels, joined, tail, true, mint, maxt))
+            }
+            // Both were checked to be chunks above.
+            (o, n) => {
+                let (a, b) = if a_first { (o, n) } else { (n, o) };
+                let a = Series {
+                    labels: labels.clone(),
+                    source: a,
+                };
+                Err((a, Series { labels, source: b }))
+            }
+        }
+    }
+
     /// Joins parts of one series that follow each other in time (blocks,
     /// then the head) without decoding them: their chunks are chained and
     /// the newest part's tail kept. Gives the parts back when they
@@ -268,6 +327,10 @@ pub trait Querier: Send + Sync {
     ) -> Result<Vec<String>>;
 }
 
+/// Selections spanning at least this much (ms) read their sources in
+/// parallel.
+const PARALLEL_SELECT_MS: TimestampMs = 60 * 60 * 1000;
+
 /// Several queriers read as one (the head and the blocks, or several
 /// blocks): series with the same labels are merged, and a sample present
 /// in more than one source (a block cut from the head before the head is
@@ -287,6 +350,43 @@ impl MergedQuerier {
         MergedQuerier { sources }
     }
 
+    /// Every source's selection, in source order. Over an hour or more
+    /// (a dashboard's range query, where each source decodes indexes,
+    /// chunks and block pages for milliseconds) the sources are read at
+    /// once on threads of their own; shorter selections (rules, instant
+    /// queries) are not worth a thread's start.
+    fn select_each(
+        &self,
+        matchers: &[Matcher],
+        mint: TimestampMs,
+        maxt: TimestampMs,
+    ) -> Result<Vec<Vec<Series>>> {
+        let Some((first, rest)) = self.sources.split_first() else {
+            return Ok(Vec::new());
+        };
+        if rest.is_empty() || maxt.saturating_sub(mint) < PARALLEL_SELECT_MS {
+            return self
+                .sources
+                .iter()
+                .map(|q| q.select(matchers, mint, maxt))
+                .collect();
+        }
+        std::thread::scope(|scope| {
+            let others: Vec<_> = rest
+                .iter()
+                .map(|q| scope.spawn(move || q.select(matchers, mint, maxt)))
+                .collect();
+            let mut out = Vec::with_capacity(self.sources.len());
+            out.push(first.select(matchers, mint, maxt));
+            for h in others {
+                // A source that panicked panics here, as it would have
+                // read in line.
+                out.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            }
+            out.into_iter().collect()
+        })
+    }
+
     fn union<T: Ord>(parts: Vec<Vec<T>>) -> Vec<T> {
         let mut v: Vec<T> = parts.into_iter().flatten().collect();
         v.sort();
@@ -302,39 +402,82 @@ impl Querier for MergedQuerier {
         mint: TimestampMs,
         maxt: TimestampMs,
     ) -> Result<Vec<Series>> {
-        let mut results = Vec::with_capacity(self.sources.len());
-        for q in &self.sources {
-            let r = q.select(matchers, mint, maxt)?;
-            if !r.is_empty() {
-                results.push(r);
-            }
+        let mut lists: Vec<Vec<Series>> = self
+            .select_each(matchers, mint, maxt)?
+            .into_iter()
+            .filter(|r| !r.is_empty())
+            .collect();
+        if lists.len() <= 1 {
+            return Ok(lists.pop().unwrap_or_default());
         }
-        if results.len() <= 1 {
-            return Ok(results.pop().unwrap_or_default());
-        }
-        // Each source's list is sorted by labels; a stable sort of their
-        // concatenation keeps equal label sets in source order.
-        let mut all: Vec<Series> = results.into_iter().flatten().collect();
-        all.sort_by(|a, b| a.labels.cmp(&b.labels));
-        let mut out = Vec::with_capacity(all.len());
-        let mut iter = all.into_iter().peekable();
-        while let Some(first) = iter.next() {
-            let mut parts = vec![first];
-            while iter.peek().is_some_and(|n| n.labels == parts[0].labels) {
-                parts.extend(iter.next());
+        // Each source's list is sorted by labels: merge them, taking the
+        // smallest label set at the sources' heads (in source order among
+        // equals) and its parts from every source that has it.
+        let k = lists.len();
+        let mut out = Vec::with_capacity(lists.iter().map(Vec::len).max().unwrap_or(0));
+        let mut iters: Vec<std::vec::IntoIter<Series>> =
+            lists.into_iter().map(Vec::into_iter).collect();
+        let mut heads: Vec<Option<Series>> = iters.iter_mut().map(Iterator::next).collect();
+        let mut at_min = vec![false; k];
+        // Reused: a query merges thousands of series here, serially.
+        let mut parts: Vec<Series> = Vec::with_capacity(k);
+        loop {
+            let mut min: Option<usize> = None;
+            for i in 0..k {
+                at_min[i] = false;
+                let Some(s) = &heads[i] else { continue };
+                let order = match min.and_then(|m| heads[m].as_ref()) {
+                    None => std::cmp::Ordering::Less,
+                    Some(m) => s.labels.cmp(&m.labels),
+                };
+                match order {
+                    std::cmp::Ordering::Less => {
+                        at_min[..i].iter_mut().for_each(|t| *t = false);
+                        min = Some(i);
+                        at_min[i] = true;
+                    }
+                    std::cmp::Ordering::Equal => at_min[i] = true,
+                    std::cmp::Ordering::Greater => {}
+                }
             }
-            if parts.len() == 1 {
-                out.extend(parts.pop());
-                continue;
+            if min.is_none() {
+                break;
             }
-            let labels = parts[0].labels.clone();
-            let parts = match Series::concat(labels.clone(), parts) {
-                Ok(joined) => {
-                    out.push(joined);
+            for i in 0..k {
+                if at_min[i] {
+                    parts.extend(heads[i].take());
+                    heads[i] = iters[i].next();
+                }
+            }
+            let overlapping = match parts.len() {
+                1 => {
+                    out.extend(parts.pop());
                     continue;
                 }
-                Err(parts) => parts,
+                2 => {
+                    let (Some(b), Some(a)) = (parts.pop(), parts.pop()) else {
+                        continue;
+                    };
+                    match Series::concat_pair(a, b) {
+                        Ok(joined) => {
+                            out.push(joined);
+                            continue;
+                        }
+                        Err((a, b)) => vec![a, b],
+                    }
+                }
+                _ => {
+                    let labels = parts[0].labels.clone();
+                    match Series::concat(labels, std::mem::take(&mut parts)) {
+                        Ok(joined) => {
+                            out.push(joined);
+                            continue;
+                        }
+                        Err(parts) => parts,
+                    }
+                }
             };
+            let parts = overlapping;
             let mut samples = Vec::new();
             for p in &parts {
                 p.try_read_samples(mint, maxt, &mut samples)?;
@@ -342,6 +485,7 @@ impl Querier for MergedQuerier {
             // Stable: among equal timestamps the earlier source stays first.
             samples.sort_by_key(|s| s.t);
             samples.dedup_by_key(|s| s.t);
+            let labels = parts[0].labels.clone();
             out.push(Series::from_samples(labels, samples));
         }
         Ok(out)
@@ -388,5 +532,134 @@ impl Querier for MergedQuerier {
             .map(|q| q.label_values(name, matchers, mint, maxt))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self::union(parts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A source holding series sorted by labels, selected decoded or as
+    /// one chunk each.
+    struct VecQuerier(Vec<(Labels, Vec<Sample>)>, bool);
+
+    impl Querier for VecQuerier {
+        fn select(
+            &self,
+            _: &[Matcher],
+            mint: TimestampMs,
+            maxt: TimestampMs,
+        ) -> Result<Vec<Series>> {
+            Ok(self
+                .0
+                .iter()
+                .map(|(l, s)| {
+                    if self.1 {
+                        let mut enc = crate::chunk::ChunkEncoder::new();
+                        for p in s {
+                            enc.append(p.t, p.v);
+                        }
+                        let chunks = vec![enc.finish()];
+                        return Series::from_chunks(
+                            l.clone(),
+                            chunks,
+                            Vec::new(),
+                            true,
+                            mint,
+                            maxt,
+                        );
+                    }
+                    let s = s
+                        .iter()
+                        .filter(|p| p.t >= mint && p.t <= maxt)
+                        .copied()
+                        .collect();
+                    Series::from_samples(l.clone(), s)
+                })
+                .collect())
+        }
+        fn series(&self, _: &[Matcher], _: TimestampMs, _: TimestampMs) -> Result<Vec<Labels>> {
+            Ok(self.0.iter().map(|(l, _)| l.clone()).collect())
+        }
+        fn label_names(
+            &self,
+            _: &[Matcher],
+            _: TimestampMs,
+            _: TimestampMs,
+        ) -> Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+        fn label_values(
+            &self,
+            _: &str,
+            _: &[Matcher],
+            _: TimestampMs,
+            _: TimestampMs,
+        ) -> Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+    }
+
+    proptest! {
+        /// Any number of sources, series in any subset of them, samples
+        /// overlapping or not: the merged selection is every label set
+        /// once, in order, with each timestamp once and the earliest
+        /// source's value; the same whether the sources are read in
+        /// parallel (a long range) or in line, decoded or as chunks that
+        /// are chained when they follow each other in time.
+        #[test]
+        fn merged_sources_read_as_one(
+            sources in proptest::collection::vec(
+                proptest::collection::btree_map(0u8..12, proptest::collection::btree_map(0i64..40, 0u8..4, 1..8), 0..8),
+                1..5,
+            ),
+            long in any::<bool>(),
+            chunked in any::<bool>(),
+            disjoint in any::<bool>(),
+        ) {
+            let hour = PARALLEL_SELECT_MS;
+            let scale = if long { hour } else { 1000 };
+            let labels = |k: u8| Labels::from_pairs([("__name__", "m"), ("k", &*format!("{k:02}"))]);
+            let mut want: std::collections::BTreeMap<u8, std::collections::BTreeMap<i64, f64>> =
+                Default::default();
+            let mut queriers: Vec<std::sync::Arc<dyn Querier>> = Vec::new();
+            for (si, src) in sources.iter().enumerate() {
+                let mut series = Vec::new();
+                for (&k, points) in src {
+                    let samples: Vec<Sample> = points
+                        .iter()
+                        .map(|(&t, &v)| {
+                            // Disjoint: each source a later stretch of time,
+                            // as blocks and then the head hold it.
+                            let t = if disjoint { t + 40 * si as i64 } else { t };
+                            Sample::new(t * scale, f64::from(v) + 10.0 * si as f64)
+                        })
+                        .collect();
+                    for s in &samples {
+                        want.entry(k).or_default().entry(s.t).or_insert(s.v);
+                    }
+                    series.push((labels(k), samples));
+                }
+                queriers.push(std::sync::Arc::new(VecQuerier(series, chunked)));
+            }
+            let merged = MergedQuerier::new(queriers);
+            let end = 40 * scale * (sources.len() as i64 + 1);
+            let got = merged.select(&[], 0, end).unwrap();
+            let got: Vec<(Labels, Vec<Sample>)> = got
+                .iter()
+                .map(|s| {
+                    let mut v = Vec::new();
+                    s.read_samples(0, end, &mut v);
+                    (s.labels.clone(), v)
+                })
+                .collect();
+            let want: Vec<(Labels, Vec<Sample>)> = want
+                .into_iter()
+                .map(|(k, pts)| (labels(k), pts.into_iter().map(|(t, v)| Sample::new(t, v)).collect()))
+                .collect();
+            prop_assert_eq!(got, want);
+        }
     }
 }
