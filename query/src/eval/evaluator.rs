@@ -977,7 +977,17 @@ impl Evaluator<'_> {
                 );
             }
         }
-        let groups = self.bucket_groups(ss, arg_span);
+        let mut groups = self.bucket_groups(ss, arg_span);
+        // Members in bucket order once per group, so that each step's
+        // (stable) sort of its buckets finds them sorted: the same order,
+        // without sorting `le` strings' order ("10" < "100" < "25") into
+        // numbers at every step. Not with a NaN bound, where the order
+        // is not total and depends on the input's.
+        for (_, _, members) in &mut groups {
+            if !members.iter().any(|(_, ub)| ub.is_nan()) {
+                members.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal));
+            }
+        }
         let mut out: Vec<Series> = Vec::new();
         let mut index: HashMap<Labels, usize> = HashMap::new();
         // Reused for every group and step: a step's buckets, and the copy
