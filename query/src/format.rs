@@ -34,16 +34,67 @@ impl fmt::Display for VectorSelector {
 }
 
 /// A float as Prometheus prints it: shortest round-trip digits, no
-/// exponent, `+Inf`, `-Inf`, `NaN`.
+/// exponent, `+Inf`, `-Inf`, `NaN` (Go's `strconv.FormatFloat(v, 'f', -1,
+/// 64)`).
 pub fn format_float(v: f64) -> String {
+    let mut out = String::new();
+    write_float(&mut out, v);
+    out
+}
+
+/// Appends `v` as [`format_float`] prints it, without a string of its own
+/// (a range query's response holds a value per point).
+pub fn write_float(out: &mut String, v: f64) {
     if v.is_nan() {
-        "NaN".into()
+        out.push_str("NaN");
     } else if v == f64::INFINITY {
-        "+Inf".into()
+        out.push_str("+Inf");
     } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
+        out.push_str("-Inf");
     } else {
-        format!("{v}")
+        // Ryu's shortest round-tripping digits (the digits Go prints),
+        // laid out without an exponent.
+        let mut buf = ryu::Buffer::new();
+        write_fixed(out, buf.format_finite(v));
+    }
+}
+
+/// Writes Ryu's output (`"12.5"`, `"1.0"`, `"1e21"`, `"1.5e-7"`) in
+/// positional notation with no trailing `.0`: `12.5`, `1`,
+/// `1000000000000000000000`, `0.00000015`.
+fn write_fixed(out: &mut String, s: &str) {
+    let s = match s.strip_prefix('-') {
+        Some(rest) => {
+            out.push('-');
+            rest
+        }
+        None => s,
+    };
+    let Some((mantissa, exp)) = s.split_once('e') else {
+        out.push_str(s.strip_suffix(".0").unwrap_or(s));
+        return;
+    };
+    // Ryu writes the exponent as an optional '-' and digits.
+    let exp: i64 = exp.parse().unwrap_or(0);
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = int.len() + frac.len();
+    // Digits before the decimal point.
+    let point = int.len() as i64 + exp;
+    if point <= 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', point.unsigned_abs() as usize));
+        out.push_str(int);
+        out.push_str(frac);
+    } else if point as usize >= digits {
+        out.push_str(int);
+        out.push_str(frac);
+        out.extend(std::iter::repeat_n('0', point as usize - digits));
+    } else {
+        let in_frac = point as usize - int.len();
+        out.push_str(int);
+        out.push_str(&frac[..in_frac]);
+        out.push('.');
+        out.push_str(&frac[in_frac..]);
     }
 }
 

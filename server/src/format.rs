@@ -13,19 +13,7 @@ pub fn float(v: f64) -> String {
 /// Appends a sample value as Prometheus's API prints it, without a string
 /// of its own (a range query's body holds a value per point).
 pub fn write_float(out: &mut String, v: f64) {
-    use std::fmt::Write as _;
-    if v.is_nan() {
-        out.push_str("NaN");
-    } else if v == f64::INFINITY {
-        out.push_str("+Inf");
-    } else if v == f64::NEG_INFINITY {
-        out.push_str("-Inf");
-    } else {
-        // Rust's Display of f64 is the shortest round-tripping decimal and
-        // never uses an exponent: the same digits as Go's 'f', -1. Writing
-        // into a String cannot fail.
-        let _ = write!(out, "{v}");
-    }
+    cairn_query::format::write_float(out, v);
 }
 
 #[cfg(test)]
@@ -46,6 +34,11 @@ mod tests {
             (f64::NEG_INFINITY, "-Inf"),
             (f64::from_bits(cairn_engine::STALE_NAN_BITS), "NaN"),
             (1.0 / 3.0, "0.3333333333333333"),
+            // Exactly halfway between two 17-digit strings: Prometheus
+            // 2.42 prints the even one (Rust's `Display` the other).
+            (-1372524189020589.25, "-1372524189020589.2"),
+            (2.5e-7, "0.00000025"),
+            (123456789012345678.0, "123456789012345680"),
         ];
         for (v, want) in table {
             assert_eq!(float(v), want, "{v:?}");
@@ -55,5 +48,31 @@ mod tests {
             float(f64::MAX),
             format!("17976931348623157{}", "0".repeat(292))
         );
+    }
+
+    proptest::proptest! {
+        /// Any finite float prints as digits that read back to it, as
+        /// many as Rust's shortest `Display` has, laid out as it lays
+        /// them out (the two differ only on which of two equally near
+        /// shortest digit strings an exact tie takes: Go, and Ryu, take
+        /// the even one; see the table above).
+        #[test]
+        fn ryu_layout_round_trips_in_shortest_digits(bits in proptest::prelude::any::<u64>()) {
+            let v = f64::from_bits(bits);
+            proptest::prop_assume!(v.is_finite());
+            let got = float(v);
+            let back: f64 = got.parse().expect("a number");
+            proptest::prop_assert_eq!(back.to_bits(), v.to_bits());
+            let digits = |s: &str| s.trim_start_matches(['-', '0', '.']).chars().filter(char::is_ascii_digit).count();
+            let display = format!("{v}");
+            proptest::prop_assert_eq!(digits(got.trim_end_matches('0')), digits(display.trim_end_matches('0')));
+            proptest::prop_assert_eq!(got.len(), display.len());
+        }
+
+        #[test]
+        fn ryu_layout_matches_display_on_decimals(m in -1_000_000i64..1_000_000, e in -30i32..30) {
+            let v = m as f64 * 10f64.powi(e);
+            proptest::prop_assert_eq!(float(v), format!("{v}"));
+        }
     }
 }

@@ -575,19 +575,6 @@ fn select_k(
     Ok(Val::Vector(out))
 }
 
-/// Formats a value as `count_values` labels it (Go's `FormatFloat(v, 'f', -1)`).
-fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
-}
-
 fn count_values(ev: &mut Evaluator<'_>, g: Grid, a: &AggregateExpr) -> Result<Val> {
     let n = g.len();
     let label = match a.param.as_deref().map(Expr::unparen) {
@@ -615,7 +602,7 @@ fn count_values(ev: &mut Evaluator<'_>, g: Grid, a: &AggregateExpr) -> Result<Va
                 continue;
             }
             let mut b = s.labels.builder();
-            b.set(label.clone(), format_value(v));
+            b.set(label.clone(), crate::format::format_float(v));
             let key = group_labels(&b.build(), &grouping, a.without);
             let idx = match index.get(&key) {
                 Some(&i) => i,
