@@ -129,10 +129,13 @@ pub fn write_timestamp(out: &mut String, t: TimestampMs) {
         out.push('-');
     }
     let t = t.unsigned_abs();
-    let _ = write!(out, "{}", t / 1000);
-    let frac = t % 1000;
+    out.push_str(itoa::Buffer::new().format(t / 1000));
+    let frac = (t % 1000) as u16;
     if frac != 0 {
-        let _ = write!(out, ".{frac:03}");
+        out.push('.');
+        for d in [frac / 100, frac / 10 % 10, frac % 10] {
+            out.push(char::from(b'0' + d as u8));
+        }
     }
 }
 
@@ -202,6 +205,8 @@ pub fn render(mut r: QueryResult, eval_secs: Option<f64>) -> Response {
                 }
                 out.push_str("{\"metric\":");
                 write_labels(&mut out, &s.labels);
+                // A point is at most about 40 bytes.
+                out.reserve(s.samples.len() * 40);
                 out.push_str(",\"values\":[");
                 for (j, p) in s.samples.iter().enumerate() {
                     if j > 0 {
