@@ -843,21 +843,26 @@ impl Querier for HeadQuerier {
         mint: TimestampMs,
         maxt: TimestampMs,
     ) -> Result<Vec<Series>> {
-        let refs = self.head.select_refs(matchers, mint, maxt, false);
-        let mut out = Vec::with_capacity(refs.len() as usize);
-        for (labels, s) in self.sorted_series(&refs) {
-            let snap = s.data.lock().snapshot(mint, maxt);
-            if let Some(snap) = snap {
-                out.push(Series::from_chunks(
-                    labels,
+        // One pass: a series is looked up and locked once, its snapshot
+        // (None outside the range) deciding whether it is selected.
+        let refs = self.head.candidate_refs(matchers, mint, maxt, false);
+        let mut out: Vec<Series> = refs
+            .iter()
+            .filter_map(|r| {
+                let s = self.head.series(SeriesRef(r))?;
+                let snap = s.data.lock().snapshot(mint, maxt)?;
+                Some(Series::from_chunks(
+                    self.head.series_labels(&s),
                     snap.chunks,
                     snap.tail,
                     !snap.needs_sort,
                     mint,
                     maxt,
-                ));
-            }
-        }
+                ))
+            })
+            .collect();
+        // Label sets are unique in the head.
+        out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
         Ok(out)
     }
 

@@ -483,9 +483,10 @@ impl Head {
         self.num_samples.load(Ordering::Relaxed)
     }
 
-    /// References of series matching `matchers` with samples in `[mint,
-    /// maxt]`; every series when `matchers` is empty and `all_if_empty`.
-    pub fn select_refs(
+    /// The series matching `matchers` (all when empty and
+    /// `all_if_empty`) if the head overlaps `[mint, maxt]` at all, without
+    /// checking each series' own time range ([`Head::select_refs`] does).
+    pub fn candidate_refs(
         &self,
         matchers: &[crate::matcher::Matcher],
         mint: i64,
@@ -495,11 +496,23 @@ impl Head {
         if !self.overlaps(mint, maxt) {
             return RoaringBitmap::new();
         }
-        let mut bm = if matchers.is_empty() && all_if_empty {
+        if matchers.is_empty() && all_if_empty {
             self.postings.all()
         } else {
             self.postings.select(matchers)
-        };
+        }
+    }
+
+    /// References of series matching `matchers` with samples in `[mint,
+    /// maxt]`; every series when `matchers` is empty and `all_if_empty`.
+    pub fn select_refs(
+        &self,
+        matchers: &[crate::matcher::Matcher],
+        mint: i64,
+        maxt: i64,
+        all_if_empty: bool,
+    ) -> RoaringBitmap {
+        let mut bm = self.candidate_refs(matchers, mint, maxt, all_if_empty);
         let head_covered = matches!((self.min_time(), self.max_time()),
             (Some(lo), Some(hi)) if mint <= lo && maxt >= hi);
         if !head_covered {
