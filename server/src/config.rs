@@ -233,7 +233,8 @@ pub struct StorageConfig {
     /// Local disk cache of a remote block store's bytes
     /// (`<data_dir>/object-cache`); 0 disables it.
     pub object_cache_size: ByteSize,
-    /// Most memory opened blocks (indexes, Parquet footers) may hold.
+    /// Most memory opened blocks (indexes, Parquet footers, cached chunks)
+    /// may hold.
     pub block_memory: ByteSize,
     /// Memory for the blocks' recently read column chunks; 0 disables.
     pub row_group_cache_size: ByteSize,

@@ -10,6 +10,10 @@
 //! the label columns are never read, labels come from the index. A chunk is
 //! put together from its value stream and its time stream, which the index
 //! holds ([`Chunk::from_streams`]); format-1 blocks store whole chunks.
+//! An opened block keeps the chunks of the series queries selected (all
+//! of each series' chunks) within half the block memory budget, so a
+//! repeated query reads nothing from the file; the budget's least recently
+//! used blocks are closed with their caches.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -120,6 +124,13 @@ struct Opened {
     /// stream.
     cols: [usize; 4],
     split: Option<[usize; 2]>,
+    /// All chunks of recently selected series, by ordinal (whatever range
+    /// selected them): a dashboard refreshing the same panels reads no
+    /// Parquet pages and assembles no chunks again. Counted in the
+    /// opened block's memory, so the block memory budget bounds it (least
+    /// recently used blocks are closed, their caches with them).
+    chunk_cache: Mutex<std::collections::HashMap<u32, Arc<[Chunk]>>>,
+    chunk_cache_bytes: std::sync::atomic::AtomicU64,
 }
 
 /// One block, opened lazily.
@@ -135,6 +146,13 @@ pub struct BlockReader {
 /// the range, in time order.
 type BlockSeries = (Labels, Vec<Chunk>);
 
+/// Memory a cached series holds: its chunks' bytes and reference counts,
+/// the slice of chunks, and the map entry.
+fn cached_bytes(chunks: &[Chunk]) -> u64 {
+    let bytes: usize = chunks.iter().map(|c| c.as_bytes().len() + 16).sum();
+    (bytes + chunks.len() * std::mem::size_of::<Chunk>() + 16 + 32) as u64
+}
+
 impl BlockReader {
     /// A reader for a published block (nothing is read until a query).
     pub fn new(store: BlockStore, meta: BlockMeta) -> Self {
@@ -146,9 +164,14 @@ impl BlockReader {
         }
     }
 
-    /// Memory held by the opened index and footer (0 when not open).
+    /// Memory held by the opened index, footer and cached chunks (0 when
+    /// not open).
     pub fn opened_bytes(&self) -> u64 {
-        self.opened.lock().as_ref().map_or(0, |o| o.memory_bytes)
+        self.opened.lock().as_ref().map_or(0, |o| {
+            o.memory_bytes
+                + o.chunk_cache_bytes
+                    .load(std::sync::atomic::Ordering::Relaxed)
+        })
     }
 
     /// Drops the opened index and footer (reopened by the next read;
@@ -293,6 +316,8 @@ impl BlockReader {
             memory_bytes,
             cols,
             split,
+            chunk_cache: Mutex::new(std::collections::HashMap::new()),
+            chunk_cache_bytes: std::sync::atomic::AtomicU64::new(0),
         });
         *slot = Some(Arc::clone(&opened));
         Ok(opened)
@@ -325,13 +350,17 @@ impl BlockReader {
     }
 
     /// The selected series with their chunks overlapping `[mint, maxt]`, in
-    /// block order (by metric name, then labels).
+    /// block order (by metric name, then labels). Series read from the
+    /// block are kept in its chunk cache while it holds less than
+    /// `cache_limit` bytes (0: not cached, as compaction reads).
     pub(crate) fn select_chunks(
         &self,
         matchers: &[Matcher],
         mint: TimestampMs,
         maxt: TimestampMs,
+        cache_limit: u64,
     ) -> Result<Vec<BlockSeries>> {
+        use std::sync::atomic::Ordering::Relaxed;
         if !self.overlaps(mint, maxt) {
             return Ok(Vec::new());
         }
@@ -340,6 +369,71 @@ impl BlockReader {
         if ordinals.is_empty() {
             return Ok(Vec::new());
         }
+        let mut cached: Vec<(u32, Arc<[Chunk]>)> = Vec::new();
+        let mut missing = RoaringBitmap::new();
+        {
+            let cache = o.chunk_cache.lock();
+            for ord in &ordinals {
+                match cache.get(&ord) {
+                    Some(c) => cached.push((ord, Arc::clone(c))),
+                    None => {
+                        missing.insert(ord);
+                    }
+                }
+            }
+        }
+        let read = if missing.is_empty() {
+            Vec::new()
+        } else {
+            self.read_chunks(&o, &missing)?
+        };
+        if cache_limit > 0 && !read.is_empty() {
+            let mut cache = o.chunk_cache.lock();
+            for (ord, chunks) in &read {
+                let bytes = cached_bytes(chunks);
+                if o.chunk_cache_bytes.load(Relaxed) + bytes > cache_limit {
+                    break;
+                }
+                if cache.insert(*ord, Arc::clone(chunks)).is_none() {
+                    o.chunk_cache_bytes.fetch_add(bytes, Relaxed);
+                }
+            }
+        }
+        // Both lists ascend by ordinal: merge them, keeping the chunks
+        // that overlap the range.
+        let mut out: Vec<BlockSeries> = Vec::with_capacity(ordinals.len() as usize);
+        let (mut a, mut b) = (cached.into_iter().peekable(), read.into_iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x.0 < y.0 => a.next(),
+                (Some(_), None) => a.next(),
+                (_, Some(_)) => b.next(),
+                (None, None) => break,
+            };
+            let Some((ord, chunks)) = next else { break };
+            let kept: Vec<Chunk> = chunks
+                .iter()
+                .filter(|c| c.min_time() <= maxt && c.max_time() >= mint)
+                .cloned()
+                .collect();
+            if kept.is_empty() {
+                continue;
+            }
+            let Some(s) = o.index.series.get(ord as usize) else {
+                continue;
+            };
+            out.push((s.labels.clone(), kept));
+        }
+        Ok(out)
+    }
+
+    /// Every chunk of the series `ordinals`, read from the block's Parquet
+    /// file and checked against the index, by ascending ordinal.
+    fn read_chunks(
+        &self,
+        o: &Opened,
+        ordinals: &RoaringBitmap,
+    ) -> Result<Vec<(u32, Arc<[Chunk]>)>> {
         let location = self.location(PARQUET_FILE);
         let corrupt = |reason: String| Error::Corrupted {
             path: location.clone().into(),
@@ -425,7 +519,7 @@ impl BlockReader {
             .build()
             .map_err(pq_err)?;
 
-        let mut out: Vec<BlockSeries> = Vec::with_capacity(ordinals.len() as usize);
+        let mut out: Vec<(u32, Vec<Chunk>)> = Vec::with_capacity(ordinals.len() as usize);
         let mut ords = ordinals.iter();
         let mut current: Option<(u32, u32)> = None; // (ordinal, rows left)
         for batch in reader {
@@ -468,7 +562,7 @@ impl BlockReader {
                             .next()
                             .ok_or_else(|| corrupt("more chunk rows than selected".into()))?;
                         let s = &o.index.series[ord as usize];
-                        out.push((s.labels.clone(), Vec::new()));
+                        out.push((ord, Vec::new()));
                         (ord, s.num_chunks)
                     }
                 };
@@ -478,9 +572,6 @@ impl BlockReader {
                         "chunk row of series {} where series {ord} was expected",
                         series.value(row)
                     )));
-                }
-                if min_t.value(row) > maxt || max_t.value(row) < mint {
-                    continue;
                 }
                 let chunk = match split {
                     Some((counts, times)) => {
@@ -511,8 +602,10 @@ impl BlockReader {
         if ords.next().is_some() || current.is_some_and(|(_, left)| left > 0) {
             return Err(corrupt("fewer chunk rows than the index names".into()));
         }
-        out.retain(|(_, chunks)| !chunks.is_empty());
-        Ok(out)
+        Ok(out
+            .into_iter()
+            .map(|(ord, chunks)| (ord, Arc::from(chunks)))
+            .collect())
     }
 
     fn matching_labels(
@@ -543,7 +636,7 @@ impl Querier for BlockReader {
         maxt: TimestampMs,
     ) -> Result<Vec<Series>> {
         let mut v: Vec<Series> = self
-            .select_chunks(matchers, mint, maxt)?
+            .select_chunks(matchers, mint, maxt, 0)?
             .into_iter()
             .map(|(labels, chunks)| {
                 Series::from_chunks(labels, chunks, Vec::new(), true, mint, maxt)
@@ -748,9 +841,15 @@ impl BlocksQuerier {
         mint: TimestampMs,
         maxt: TimestampMs,
     ) -> Result<Vec<Series>> {
+        // Half the block memory budget for cached chunks, per block: the
+        // budget closes the least recently used blocks past it.
+        let cache_limit = self
+            .memory_budget
+            .load(std::sync::atomic::Ordering::Relaxed)
+            / 2;
         let mut by_labels: BTreeMap<Labels, Vec<Vec<Chunk>>> = BTreeMap::new();
         for b in self.overlapping(mint, maxt) {
-            for (labels, chunks) in b.select_chunks(matchers, mint, maxt)? {
+            for (labels, chunks) in b.select_chunks(matchers, mint, maxt, cache_limit)? {
                 by_labels.entry(labels).or_default().push(chunks);
             }
         }

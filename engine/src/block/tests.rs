@@ -703,7 +703,7 @@ fn w_chunk_bytes(b: &EncodedBlock) -> usize {
     b.upload(&store).unwrap();
     let r = BlockReader::new(store, b.meta.clone());
     let all = [m(MatchOp::RegexMatch, "__name__", ".*")];
-    r.select_chunks(&all, i64::MIN, i64::MAX)
+    r.select_chunks(&all, i64::MIN, i64::MAX, 0)
         .unwrap()
         .iter()
         .flat_map(|(_, c)| c.iter().map(|c| c.as_bytes().len()))
@@ -1001,4 +1001,70 @@ fn listing_blocks_takes_one_list_request() {
     assert_eq!(after.lists - before.lists, 1);
     assert_eq!(after.heads - before.heads, 0);
     assert_eq!(after.gets - before.gets, 3, "the three meta.json");
+}
+
+/// A series read once is served from the block's chunk cache: selects of
+/// the same or a narrower range fetch nothing from the store and answer as
+/// an uncached reader does; the cache counts in the opened block's memory
+/// and goes with the block when the budget closes it.
+#[test]
+fn repeated_selects_are_served_from_the_chunk_cache() {
+    let store = BlockStore::from_url("memory://").unwrap();
+    let mut w = BlockWriter::new(BlockOptions::default());
+    for s in 0..40 {
+        let samples: Vec<Sample> = (0..400)
+            .map(|j| Sample::new(BASE + j * SCRAPE_MS, (j * (s + 1)) as f64))
+            .collect();
+        w.add_series(
+            Labels::from_pairs([("__name__", "m".to_string()), ("s", s.to_string())]),
+            &samples,
+        );
+    }
+    w.encode(1, Vec::new()).unwrap().upload(&store).unwrap();
+    let all = [m(MatchOp::RegexMatch, "__name__", ".*")];
+    let some = [m(MatchOp::RegexMatch, "s", "1.*")];
+    let end = BASE + 400 * SCRAPE_MS;
+    let ranges = [
+        (BASE, end),
+        (BASE + 100 * SCRAPE_MS, BASE + 130 * SCRAPE_MS),
+        (BASE + 390 * SCRAPE_MS, end),
+    ];
+    // Uncached: a budget of nothing closes the block after every read.
+    let uncached = BlocksQuerier::open(store.clone()).unwrap();
+    uncached.set_memory_budget(0);
+    let want: Vec<Dump> = ranges
+        .iter()
+        .flat_map(|&(lo, hi)| {
+            [
+                dump(&uncached, &all, lo, hi),
+                dump(&uncached, &some, lo, hi),
+            ]
+        })
+        .collect();
+    assert_eq!(uncached.opened_bytes(), 0);
+
+    let q = BlocksQuerier::open(store.clone()).unwrap();
+    // A narrow first read caches whole series, not only the range's chunks.
+    assert_eq!(dump(&q, &some, ranges[1].0, ranges[1].1), want[3]);
+    let after_some = q.opened_bytes();
+    assert_eq!(dump(&q, &all, BASE, end), want[0]);
+    let after_all = q.opened_bytes();
+    assert!(
+        after_all > after_some + 40 * 100,
+        "{after_some} -> {after_all}"
+    );
+    let fetches = store.requests();
+    for round in 0..2 {
+        let got: Vec<Dump> = ranges
+            .iter()
+            .flat_map(|&(lo, hi)| [dump(&q, &all, lo, hi), dump(&q, &some, lo, hi)])
+            .collect();
+        assert_eq!(got, want, "round {round}");
+    }
+    assert_eq!(store.requests(), fetches, "served from the cache");
+    assert_eq!(q.opened_bytes(), after_all);
+    // Closed by the budget: the cache goes, answers stay.
+    q.set_memory_budget(0);
+    assert_eq!(q.opened_bytes(), 0);
+    assert_eq!(dump(&q, &all, BASE, end), want[0]);
 }
