@@ -331,6 +331,16 @@ def measure(db, args, summary):
     out["queries"] = {}
     for name, promql, kind in QUERIES:
         times, result, error = [], None, None
+        # Peak memory of the query: the kernel's high-water mark reset
+        # (clear_refs 5) before its runs and read after them, less the
+        # resident set before.
+        rss_before = status_kb(pid, "VmRSS") * 1024
+        try:
+            with open(f"/proc/{pid}/clear_refs", "w") as f:
+                f.write("5")
+            hwm_reset = True
+        except OSError:
+            hwm_reset = False
         for _ in range(args.runs):
             try:
                 elapsed, data = query(db, promql, kind, start_s, end_s, args.step)
@@ -343,8 +353,10 @@ def measure(db, args, summary):
             except (OSError, urllib.error.URLError, ValueError) as e:
                 error = str(e)[:300]
                 break
+        peak = status_kb(pid, "VmHWM") * 1024 if hwm_reset else None
         out["queries"][name] = {"median_ms": statistics.median(times) * 1000 if times else None,
-                                "error": error, "result": result}
+                                "error": error, "result": result,
+                                "peak_mib": max(0, peak - rss_before) / 2**20 if peak is not None else None}
     stop(db.proc)
     if disk is None:
         disk = dir_bytes(db.dir, exclude={os.path.join(db.dir, "server.log")})
@@ -562,6 +574,21 @@ def render(results, summary, args, machine):
                   ratio(q("VictoriaMetrics"), q("Prometheus"))]
         escaped = promql.replace("|", "\\|")
         lines.append(f"| {qname}: `{escaped}` | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Peak memory of each query (resident set high-water mark over its runs, MiB above the resident set before them):")
+    lines.append("")
+    lines.append("| query | " + " | ".join(cols) + " |")
+    lines.append("|---" * (len(cols) + 1) + "|")
+    for qname, _, _ in QUERIES:
+        def pk(n):
+            r = by.get(n)
+            if not r or not r.get("available"):
+                return None
+            return r["queries"][qname].get("peak_mib")
+        cells = [fmt(pk(n), "MiB") for n in names]
+        cells += [ratio(pk("Cairn"), pk("Prometheus")), ratio(pk("Cairn"), pk("VictoriaMetrics")),
+                  ratio(pk("VictoriaMetrics"), pk("Prometheus"))]
+        lines.append(f"| {qname} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("Result agreement (reference: Prometheus; values within 1e-6 relative):")
     lines.append("")
