@@ -161,10 +161,10 @@ impl Series {
     /// [`Series::concat`] of two parts, the usual case (a block's part and
     /// the head's), without its bookkeeping: a query over a few thousand
     /// series merges as many pairs, serially, before it can start.
-    fn concat_pair(a: Series, b: Series) -> std::result::Result<Series, (Series, Series)> {
+    fn concat_pair(a: Series, b: Series) -> std::result::Result<Series, Box<(Series, Series)>> {
         let spans = (a.ordered_span(), b.ordered_span());
         let (Some(sa), Some(sb)) = spans else {
-            return Err((a, b));
+            return Err(Box::new((a, b)));
         };
         let ranges = match (&a.source, &b.source) {
             (
@@ -178,14 +178,14 @@ impl Series {
             _ => None,
         };
         let Some((mint, maxt)) = ranges else {
-            return Err((a, b));
+            return Err(Box::new((a, b)));
         };
         let a_first = sa.0 <= sb.0;
         let (older, older_span, newer_span) = if a_first { (&a, sa, sb) } else { (&b, sb, sa) };
         let older_has_tail =
             matches!(&older.source, SampleSource::Chunks { tail, .. } if !tail.is_empty());
         if older_span.1 >= newer_span.0 || older_has_tail {
-            return Err((a, b));
+            return Err(Box::new((a, b)));
         }
         // The first source's labels are kept (the head's, allocated on
         // this thread: the other part's are freed).
@@ -212,7 +212,7 @@ impl Series {
                     labels: labels.clone(),
                     source: a,
                 };
-                Err((a, Series { labels, source: b }))
+                Err(Box::new((a, Series { labels, source: b })))
             }
         }
     }
@@ -463,7 +463,10 @@ impl Querier for MergedQuerier {
                             out.push(joined);
                             continue;
                         }
-                        Err((a, b)) => vec![a, b],
+                        Err(pair) => {
+                            let (a, b) = *pair;
+                            vec![a, b]
+                        }
                     }
                 }
                 _ => {

@@ -150,7 +150,7 @@ type BlockSeries = (Labels, Vec<Chunk>);
 /// the slice of chunks, and the map entry.
 fn cached_bytes(chunks: &[Chunk]) -> u64 {
     let bytes: usize = chunks.iter().map(|c| c.as_bytes().len() + 16).sum();
-    (bytes + chunks.len() * std::mem::size_of::<Chunk>() + 16 + 32) as u64
+    (bytes + std::mem::size_of_val(chunks) + 16 + 32) as u64
 }
 
 impl BlockReader {
