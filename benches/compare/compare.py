@@ -552,43 +552,37 @@ def render(results, summary, args, machine):
                          f"{otlp['cpu_s_per_million']:.2f} ({otlp['samples_per_s'] / 1000:,.0f} k samples/s, "
                          f"{otlp['series']:,} series; by remote-write {by['Cairn'].get('restart_series') or 0:,}) | | {ratio(otlp['cpu_s_per_million'], val('VictoriaMetrics', 'cpu_s_per_million'))} "
                          f"| {ratio(otlp['cpu_s_per_million'], rw)} of remote-write |")
-    lines.append("")
-    lines.append("Dashboard queries, median ms:")
-    lines.append("")
-    lines.append("| query | " + " | ".join(cols) + " |")
-    lines.append("|---" * (len(cols) + 1) + "|")
-    for qname, promql, kind in QUERIES:
-        def q(n):
-            r = by.get(n)
-            if not r or not r.get("available"):
-                return None
-            return r["queries"][qname]["median_ms"]
-        cells = []
-        for n in names:
-            r = by.get(n)
-            if r and r.get("available") and r["queries"][qname]["error"]:
-                cells.append("n/a (404)" if "404" in r["queries"][qname]["error"] else "error")
-            else:
-                cells.append(fmt(q(n), "ms"))
-        cells += [ratio(q("Cairn"), q("Prometheus")), ratio(q("Cairn"), q("VictoriaMetrics")),
-                  ratio(q("VictoriaMetrics"), q("Prometheus"))]
-        escaped = promql.replace("|", "\\|")
-        lines.append(f"| {qname}: `{escaped}` | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append("Peak memory of each query (resident set high-water mark over its runs, MiB above the resident set before them):")
-    lines.append("")
-    lines.append("| query | " + " | ".join(cols) + " |")
-    lines.append("|---" * (len(cols) + 1) + "|")
-    for qname, _, _ in QUERIES:
-        def pk(n):
-            r = by.get(n)
-            if not r or not r.get("available"):
-                return None
-            return r["queries"][qname].get("peak_mib")
-        cells = [fmt(pk(n), "MiB") for n in names]
-        cells += [ratio(pk("Cairn"), pk("Prometheus")), ratio(pk("Cairn"), pk("VictoriaMetrics")),
-                  ratio(pk("VictoriaMetrics"), pk("Prometheus"))]
-        lines.append(f"| {qname} | " + " | ".join(cells) + " |")
+    def query_value(n, qname, key):
+        r = by.get(n)
+        if not r or not r.get("available"):
+            return None
+        return r["queries"][qname].get(key)
+
+    def query_table(title, key, kind, with_promql):
+        lines.append("")
+        lines.append(title)
+        lines.append("")
+        lines.append("| query | " + " | ".join(cols) + " |")
+        lines.append("|---" * (len(cols) + 1) + "|")
+        for qname, promql, _ in QUERIES:
+            def v(n):
+                return query_value(n, qname, key)
+            cells = []
+            for n in names:
+                error = query_value(n, qname, "error")
+                if error:
+                    cells.append("n/a (404)" if "404" in error else "error")
+                else:
+                    cells.append(fmt(v(n), kind))
+            cells += [ratio(v("Cairn"), v("Prometheus")), ratio(v("Cairn"), v("VictoriaMetrics")),
+                      ratio(v("VictoriaMetrics"), v("Prometheus"))]
+            escaped = promql.replace("|", "\\|")
+            name = f"{qname}: `{escaped}`" if with_promql else qname
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+
+    query_table("Dashboard queries, median ms:", "median_ms", "ms", True)
+    query_table("Peak memory of each query (resident set high-water mark over its runs, "
+                "MiB above the resident set before them):", "peak_mib", "MiB", False)
     lines.append("")
     lines.append("Result agreement (reference: Prometheus; values within 1e-6 relative):")
     lines.append("")
