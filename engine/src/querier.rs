@@ -327,6 +327,56 @@ pub trait Querier: Send + Sync {
     ) -> Result<Vec<String>>;
 }
 
+/// Walks lists that are each sorted by `key` (ascending, each key once in
+/// a list) in merged order: `group` gets, for every key, the items that
+/// have it, in list order, to take what it keeps (what it leaves is
+/// dropped). Each item is compared with the other lists' heads once, not
+/// sorted again with them: comparisons across sources read the strings,
+/// comparisons within one are cheap (interned).
+pub(crate) fn merge_sorted<T>(
+    lists: Vec<Vec<T>>,
+    key: impl Fn(&T) -> &Labels,
+    mut group: impl FnMut(&mut Vec<T>) -> Result<()>,
+) -> Result<()> {
+    let k = lists.len();
+    let mut iters: Vec<std::vec::IntoIter<T>> = lists.into_iter().map(Vec::into_iter).collect();
+    let mut heads: Vec<Option<T>> = iters.iter_mut().map(Iterator::next).collect();
+    let mut at_min = vec![false; k];
+    // Reused: a query merges thousands of series here, serially.
+    let mut parts: Vec<T> = Vec::with_capacity(k);
+    loop {
+        let mut min: Option<usize> = None;
+        for i in 0..k {
+            at_min[i] = false;
+            let Some(s) = &heads[i] else { continue };
+            let order = match min.and_then(|m| heads[m].as_ref()) {
+                None => std::cmp::Ordering::Less,
+                Some(m) => key(s).cmp(key(m)),
+            };
+            match order {
+                std::cmp::Ordering::Less => {
+                    at_min[..i].iter_mut().for_each(|t| *t = false);
+                    min = Some(i);
+                    at_min[i] = true;
+                }
+                std::cmp::Ordering::Equal => at_min[i] = true,
+                std::cmp::Ordering::Greater => {}
+            }
+        }
+        if min.is_none() {
+            return Ok(());
+        }
+        for i in 0..k {
+            if at_min[i] {
+                parts.extend(heads[i].take());
+                heads[i] = iters[i].next();
+            }
+        }
+        group(&mut parts)?;
+        parts.clear();
+    }
+}
+
 /// Selections spanning at least this much (ms) read their sources in
 /// parallel.
 const PARALLEL_SELECT_MS: TimestampMs = 60 * 60 * 1000;
@@ -410,87 +460,54 @@ impl Querier for MergedQuerier {
         if lists.len() <= 1 {
             return Ok(lists.pop().unwrap_or_default());
         }
-        // Each source's list is sorted by labels: merge them, taking the
-        // smallest label set at the sources' heads (in source order among
-        // equals) and its parts from every source that has it.
-        let k = lists.len();
         let mut out = Vec::with_capacity(lists.iter().map(Vec::len).max().unwrap_or(0));
-        let mut iters: Vec<std::vec::IntoIter<Series>> =
-            lists.into_iter().map(Vec::into_iter).collect();
-        let mut heads: Vec<Option<Series>> = iters.iter_mut().map(Iterator::next).collect();
-        let mut at_min = vec![false; k];
-        // Reused: a query merges thousands of series here, serially.
-        let mut parts: Vec<Series> = Vec::with_capacity(k);
-        loop {
-            let mut min: Option<usize> = None;
-            for i in 0..k {
-                at_min[i] = false;
-                let Some(s) = &heads[i] else { continue };
-                let order = match min.and_then(|m| heads[m].as_ref()) {
-                    None => std::cmp::Ordering::Less,
-                    Some(m) => s.labels.cmp(&m.labels),
+        merge_sorted(
+            lists,
+            |s| &s.labels,
+            |parts| {
+                let overlapping = match parts.len() {
+                    1 => {
+                        out.extend(parts.pop());
+                        return Ok(());
+                    }
+                    2 => {
+                        let (Some(b), Some(a)) = (parts.pop(), parts.pop()) else {
+                            return Ok(());
+                        };
+                        match Series::concat_pair(a, b) {
+                            Ok(joined) => {
+                                out.push(joined);
+                                return Ok(());
+                            }
+                            Err(pair) => {
+                                let (a, b) = *pair;
+                                vec![a, b]
+                            }
+                        }
+                    }
+                    _ => {
+                        let labels = parts[0].labels.clone();
+                        match Series::concat(labels, std::mem::take(parts)) {
+                            Ok(joined) => {
+                                out.push(joined);
+                                return Ok(());
+                            }
+                            Err(parts) => parts,
+                        }
+                    }
                 };
-                match order {
-                    std::cmp::Ordering::Less => {
-                        at_min[..i].iter_mut().for_each(|t| *t = false);
-                        min = Some(i);
-                        at_min[i] = true;
-                    }
-                    std::cmp::Ordering::Equal => at_min[i] = true,
-                    std::cmp::Ordering::Greater => {}
+                let mut samples = Vec::new();
+                for p in &overlapping {
+                    p.try_read_samples(mint, maxt, &mut samples)?;
                 }
-            }
-            if min.is_none() {
-                break;
-            }
-            for i in 0..k {
-                if at_min[i] {
-                    parts.extend(heads[i].take());
-                    heads[i] = iters[i].next();
-                }
-            }
-            let overlapping = match parts.len() {
-                1 => {
-                    out.extend(parts.pop());
-                    continue;
-                }
-                2 => {
-                    let (Some(b), Some(a)) = (parts.pop(), parts.pop()) else {
-                        continue;
-                    };
-                    match Series::concat_pair(a, b) {
-                        Ok(joined) => {
-                            out.push(joined);
-                            continue;
-                        }
-                        Err(pair) => {
-                            let (a, b) = *pair;
-                            vec![a, b]
-                        }
-                    }
-                }
-                _ => {
-                    let labels = parts[0].labels.clone();
-                    match Series::concat(labels, std::mem::take(&mut parts)) {
-                        Ok(joined) => {
-                            out.push(joined);
-                            continue;
-                        }
-                        Err(parts) => parts,
-                    }
-                }
-            };
-            let parts = overlapping;
-            let mut samples = Vec::new();
-            for p in &parts {
-                p.try_read_samples(mint, maxt, &mut samples)?;
-            }
-            // Stable: among equal timestamps the earlier source stays first.
-            samples.sort_by_key(|s| s.t);
-            samples.dedup_by_key(|s| s.t);
-            let labels = parts[0].labels.clone();
-            out.push(Series::from_samples(labels, samples));
-        }
+                // Stable: among equal timestamps the earlier source stays first.
+                samples.sort_by_key(|s| s.t);
+                samples.dedup_by_key(|s| s.t);
+                let labels = overlapping[0].labels.clone();
+                out.push(Series::from_samples(labels, samples));
+                Ok(())
+            },
+        )?;
         Ok(out)
     }
 

@@ -847,38 +847,46 @@ impl BlocksQuerier {
             .memory_budget
             .load(std::sync::atomic::Ordering::Relaxed)
             / 2;
-        let mut by_labels: BTreeMap<Labels, Vec<Vec<Chunk>>> = BTreeMap::new();
+        // Each block's series sorted by labels (cheap: a block's label
+        // strings are shared), then merged across blocks in one pass.
+        let mut lists = Vec::new();
         for b in self.overlapping(mint, maxt) {
-            for (labels, chunks) in b.select_chunks(matchers, mint, maxt, cache_limit)? {
-                by_labels.entry(labels).or_default().push(chunks);
-            }
+            let mut v = b.select_chunks(matchers, mint, maxt, cache_limit)?;
+            v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            lists.push(v);
         }
-        let mut out = Vec::with_capacity(by_labels.len());
-        for (labels, parts) in by_labels {
-            let mut chunks: Vec<Chunk> = parts.into_iter().flatten().collect();
-            chunks.sort_by_key(Chunk::min_time);
-            let disjoint = chunks.windows(2).all(|w| w[0].max_time() < w[1].min_time());
-            if disjoint {
-                out.push(Series::from_chunks(
-                    labels,
-                    chunks,
-                    Vec::new(),
-                    true,
-                    mint,
-                    maxt,
-                ));
-            } else {
-                // Overlapping blocks (out-of-order data, two writers): a
-                // timestamp present in both is returned once.
-                let mut samples: Vec<Sample> = Vec::new();
-                for c in &chunks {
-                    c.decode_into(mint, maxt, &mut samples)?;
+        let mut out = Vec::with_capacity(lists.iter().map(Vec::len).max().unwrap_or(0));
+        crate::querier::merge_sorted(
+            lists,
+            |s| &s.0,
+            |parts| {
+                let labels = std::mem::take(&mut parts[0].0);
+                let mut chunks: Vec<Chunk> = parts.drain(..).flat_map(|(_, c)| c).collect();
+                chunks.sort_by_key(Chunk::min_time);
+                let disjoint = chunks.windows(2).all(|w| w[0].max_time() < w[1].min_time());
+                if disjoint {
+                    out.push(Series::from_chunks(
+                        labels,
+                        chunks,
+                        Vec::new(),
+                        true,
+                        mint,
+                        maxt,
+                    ));
+                } else {
+                    // Overlapping blocks (out-of-order data, two writers): a
+                    // timestamp present in both is returned once.
+                    let mut samples: Vec<Sample> = Vec::new();
+                    for c in &chunks {
+                        c.decode_into(mint, maxt, &mut samples)?;
+                    }
+                    samples.sort_by_key(|s| s.t);
+                    samples.dedup_by_key(|s| s.t);
+                    out.push(Series::from_samples(labels, samples));
                 }
-                samples.sort_by_key(|s| s.t);
-                samples.dedup_by_key(|s| s.t);
-                out.push(Series::from_samples(labels, samples));
-            }
-        }
+                Ok(())
+            },
+        )?;
         Ok(out)
     }
 }
