@@ -1140,17 +1140,98 @@ fn range_values(
     drops: &mut rate::Drops,
     t: &mut Ticker,
 ) -> Result<RangeOut> {
+    let mut bad_quantiles = Vec::new();
+    let func = ctx.func;
+    let vals = match func {
+        // The dashboards' functions get a loop of their own, without the
+        // per-step dispatch over every function below.
+        RangeFn::Rate | RangeFn::Increase => {
+            // A window adds exactly its own counter drops, in order,
+            // without a pass over its samples (a window of an hour holds
+            // 240 of them).
+            drops.rebuild(samples);
+            let is_rate = func == RangeFn::Rate;
+            each_window(ctx, samples, t, |_, lo, hi, win| {
+                Ok(rate::counter_rate(
+                    &samples[lo..hi],
+                    drops.in_window(samples, lo, hi),
+                    win,
+                    is_rate,
+                ))
+            })?
+        }
+        _ => each_window(ctx, samples, t, |i, lo, hi, win| {
+            let w = &samples[lo..hi];
+            Ok(match func {
+                RangeFn::Rate | RangeFn::Increase => None,
+                RangeFn::Delta => rate::extrapolated_rate(w, win, rate::Kind::Gauge, false),
+                RangeFn::Irate => rate::instant_value(w, true),
+                RangeFn::Idelta => rate::instant_value(w, false),
+                RangeFn::Deriv => rate::deriv(w),
+                RangeFn::PredictLinear => rate::predict_linear(w, ctx.g.ts(i), ctx.params[0][i]),
+                RangeFn::Resets => rate::resets(w),
+                RangeFn::Changes => rate::changes(w),
+                RangeFn::AvgOverTime => over_time::avg(w),
+                RangeFn::SumOverTime => over_time::sum(w),
+                RangeFn::CountOverTime => over_time::count(w),
+                RangeFn::MinOverTime => over_time::min(w),
+                RangeFn::MaxOverTime => over_time::max(w),
+                RangeFn::LastOverTime => over_time::last(w),
+                RangeFn::FirstOverTime => over_time::first(w),
+                RangeFn::TsOfMaxOverTime => over_time::ts_of_max(w),
+                RangeFn::TsOfMinOverTime => over_time::ts_of_min(w),
+                RangeFn::TsOfLastOverTime => over_time::ts_of_last(w),
+                RangeFn::TsOfFirstOverTime => over_time::ts_of_first(w),
+                RangeFn::PresentOverTime => over_time::present(w),
+                RangeFn::AbsentOverTime => None,
+                RangeFn::StddevOverTime => over_time::stddev(w),
+                RangeFn::StdvarOverTime => over_time::variance(w),
+                RangeFn::MadOverTime => over_time::mad(w),
+                RangeFn::QuantileOverTime => {
+                    let q = ctx.params[0][i];
+                    if q.is_nan() || !(0.0..=1.0).contains(&q) {
+                        bad_quantiles.push(q);
+                    }
+                    over_time::quantile_over(w, q)
+                }
+                RangeFn::DoubleExponentialSmoothing => {
+                    let (sf, tf) = (ctx.params[0][i], ctx.params[1][i]);
+                    if !(sf > 0.0 && sf < 1.0) {
+                        return Err(Error::exec(format!(
+                            "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
+                        )));
+                    }
+                    if !(tf > 0.0 && tf < 1.0) {
+                        return Err(Error::exec(format!(
+                            "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
+                        )));
+                    }
+                    over_time::double_exponential_smoothing(w, sf, tf)
+                }
+            })
+        })?,
+    };
+    Ok(RangeOut {
+        vals,
+        bad_quantiles,
+    })
+}
+
+/// Runs `f` at every step of the grid whose window (`(t - range, t]`,
+/// offset and `@` applied) holds samples, with the step's index, the
+/// window's bounds in `samples` and the window; the steps' values, or
+/// None when no step has one.
+#[inline(always)]
+fn each_window(
+    ctx: &RangeCtx,
+    samples: &[Sample],
+    t: &mut Ticker,
+    mut f: impl FnMut(usize, usize, usize, rate::Window) -> Result<Option<f64>>,
+) -> Result<Option<Vec<f64>>> {
     let n = ctx.g.len();
     let mut vals = vec![absent(); n];
     let mut any = false;
-    let mut bad_quantiles = Vec::new();
     let (mut lo, mut hi) = (0usize, 0usize);
-    let func = ctx.func;
-    // A window adds exactly its own counter drops, in order, without a
-    // pass over its samples (a window of an hour holds 240 of them).
-    if matches!(func, RangeFn::Rate | RangeFn::Increase) {
-        drops.rebuild(samples);
-    }
     for (i, slot) in vals.iter_mut().enumerate() {
         // Per step, not only per series: one series over a long grid with
         // wide windows is seconds of work, and a cancelled or timed-out
@@ -1167,8 +1248,7 @@ fn range_values(
                 lo += 1;
             }
         }
-        let w = &samples[lo..hi];
-        if w.is_empty() {
+        if lo == hi {
             continue;
         }
         let win = rate::Window {
@@ -1177,67 +1257,12 @@ fn range_values(
             range_ms: ctx.range_ms,
             eval_t: ctx.g.ts(i),
         };
-        let v = match ctx.func {
-            RangeFn::Rate | RangeFn::Increase => rate::counter_rate(
-                w,
-                drops.in_window(samples, lo, hi),
-                win,
-                func == RangeFn::Rate,
-            ),
-            RangeFn::Delta => rate::extrapolated_rate(w, win, rate::Kind::Gauge, false),
-            RangeFn::Irate => rate::instant_value(w, true),
-            RangeFn::Idelta => rate::instant_value(w, false),
-            RangeFn::Deriv => rate::deriv(w),
-            RangeFn::PredictLinear => rate::predict_linear(w, ctx.g.ts(i), ctx.params[0][i]),
-            RangeFn::Resets => rate::resets(w),
-            RangeFn::Changes => rate::changes(w),
-            RangeFn::AvgOverTime => over_time::avg(w),
-            RangeFn::SumOverTime => over_time::sum(w),
-            RangeFn::CountOverTime => over_time::count(w),
-            RangeFn::MinOverTime => over_time::min(w),
-            RangeFn::MaxOverTime => over_time::max(w),
-            RangeFn::LastOverTime => over_time::last(w),
-            RangeFn::FirstOverTime => over_time::first(w),
-            RangeFn::TsOfMaxOverTime => over_time::ts_of_max(w),
-            RangeFn::TsOfMinOverTime => over_time::ts_of_min(w),
-            RangeFn::TsOfLastOverTime => over_time::ts_of_last(w),
-            RangeFn::TsOfFirstOverTime => over_time::ts_of_first(w),
-            RangeFn::PresentOverTime => over_time::present(w),
-            RangeFn::AbsentOverTime => None,
-            RangeFn::StddevOverTime => over_time::stddev(w),
-            RangeFn::StdvarOverTime => over_time::variance(w),
-            RangeFn::MadOverTime => over_time::mad(w),
-            RangeFn::QuantileOverTime => {
-                let q = ctx.params[0][i];
-                if q.is_nan() || !(0.0..=1.0).contains(&q) {
-                    bad_quantiles.push(q);
-                }
-                over_time::quantile_over(w, q)
-            }
-            RangeFn::DoubleExponentialSmoothing => {
-                let (sf, tf) = (ctx.params[0][i], ctx.params[1][i]);
-                if !(sf > 0.0 && sf < 1.0) {
-                    return Err(Error::exec(format!(
-                        "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
-                    )));
-                }
-                if !(tf > 0.0 && tf < 1.0) {
-                    return Err(Error::exec(format!(
-                        "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
-                    )));
-                }
-                over_time::double_exponential_smoothing(w, sf, tf)
-            }
-        };
-        if let Some(v) = v {
+        if let Some(v) = f(i, lo, hi, win)? {
             *slot = v;
             any = true;
         }
     }
-    Ok(RangeOut {
-        vals: any.then_some(vals),
-        bad_quantiles,
-    })
+    Ok(any.then_some(vals))
 }
 
 /// The range-vector functions, resolved from the name once per call.
