@@ -34,9 +34,13 @@ mod tests {
             (f64::NEG_INFINITY, "-Inf"),
             (f64::from_bits(cairn_engine::STALE_NAN_BITS), "NaN"),
             (1.0 / 3.0, "0.3333333333333333"),
-            // Exactly halfway between two 17-digit strings: Prometheus
-            // 2.42 prints the even one (Rust's `Display` the other).
-            (-1372524189020589.25, "-1372524189020589.2"),
+            // -1372524189020589.25 exactly, halfway between two 17-digit
+            // strings: Prometheus 2.42 prints the even one (Rust's
+            // `Display` the other).
+            (
+                f64::from_bits(14_056_720_934_152_029_877),
+                "-1372524189020589.2",
+            ),
             (2.5e-7, "0.00000025"),
             (123456789012345678.0, "123456789012345680"),
         ];
