@@ -558,7 +558,7 @@ def render(results, summary, args, machine):
             return None
         return r["queries"][qname].get(key)
 
-    def query_table(title, key, kind, with_promql):
+    def query_table(title, key, kind, with_promql, floor=0.0):
         lines.append("")
         lines.append(title)
         lines.append("")
@@ -574,15 +574,19 @@ def render(results, summary, args, machine):
                     cells.append("n/a (404)" if "404" in error else "error")
                 else:
                     cells.append(fmt(v(n), kind))
-            cells += [ratio(v("Cairn"), v("Prometheus")), ratio(v("Cairn"), v("VictoriaMetrics")),
-                      ratio(v("VictoriaMetrics"), v("Prometheus"))]
+            # Below a floor (memory under 0.1 MiB is the allocator's noise)
+            # a ratio says nothing.
+            def r(a, b):
+                return "n/a" if b is not None and b < floor else ratio(a, b)
+            cells += [r(v("Cairn"), v("Prometheus")), r(v("Cairn"), v("VictoriaMetrics")),
+                      r(v("VictoriaMetrics"), v("Prometheus"))]
             escaped = promql.replace("|", "\\|")
             name = f"{qname}: `{escaped}`" if with_promql else qname
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
 
     query_table("Dashboard queries, median ms:", "median_ms", "ms", True)
     query_table("Peak memory of each query (resident set high-water mark over its runs, "
-                "MiB above the resident set before them):", "peak_mib", "MiB", False)
+                "MiB above the resident set before them):", "peak_mib", "MiB", False, floor=0.1)
     lines.append("")
     lines.append("Result agreement (reference: Prometheus; values within 1e-6 relative):")
     lines.append("")
