@@ -2,19 +2,12 @@
 //! formatted as Go's `strconv.FormatFloat(v, 'f', -1, 64)` (the shortest
 //! decimal that reads back to the same float, never an exponent), with
 //! `NaN`, `+Inf` and `-Inf` spelled as Go spells them.
+//!
+//! The formatter is the query crate's (PromQL's own printing and
+//! `count_values` labels need the same digits); this module names it for
+//! the API and holds the API's formatting tests.
 
-/// A sample value as Prometheus's API prints it.
-pub fn float(v: f64) -> String {
-    let mut out = String::new();
-    write_float(&mut out, v);
-    out
-}
-
-/// Appends a sample value as Prometheus's API prints it, without a string
-/// of its own (a range query's body holds a value per point).
-pub fn write_float(out: &mut String, v: f64) {
-    cairn_query::format::write_float(out, v);
-}
+pub use cairn_query::format::{format_float as float, write_float};
 
 #[cfg(test)]
 mod tests {
